@@ -1,0 +1,43 @@
+"""Model families: one file per family, a registry, and one factory (`create_model`), in the style of timm."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from spaces.families.base import Family
+
+_REGISTRY: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add a family to the registry and return it; a duplicate name is a programming error."""
+    if family.name in _REGISTRY:
+        raise ValueError(f"family {family.name!r} is registered twice")
+    _REGISTRY[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    """Return the registered family called `name`; raises KeyError naming the known families."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown family {name!r}; known: {', '.join(list_families())}") from None
+
+
+def list_families() -> list[str]:
+    """Return the names of all registered families, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, depth: int, width: int, num_classes: int | None = None, in_chans: int = 3,
+                 **options) -> nn.Module:
+    """Return a new model of family `name` at (depth, width), built on the current default device."""
+    family = get_family(name)
+    if not family.is_valid_depth(depth):
+        raise ValueError(f"depth {depth} is not valid for family {name!r} (valid: {family.depth_rule_text()})")
+    return family.build(depth, width, num_classes=num_classes, in_chans=in_chans, **options)
+
+
+# Importing the family modules registers them.
+from spaces.families import cifar_resnet  # noqa: E402,F401

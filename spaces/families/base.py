@@ -1,0 +1,75 @@
+"""What a model family declares: its builder, valid depths, width knob, native input, and division rule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Family:
+    """A CIFAR- or ImageNet-style CNN family that the design space can size.
+
+    `builder(depth, width, num_classes=, in_chans=, **options)` returns an `nn.Module`. Depth and width are
+    integers: `width` is the family's own knob (`width_knob` names it: base width, widen factor, growth rate, ...).
+    Valid depths are `depth_step * n + depth_offset` for n >= 1, unless `depths` lists them explicitly.
+    `divide_width(width, S)` is the family's divide-and-co-train rule (DESIGN section 3); `regularization` names
+    the builder options (dropout, ShakeDrop, stochastic-depth probabilities) that are divided by sqrt(S).
+    """
+
+    name: str
+    builder: Callable[..., nn.Module]
+    width_knob: str
+    default_depth: int
+    default_width: int
+    divide_width: Callable[[int, int], int]
+    depth_rule: str = ""
+    depth_step: int = 0
+    depth_offset: int = 0
+    depths: tuple[int, ...] = ()
+    min_width: int = 1
+    input_size: int = 32
+    num_classes: int = 10
+    options: dict = field(default_factory=dict)
+    regularization: tuple[str, ...] = ()
+    description: str = ""
+
+    def is_valid_depth(self, depth: int) -> bool:
+        """Return True when `depth` is one this family can build."""
+        if self.depths:
+            return depth in self.depths
+        n, rem = divmod(depth - self.depth_offset, self.depth_step)
+        return rem == 0 and n >= 1
+
+    def valid_depths(self, up_to: int) -> list[int]:
+        """Return the valid depths <= `up_to`, ascending."""
+        if self.depths:
+            return sorted(d for d in self.depths if d <= up_to)
+        return list(range(self.depth_step + self.depth_offset, up_to + 1, self.depth_step))
+
+    def depth_rule_text(self) -> str:
+        """Return the valid-depth rule as text, e.g. '6n+2' or 'one of 50, 101, 152'."""
+        if self.depths:
+            return "one of " + ", ".join(map(str, sorted(self.depths)))
+        return self.depth_rule or f"{self.depth_step}n+{self.depth_offset}"
+
+    def build(self, depth: int, width: int, num_classes: int | None = None, in_chans: int = 3, **options):
+        """Return an initialised model (on the current default device) of this family."""
+        merged = {**self.options, **options}
+        return self.builder(depth, width, num_classes=num_classes or self.num_classes, in_chans=in_chans, **merged)
+
+    def divide_regularization(self, options: dict, splits: int) -> dict:
+        """Return `options` with every regularization probability divided by sqrt(splits)."""
+        merged = {**self.options, **options}
+        for key in self.regularization:
+            if key in merged and merged[key]:
+                merged[key] = merged[key] / math.sqrt(splits)
+        return merged
+
+
+def round_to_even(x: float) -> int:
+    """Return the even integer nearest to x (at least 2); channel counts stay even after division."""
+    return max(2, 2 * round(x / 2))
