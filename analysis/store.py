@@ -1,0 +1,116 @@
+"""Read the results store (results/README.md describes it) into pandas; analysis reads ONLY through here.
+
+    from analysis.store import load_trials, load_epochs, seed_view
+    trials = load_trials("results", sweep="digits", status="ok")      # one row per trial
+    points = seed_view(trials)                                        # one row per design point, mean/std/count
+
+Files are read one by one: a file that cannot be read (truncated, half-copied, foreign) is skipped with a warning that
+names it, so one bad file never hides the rest of a sweep. Dot-files (writes in progress) are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+# Columns that name a design point (with `point_id`, the hash of everything but the seed) in both tables.
+POINT_COLUMNS = ["sweep", "point_id", "dataset", "design_class", "family", "depth", "width", "members", "budget",
+                 "fit", "epochs", "budget_depth", "budget_width"]  # fmt: skip
+# Numeric columns that are identity or bookkeeping, never a measurement to average.
+_NOT_METRICS = {"schema_version", "seed", "depth", "width", "members", "budget", "epochs", "budget_depth",
+                "budget_width", "epoch", "num_classes", "in_chans", "image_size", "batch_size", "throughput_batch",
+                "num_threads", "cpus", "gpus"}  # fmt: skip
+
+
+def _filesystem(store: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in str(store):
+        return pafs.FileSystem.from_uri(str(store))
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(str(store)))
+
+
+def _files(fs: pafs.FileSystem, root: str, table: str, sweep: str | None) -> list[tuple[str, str]]:
+    """Return (sweep, path) of every visible Parquet file of `table`, sorted by path."""
+    base = f"{root}/{table}"
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    out = []
+    for info in infos:
+        rel = info.path[len(base) + 1 :].split("/")
+        if info.type != pafs.FileType.File or len(rel) != 2 or not rel[0].startswith("sweep="):
+            continue
+        name = rel[1]
+        if name.startswith(".") or not name.endswith(".parquet"):
+            continue
+        part = rel[0][len("sweep=") :]
+        if sweep is None or part == sweep:
+            out.append((part, info.path))
+    return sorted(out, key=lambda t: t[1])
+
+
+def _load(store: str, table: str, sweep: str | None, filters: dict) -> pd.DataFrame:
+    fs, root = _filesystem(store)
+    frames = []
+    for part, path in _files(fs, root, table, sweep):
+        try:
+            tab = pq.read_table(path, filesystem=fs)
+        except (OSError, pa.ArrowException) as err:
+            warnings.warn(f"skipping unreadable results file {path}: {err}", stacklevel=3)
+            continue
+        df = tab.to_pandas()
+        df.insert(0, "sweep", part)
+        frames.append(df)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=["sweep", "trial_id"])
+    df = pd.concat(frames, ignore_index=True)
+    for column, wanted in filters.items():
+        if column not in df.columns:
+            raise KeyError(f"no column {column!r} in the {table} table; columns: {', '.join(df.columns)}")
+        if isinstance(wanted, list | tuple | set | frozenset):
+            df = df[df[column].isin(list(wanted))]
+        else:
+            df = df[df[column] == wanted]
+    return df.reset_index(drop=True)
+
+
+def load_trials(store: str = "results", sweep: str | None = None, **filters) -> pd.DataFrame:
+    """Return the trials table (one row per trial) of the store as a DataFrame, with a `sweep` column.
+
+    `sweep` picks one sweep (default: all). Each keyword filter keeps rows whose column equals the value, or is in
+    it when the value is a list/tuple/set, e.g. `load_trials("results", status="ok", design_class=["deq", "weq"])`.
+    Unreadable files are skipped with a `warnings.warn` naming the file.
+    """
+    return _load(store, "trials", sweep, filters)
+
+
+def load_epochs(store: str = "results", sweep: str | None = None, **filters) -> pd.DataFrame:
+    """Return the epochs table (one row per trial and epoch, `epoch` 1-based) as a DataFrame, with a `sweep` column.
+
+    Filters work as in `load_trials`. Unreadable files are skipped with a `warnings.warn` naming the file.
+    """
+    return _load(store, "epochs", sweep, filters)
+
+
+def seed_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Return the seed-aggregated view of a trials or epochs DataFrame: one row per design point (and epoch).
+
+    Groups by the design-point columns (`POINT_COLUMNS` present in `df`, plus `epoch` for the epochs table) and gives,
+    for each metric, `<metric>_mean`, `<metric>_std` (sample std; NaN for one seed) and `<metric>_count` (non-null
+    values), plus `n_seeds` (distinct seeds). `metrics` defaults to every numeric measurement column. Units are
+    those of the metric. Filter first (e.g. status == "ok") if failed trials should not count.
+    """
+    keys = [c for c in POINT_COLUMNS if c in df.columns]
+    if "epoch" in df.columns:
+        keys.append("epoch")
+    if metrics is None:
+        metrics = [c for c in df.columns if c not in keys and c not in _NOT_METRICS
+                   and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]  # fmt: skip
+    grouped = df.groupby(keys, dropna=False, sort=True)
+    out = grouped[metrics].agg(["mean", "std", "count"])
+    out.columns = [f"{m}_{stat}" for m, stat in out.columns]
+    out.insert(0, "n_seeds", grouped["seed"].nunique() if "seed" in df.columns else grouped.size())
+    return out.reset_index()

@@ -1,0 +1,345 @@
+"""The results store writer: one Parquet file per trial in `trials/` and in `epochs/`, partitioned by sweep.
+
+Layout (hive style, so `pandas.read_parquet("<store>/trials")` and DuckDB add a `sweep` column from the folder name):
+
+    <store>/trials/sweep=<sweep>/<trial_id>.parquet   one row per trial (identity + design + recipe + FINAL record)
+    <store>/epochs/sweep=<sweep>/<trial_id>.parquet   one row per (trial, epoch)
+
+Every file is written under a temporary name starting with "." and then renamed into place, so a reader never sees a
+half-written file (readers skip dot-files). The epochs file is written before the trials file: a trials row is the
+marker that a trial is complete. Column names, types and units are documented in results/README.md.
+
+The store is a local path or a URI that `pyarrow.fs.FileSystem.from_uri` understands (e.g. s3://bucket/prefix).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import uuid
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+# Statuses that make a trial complete: a rerun of the sweep does not train it again.
+COMPLETE_STATUSES = ("ok", "diverged", "error")
+
+_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+_TS = pa.timestamp("us", tz="UTC")
+
+# Columns both tables carry: who the trial is. Non-nullable where every trial has a value.
+IDENTITY_FIELDS = [
+    pa.field("schema_version", pa.int32(), nullable=False),
+    pa.field("trial_id", _S, nullable=False),
+    pa.field("point_id", _S, nullable=False),
+    pa.field("dataset", _S),
+    pa.field("split", _S),
+    pa.field("seed", _I),
+    pa.field("design_class", _S),
+    pa.field("family", _S),
+    pa.field("depth", _I),
+    pa.field("width", _I),
+    pa.field("members", _I),
+    pa.field("budget", _I),
+    pa.field("fit", _S),
+    pa.field("epochs", _I),
+    pa.field("budget_depth", _I),
+    pa.field("budget_width", _I),
+]
+
+TRIALS_SCHEMA = pa.schema(
+    IDENTITY_FIELDS
+    + [
+        pa.field("status", _S, nullable=False),
+        pa.field("error", _S),
+        pa.field("epochs_done", _I),
+        # design
+        pa.field("params_member", _I),
+        pa.field("params_total", _I),
+        pa.field("budget_deviation_pct", _F),
+        pa.field("macs", _I),
+        pa.field("num_classes", _I),
+        pa.field("in_chans", _I),
+        pa.field("image_size", _I),
+        pa.field("family_args", _S),
+        # recipe
+        pa.field("lr", _F),
+        pa.field("weight_decay", _F),
+        pa.field("wd_policy", _S),
+        pa.field("schedule", _S),
+        pa.field("batch_size", _I),
+        pa.field("lambda_cot", _F),
+        pa.field("member_views", _B),
+        pa.field("precision", _S),
+        pa.field("combine", _S),
+        pa.field("execution", _S),
+        pa.field("recipe_json", _S),
+        # FINAL record
+        pa.field("final_acc", _F),
+        pa.field("best_acc", _F),
+        pa.field("best_epoch", _I),
+        pa.field("train_time_s", _F),
+        pa.field("epoch_time_s_mean", _F),
+        pa.field("macs_fvcore", _I),
+        pa.field("macs_fvcore_error", _S),
+        pa.field("flops_torch", _I),
+        pa.field("flops_torch_error", _S),
+        pa.field("peak_mem_mb", _F),
+        pa.field("peak_mem_reserved_mb", _F),
+        pa.field("nvml_mem_mb", _F),
+        pa.field("mem_source", _S),
+        pa.field("latency_ms_p50", _F),
+        pa.field("latency_ms_p90", _F),
+        pa.field("throughput_sps", _F),
+        pa.field("throughput_batch", _I),
+        pa.field("device_name", _S),
+        pa.field("device_shared", _B),
+        pa.field("torch_version", _S),
+        pa.field("cuda_version", _S),
+        pa.field("num_threads", _I),
+        pa.field("hostname", _S),
+        pa.field("split_id", _S),
+        pa.field("started_at", _TS),
+        pa.field("finished_at", _TS),
+        # bookkeeping
+        pa.field("cpus", _F),
+        pa.field("gpus", _F),
+        pa.field("config_json", _S),
+        pa.field("written_at", _TS, nullable=False),
+    ],
+    metadata={"schema_version": str(SCHEMA_VERSION), "table": "trials"},
+)
+
+EPOCHS_SCHEMA = pa.schema(
+    IDENTITY_FIELDS
+    + [
+        pa.field("epoch", _I, nullable=False),
+        pa.field("test_acc", _F),
+        pa.field("member_acc", pa.list_(_F)),
+        pa.field("member_acc_mean", _F),
+        pa.field("train_loss", _F),
+        pa.field("test_loss", _F),
+        pa.field("epoch_time_s", _F),
+        pa.field("cum_time_s", _F),
+        pa.field("lr", _F),
+        pa.field("lambda_cot", _F),
+    ],
+    metadata={"schema_version": str(SCHEMA_VERSION), "table": "epochs"},
+)
+
+# FINAL-record keys copied as they are into the trials row.
+_FINAL_KEYS = (
+    "final_acc", "best_acc", "best_epoch", "train_time_s", "macs_fvcore", "macs_fvcore_error", "flops_torch",
+    "flops_torch_error", "peak_mem_mb", "peak_mem_reserved_mb", "nvml_mem_mb", "mem_source", "latency_ms_p50",
+    "latency_ms_p90", "throughput_sps", "throughput_batch", "device_name", "device_shared", "torch_version",
+    "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
+)  # fmt: skip
+_RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
+                "combine", "execution")  # fmt: skip
+_EPOCH_KEYS = ("epoch", "test_acc", "member_acc", "member_acc_mean", "train_loss", "test_loss", "epoch_time_s",
+               "cum_time_s", "lr", "lambda_cot")  # fmt: skip
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def point_id(config: dict) -> str:
+    """Return the design point's id: 16 hex chars of sha1 over {dataset, design, recipe, epochs}, seed left out.
+
+    Trials that differ only in their seed share a point_id (it is what `analysis.store.seed_view` groups by). The data
+    set's local root and download flag are left out so that the id does not depend on where the data lives.
+    """
+    dataset = {k: v for k, v in (config.get("dataset") or {}).items() if k not in ("root", "download")}
+    ident = {"dataset": dataset, "design": config.get("design"), "recipe": config.get("recipe"),
+             "epochs": config.get("epochs")}  # fmt: skip
+    return hashlib.sha1(_canonical(ident).encode()).hexdigest()[:16]
+
+
+def identity_columns(config: dict) -> dict:
+    """Return the identity columns both tables carry, taken from a trial config (see CONTRACT "Trial config")."""
+    design = config.get("design") or {}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "trial_id": config["trial_id"],
+        "point_id": point_id(config),
+        "dataset": (config.get("dataset") or {}).get("name"),
+        "split": "test",
+        "seed": config.get("seed"),
+        "design_class": design.get("design_class"),
+        "family": design.get("family"),
+        "depth": design.get("depth"),
+        "width": design.get("width"),
+        "members": design.get("members"),
+        "budget": design.get("budget"),
+        "fit": design.get("fit"),
+        "epochs": config.get("epochs"),
+        "budget_depth": design.get("budget_depth"),
+        "budget_width": design.get("budget_width"),
+    }
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (), error: str | None = None) -> dict:
+    """Return the trials-table row (a dict of column -> value) for one trial.
+
+    `final` is the trial's FINAL record; when it is None (the trial never finished) the row has status "error" and
+    `error` as its text. Times are seconds, memory MiB, accuracies fractions in [0, 1].
+    """
+    design = config.get("design") or {}
+    recipe = config.get("recipe") or {}
+    resources = config.get("resources") or {}
+    row = identity_columns(config)
+    row.update(
+        params_member=design.get("params_member"),
+        params_total=design.get("params_total"),
+        budget_deviation_pct=design.get("budget_deviation"),
+        macs=design.get("macs"),
+        num_classes=design.get("num_classes"),
+        in_chans=design.get("in_chans"),
+        image_size=design.get("image_size"),
+        family_args=_canonical(design.get("family_args") or {}),
+        recipe_json=_canonical(recipe),
+        cpus=resources.get("cpus"),
+        gpus=resources.get("gpus"),
+        config_json=_canonical(config),
+        device_shared=bool(resources.get("fractional_gpu", False)),
+    )
+    for key in _RECIPE_KEYS:
+        row[key] = recipe.get(key)
+    times = [r.get("epoch_time_s") for r in epoch_rows if r.get("epoch_time_s") is not None]
+    row["epoch_time_s_mean"] = sum(times) / len(times) if times else None
+    if final is None:
+        row.update(status="error", error=error or "trial ended without a FINAL record",
+                   epochs_done=max((r["epoch"] for r in epoch_rows), default=None))  # fmt: skip
+    else:
+        for key in _FINAL_KEYS:
+            if key in final:
+                row[key] = final[key]
+        # The effective precision is what the trial really ran with (it may differ from the recipe's request).
+        if final.get("precision") is not None:
+            row["precision"] = final["precision"]
+        row.update(status=final.get("status") or "ok", error=final.get("error") or error,
+                   epochs_done=final.get("epochs_done"))  # fmt: skip
+    row["written_at"] = _utcnow()
+    return row
+
+
+def build_epoch_rows(config: dict, epochs: list[dict]) -> list[dict]:
+    """Return the epochs-table rows (one dict per EPOCH record) for one trial, identity columns included."""
+    ident = identity_columns(config)
+    return [{**ident, **{k: rec.get(k) for k in _EPOCH_KEYS}} for rec in epochs]
+
+
+def rows_from_result(config: dict, result: dict | None, error: str | None = None) -> tuple[dict, list[dict]]:
+    """Return (trials row, epochs rows) from a trial config and `harness.trial.run_trial`'s result.
+
+    `result` is {"epochs": [...], "final": {...}} or None when the trial failed; `error` is then the error text.
+    """
+    epochs = build_epoch_rows(config, (result or {}).get("epochs") or [])
+    return build_trial_row(config, (result or {}).get("final"), epochs, error=error), epochs
+
+
+def _coerce(value, typ: pa.DataType):
+    """Convert one value to what pyarrow expects for `typ` (None stays None; NaN stays NaN for floats)."""
+    if value is None:
+        return None
+    if pa.types.is_floating(typ):
+        return float(value)
+    if pa.types.is_integer(typ):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return int(value)
+    if pa.types.is_boolean(typ):
+        return bool(value)
+    if pa.types.is_string(typ):
+        return value if isinstance(value, str) else str(value)
+    if pa.types.is_timestamp(typ):
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, int | float):
+            value = dt.datetime.fromtimestamp(value, dt.UTC)
+        if value.tzinfo is None:  # naive times from the trial are UTC by contract
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+    if pa.types.is_list(typ):
+        return [_coerce(v, typ.value_type) for v in value]
+    return value
+
+
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Return `rows` as a pyarrow Table of exactly `schema` (missing keys are null; unknown keys are dropped)."""
+    columns = {f.name: [_coerce(r.get(f.name), f.type) for r in rows] for f in schema}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def filesystem(store: str) -> tuple[pafs.FileSystem, str]:
+    """Return (pyarrow filesystem, root path in it) for a store given as a local path or a URI."""
+    if "://" in str(store):
+        return pafs.FileSystem.from_uri(str(store))
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(str(store)))
+
+
+def store_path(store: str, table: str, sweep: str, trial_id: str | None = None) -> str:
+    """Return the folder of `table` ("trials"/"epochs") for `sweep` in the store, or the trial's file in it."""
+    _, root = filesystem(store)
+    folder = f"{root}/{table}/sweep={sweep}"
+    return folder if trial_id is None else f"{folder}/{trial_id}.parquet"
+
+
+def _write_atomic(fs: pafs.FileSystem, table: pa.Table, path: str) -> None:
+    folder, name = path.rsplit("/", 1)
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    pq.write_table(table, tmp, filesystem=fs)
+    # A rename within one folder is atomic on POSIX filesystems (os.replace semantics).
+    fs.move(tmp, path)
+
+
+def write_trial(store: str, sweep: str, trial_row: dict, epoch_rows: list[dict]) -> str:
+    """Write one trial's rows to the store (epochs file first, then the trials file); return the trials file path."""
+    fs, _ = filesystem(store)
+    trial_id = trial_row["trial_id"]
+    _write_atomic(fs, to_table(list(epoch_rows), EPOCHS_SCHEMA), store_path(store, "epochs", sweep, trial_id))
+    path = store_path(store, "trials", sweep, trial_id)
+    _write_atomic(fs, to_table([trial_row], TRIALS_SCHEMA), path)
+    return path
+
+
+def read_trial_status(store: str, sweep: str, trial_id: str) -> str | None:
+    """Return the status recorded for a trial, or None if it has no (readable) trials row."""
+    fs, _ = filesystem(store)
+    try:
+        table = pq.read_table(store_path(store, "trials", sweep, trial_id), filesystem=fs, columns=["status"])
+    except (OSError, pa.ArrowException):
+        return None
+    return table.column("status")[0].as_py() if table.num_rows else None
+
+
+def completed_trial_ids(store: str, sweep: str, statuses: tuple[str, ...] = COMPLETE_STATUSES) -> set[str]:
+    """Return the ids of the sweep's trials whose trials row exists with a status in `statuses`.
+
+    Unreadable (e.g. truncated) files do not count: such a trial runs again and its file is rewritten.
+    """
+    fs, _ = filesystem(store)
+    folder = store_path(store, "trials", sweep)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    except (OSError, pa.ArrowException):
+        return set()
+    done = set()
+    for info in infos:
+        if info.type != pafs.FileType.File or info.base_name.startswith(".") or not info.base_name.endswith(".parquet"):
+            continue
+        trial_id = info.base_name[: -len(".parquet")]
+        if read_trial_status(store, sweep, trial_id) in statuses:
+            done.add(trial_id)
+    return done
