@@ -1,0 +1,113 @@
+"""Wide ResNet (Zagoruyko & Komodakis 2016) for CIFAR-sized inputs: WRN-d-k.
+
+A 3x3 stem of 16 channels, then three stages of n = (d - 4) / 6 pre-activation wide basic blocks of widths 16k, 32k,
+64k at strides 1, 2, 2, then BN-ReLU, global average pool and a linear classifier. A block is
+BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3; where the shape changes, a 1x1 projection shortcut takes the block's
+pre-activated input. Dropout (`drop_rate`) sits between the two convolutions, as in the paper. The widen factor k is
+the family's width knob. WRN-28-10 has 36.48M parameters on CIFAR-10 (36.54M on CIFAR-100).
+
+Division rule (Divide-and-Co-train): the widen factor becomes `max(floor(k / sqrt(S) + 0.4), 1)`, so WRN-28-10
+divides into WRN-28-7 (S=2) and WRN-28-5 (S=4); the stage widths stay 16k*, 32k*, 64k*.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from spaces.families import register_family
+from spaces.families.base import Family
+
+
+class WideBasicBlock(nn.Module):
+    """Pre-activation wide basic block with dropout between its two 3x3 convolutions."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, drop_rate: float):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.drop_rate = drop_rate
+        self.shortcut = None
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.bn1(x))
+        # The projection shortcut sees the pre-activated input (the reference WRN code does this).
+        residual = x if self.shortcut is None else self.shortcut(pre)
+        out = F.relu(self.bn2(self.conv1(pre)))
+        out = F.dropout(out, p=self.drop_rate, training=self.training)
+        return self.conv2(out) + residual
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-widen_factor: stem, three stages of wide basic blocks, BN-ReLU, pool, linear classifier."""
+
+    def __init__(
+        self, depth: int = 28, widen_factor: int = 10, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0
+    ):
+        super().__init__()
+        n = (depth - 4) // 6
+        widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
+        self.stem = nn.Conv2d(in_chans, 16, 3, 1, 1, bias=False)
+        blocks, in_ch = [], 16
+        for stage, width in enumerate(widths):
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(WideBasicBlock(in_ch, width, stride, drop_rate))
+                in_ch = width
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(in_ch)
+        self.fc = nn.Linear(in_ch, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise as the reference code: He-normal (fan_out) convolutions, unit BN, zero linear bias."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.blocks(self.stem(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def divide_widen_factor(width: int, splits: int) -> int:
+    """Return the member widen factor (an int >= 1) when a WRN is divided into `splits` networks."""
+    return max(math.floor(width / math.sqrt(splits) + 0.4), 1)
+
+
+def build_wrn(depth: int, width: int, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> nn.Module:
+    """Return a WRN-depth-width (width = widen factor k) for CIFAR-sized inputs."""
+    return WideResNet(depth, width, num_classes, in_chans, drop_rate=drop_rate)
+
+
+register_family(
+    Family(
+        name="wrn",
+        builder=build_wrn,
+        width_knob="widen_factor",
+        default_depth=28,
+        default_width=10,
+        divide_width=divide_widen_factor,
+        depth_rule="6n+4",
+        depth_step=6,
+        depth_offset=4,
+        min_width=1,
+        input_size=32,
+        num_classes=10,
+        options={"drop_rate": 0.0},
+        regularization=("drop_rate",),
+        description="Wide ResNet (pre-activation wide basic blocks), CIFAR",
+    )
+)
