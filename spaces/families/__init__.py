@@ -45,5 +45,6 @@ from spaces.families import (  # noqa: E402
     densenet,  # noqa: F401
     pyramidnet,  # noqa: F401
     resnext,  # noqa: F401
+    shake_shake,  # noqa: F401
     wrn,  # noqa: F401
 )
