@@ -43,6 +43,7 @@ def create_model(name: str, depth: int, width: int, num_classes: int | None = No
 from spaces.families import (  # noqa: E402
     cifar_resnet,  # noqa: F401
     densenet,  # noqa: F401
+    imagenet,  # noqa: F401
     pyramidnet,  # noqa: F401
     resnext,  # noqa: F401
     shake_shake,  # noqa: F401
