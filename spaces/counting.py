@@ -37,15 +37,15 @@ def _count(family: str, depth: int, width: int, num_classes: int, in_chans: int,
     return sum(p.numel() for p in model.parameters())
 
 
-def count_params(family: str, depth: int, width: int, num_classes: int, in_chans: int = 3,
-                 options: dict | None = None) -> int:
+def count_params(
+    family: str, depth: int, width: int, num_classes: int, in_chans: int = 3, options: dict | None = None
+) -> int:
     """Return the exact number of parameters (a count) of one model, cached per configuration."""
     return _count(family, depth, width, num_classes, in_chans, _frozen(options or {}))
 
 
 @lru_cache(maxsize=4096)
-def _macs(family: str, depth: int, width: int, num_classes: int, in_chans: int, image_size: int,
-          options: tuple) -> int:
+def _macs(family: str, depth: int, width: int, num_classes: int, in_chans: int, image_size: int, options: tuple) -> int:
     # Meta kernels run in Python and are slower than a real CPU forward, so the meta model gets uninitialised CPU
     # storage (values are irrelevant to the count) and runs one real batch-1 forward.
     model = _meta_model(family, depth, width, num_classes, in_chans, options).eval().to_empty(device="cpu")
@@ -55,7 +55,8 @@ def _macs(family: str, depth: int, width: int, num_classes: int, in_chans: int, 
     return counter.get_total_flops() // 2
 
 
-def forward_macs(family: str, depth: int, width: int, num_classes: int, in_chans: int, image_size: int,
-                 options: dict | None = None) -> int:
+def forward_macs(
+    family: str, depth: int, width: int, num_classes: int, in_chans: int, image_size: int, options: dict | None = None
+) -> int:
     """Return forward multiply-accumulates per sample (torch FlopCounterMode FLOPs / 2) of one model."""
     return _macs(family, depth, width, num_classes, in_chans, image_size, _frozen(options or {}))

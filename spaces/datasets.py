@@ -22,9 +22,21 @@ DATASETS: dict[str, DatasetInfo] = {
         # scikit-learn's bundled 8x8 digits, upsampled x2 so three CIFAR-style stages still see 4x4 at the end.
         DatasetInfo("digits", 10, 1, 16, "bundled with scikit-learn; nothing to download"),
         DatasetInfo("cifar10", 10, 3, 32, "torchvision.datasets.CIFAR10(root, download=True), or set dataset.download"),
-        DatasetInfo("cifar100", 100, 3, 32, "torchvision.datasets.CIFAR100(root, download=True), or set dataset.download"),
-        DatasetInfo("svhn", 10, 3, 32, "torchvision.datasets.SVHN(root, split=..., download=True), or dataset.download"),
-        DatasetInfo("tinyimagenet", 200, 3, 64, "unpack tiny-imagenet-200 so that ROOT/train/<class>/ and ROOT/val/<class>/ exist"),
-        DatasetInfo("imagenet", 1000, 3, 224, "ImageFolder layout: ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG"),
+        DatasetInfo(
+            "cifar100", 100, 3, 32, "torchvision.datasets.CIFAR100(root, download=True), or set dataset.download"
+        ),
+        DatasetInfo(
+            "svhn", 10, 3, 32, "torchvision.datasets.SVHN(root, split=..., download=True), or dataset.download"
+        ),
+        DatasetInfo(
+            "tinyimagenet",
+            200,
+            3,
+            64,
+            "unpack tiny-imagenet-200 so that ROOT/train/<class>/ and ROOT/val/<class>/ exist",
+        ),
+        DatasetInfo(
+            "imagenet", 1000, 3, 224, "ImageFolder layout: ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG"
+        ),
     )
 }

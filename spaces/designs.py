@@ -104,13 +104,16 @@ def fit_width(family: str, depth: int, member_budget: float, shape: Shape, optio
         candidates = candidates[:1]
     picked = _pick(candidates, member_budget, fit)
     if picked is None:
-        raise BudgetError(f"no {family} member of depth {depth} fits {member_budget:,.0f} parameters "
-                          f"(smallest width {fam.min_width} has {candidates[0][1]:,})")
+        raise BudgetError(
+            f"no {family} member of depth {depth} fits {member_budget:,.0f} parameters "
+            f"(smallest width {fam.min_width} has {candidates[0][1]:,})"
+        )
     return picked
 
 
-def fit_depth(family: str, width: int, max_depth: int, member_budget: float, shape: Shape, options: dict,
-              fit: str) -> tuple[int, int]:
+def fit_depth(
+    family: str, width: int, max_depth: int, member_budget: float, shape: Shape, options: dict, fit: str
+) -> tuple[int, int]:
     """Return (depth, params) of the member at `width` that fits `member_budget` parameters by the fit rule.
 
     Params grow monotonically with depth, so a bisection over the valid depths finds the floor depth.
@@ -125,26 +128,51 @@ def fit_depth(family: str, width: int, max_depth: int, member_budget: float, sha
             lo = mid
         else:
             hi = mid
-    candidates = [(depths[i], _params(family, depths[i], width, shape, options))
-                  for i in (lo, hi) if 0 <= i < len(depths)]
+    candidates = [
+        (depths[i], _params(family, depths[i], width, shape, options)) for i in (lo, hi) if 0 <= i < len(depths)
+    ]
     picked = _pick(candidates, member_budget, fit)
     if picked is None:
-        raise BudgetError(f"no {family} member of width {width} fits {member_budget:,.0f} parameters "
-                          f"(depth {candidates[0][0]} has {candidates[0][1]:,})")
+        raise BudgetError(
+            f"no {family} member of width {width} fits {member_budget:,.0f} parameters "
+            f"(depth {candidates[0][0]} has {candidates[0][1]:,})"
+        )
     return picked
 
 
-def _design(design_class: str, family: str, depth: int, width: int, members: int, budget: int,
-            budget_depth: int, budget_width: int, fit: str, shape: Shape, options: dict) -> DesignPoint:
+def _design(
+    design_class: str,
+    family: str,
+    depth: int,
+    width: int,
+    members: int,
+    budget: int,
+    budget_depth: int,
+    budget_width: int,
+    fit: str,
+    shape: Shape,
+    options: dict,
+) -> DesignPoint:
     params_member = _params(family, depth, width, shape, options)
     total = members * params_member
     macs = members * forward_macs(family, depth, width, shape.num_classes, shape.in_chans, shape.image_size, options)
     return DesignPoint(
-        design_class=design_class, family=family, depth=depth, width=width, members=members,
-        params_member=params_member, params_total=total, budget=budget,
-        budget_deviation=round(100.0 * (total - budget) / budget, 3), macs=macs,
-        budget_depth=budget_depth, budget_width=budget_width, fit=fit,
-        num_classes=shape.num_classes, in_chans=shape.in_chans, image_size=shape.image_size,
+        design_class=design_class,
+        family=family,
+        depth=depth,
+        width=width,
+        members=members,
+        params_member=params_member,
+        params_total=total,
+        budget=budget,
+        budget_deviation=round(100.0 * (total - budget) / budget, 3),
+        macs=macs,
+        budget_depth=budget_depth,
+        budget_width=budget_width,
+        fit=fit,
+        num_classes=shape.num_classes,
+        in_chans=shape.in_chans,
+        image_size=shape.image_size,
         family_args=dict(options),
     )
 
@@ -163,8 +191,9 @@ def single_for_budget(family: str, depth: int, budget: int, shape: Shape, option
     return _design("single", family, depth, width, 1, budget, depth, width, fit, shape, options)
 
 
-def ensemble_for(single: DesignPoint, design_class: str, members: int, divide_regularization: bool = True
-                 ) -> DesignPoint:
+def ensemble_for(
+    single: DesignPoint, design_class: str, members: int, divide_regularization: bool = True
+) -> DesignPoint:
     """Return the `design_class` ensemble of `members` networks under the budget that `single` defines.
 
     deq keeps the depth and fits the width; weq keeps the width and fits the depth; dct divides the width by the
@@ -189,5 +218,16 @@ def ensemble_for(single: DesignPoint, design_class: str, members: int, divide_re
             raise ValueError(f"unknown ensemble class {design_class!r}; allowed: {', '.join(ENSEMBLE_CLASSES)}")
     except BudgetError as err:
         raise BudgetError(f"{design_class} with {members} members cannot fit budget {single.budget:,}: {err}") from None
-    return _design(design_class, family, depth, width, members, single.budget, single.budget_depth,
-                   single.budget_width, fit, shape, options)
+    return _design(
+        design_class,
+        family,
+        depth,
+        width,
+        members,
+        single.budget,
+        single.budget_depth,
+        single.budget_width,
+        fit,
+        shape,
+        options,
+    )

@@ -83,8 +83,16 @@ class Bottleneck(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs: 3x3 stem, three stages, global average pool, linear classifier."""
 
-    def __init__(self, block: type[BasicBlock | Bottleneck], depth: int, base_width: int = 16,
-                 num_classes: int = 10, in_chans: int = 3, se: bool = False, drop_rate: float = 0.0):
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        depth: int,
+        base_width: int = 16,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        se: bool = False,
+        drop_rate: float = 0.0,
+    ):
         super().__init__()
         per_block = 2 if block is BasicBlock else 3
         n = (depth - 2) // (3 * per_block)
@@ -133,20 +141,22 @@ for _name, _block, _se, _step, _depth in (
     ("se_resnet", BasicBlock, True, 6, 110),
     ("se_resnet_bottleneck", Bottleneck, True, 9, 164),
 ):
-    register_family(Family(
-        name=_name,
-        builder=_builder(_block, _se),
-        width_knob="base_width",
-        default_depth=_depth,
-        default_width=16,
-        divide_width=divide_base_width,
-        depth_rule=f"{_step}n+2",
-        depth_step=_step,
-        depth_offset=2,
-        min_width=2,
-        input_size=32,
-        num_classes=10,
-        options={"drop_rate": 0.0},
-        regularization=("drop_rate",),
-        description=f"CIFAR {'SE-' if _se else ''}ResNet, {_block.__name__} blocks",
-    ))
+    register_family(
+        Family(
+            name=_name,
+            builder=_builder(_block, _se),
+            width_knob="base_width",
+            default_depth=_depth,
+            default_width=16,
+            divide_width=divide_base_width,
+            depth_rule=f"{_step}n+2",
+            depth_step=_step,
+            depth_offset=2,
+            min_width=2,
+            input_size=32,
+            num_classes=10,
+            options={"drop_rate": 0.0},
+            regularization=("drop_rate",),
+            description=f"CIFAR {'SE-' if _se else ''}ResNet, {_block.__name__} blocks",
+        )
+    )

@@ -1,0 +1,529 @@
+"""Sweep specs: TOML files (presets in spaces/presets/) validated before anything runs, turned into trial configs.
+
+A spec names a data set, families with their budget grids, design classes, ensemble sizes, the fit rule, epochs,
+seeds, the training recipe, what to measure and the resources per trial. Every key is checked: a typo, a wrong type,
+an unknown family or an impossible budget raises `SpecError` with one line naming the key, the bad value and what is
+allowed. `--set key=value` overrides any key (dotted path; array elements by index, e.g. `families.0.depths=[8]`).
+
+Recipe precedence, lowest first: built-in defaults, the class defaults below (what divide-and-co-train adds is on for
+`dct` only), the spec's `[recipe]` keys, then its per-class `[recipe.<class>]` tables. So ablations are just configs:
+`[recipe.deq] lambda_cot = 0.5` co-trains a depth-equivalent ensemble.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import inspect
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spaces.datasets import DATASETS
+from spaces.designs import (
+    DESIGN_CLASSES,
+    FIT_RULES,
+    BudgetError,
+    DesignPoint,
+    Shape,
+    ensemble_for,
+    single_at,
+    single_for_budget,
+)
+from spaces.families import get_family, list_families
+
+PRESET_DIR = Path(__file__).parent / "presets"
+DEFAULT_PRESET = "digits"
+
+# Divide-and-Co-train trains members on their own views with a JS co-training loss; More-or-Less trained members
+# independently on one view. Reference run length for scaling the co-training warm-up: DCT's 300 CIFAR epochs.
+CLASS_DEFAULTS = {
+    "single": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
+    "deq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
+    "weq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
+    "dct": {"lambda_cot": 0.5, "member_views": True, "divide_regularization": True},
+}
+COT_WARMUP_REFERENCE = (40, 300)  # 40 warm-up epochs in a 300-epoch run
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; the message is one line naming the key, the value and what is allowed."""
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One spec key: its type ('int', 'float', 'bool', 'str', or 'list[...]'), default and constraint."""
+
+    type: str
+    default: Any = _REQUIRED
+    allowed: tuple | None = None
+    check: Any = None  # callable(value) -> None or a text saying what is allowed
+    doc: str = ""
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _fraction(v):
+    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
+
+
+def _probability(v):
+    return None if 0 <= v <= 1 else "must be in [0, 1]"
+
+
+def _each(check):
+    def run(values):
+        for v in values:
+            problem = check(v)
+            if problem:
+                return f"every element {problem}"
+        return None
+
+    return run
+
+
+def _non_empty(values):
+    return None if values else "must not be empty"
+
+
+def _name(v):
+    return None if re.fullmatch(r"[A-Za-z0-9_.-]+", v) else "must use only letters, digits, '_', '-' and '.'"
+
+
+DATASET_KEYS = {
+    "name": Key("str", allowed=tuple(DATASETS), doc="data set"),
+    "root": Key("str", "data", doc="local folder of the data set (relative to the current directory)"),
+    "download": Key("bool", False, doc="let torchvision download a missing data set"),
+    "image_size": Key("int", None, check=_positive, doc="training input side in pixels (default per data set)"),
+    "test_fraction": Key("float", 0.25, check=_fraction, doc="held-out share for data sets without a test split"),
+    "split_seed": Key("int", 0, doc="seed of the fixed train/test split"),
+}
+
+FAMILY_KEYS = {
+    "name": Key("str", allowed=None, doc="model family"),  # allowed filled from the registry at validation
+    "depths": Key("list[int]", None, check=_non_empty, doc="single-network depths of the grid"),
+    "widths": Key("list[int]", None, check=_non_empty, doc="single-network widths of the grid (family's knob)"),
+    "budgets": Key("list[float]", None, check=_each(_positive), doc="explicit parameter budgets instead of a grid"),
+    "options": Key("table", {}, doc="builder options of the family, e.g. drop_rate"),
+}
+
+RECIPE_KEYS = {
+    "optimizer": Key("str", "sgd", allowed=("sgd",)),
+    "lr": Key("float", 0.1, check=_positive, doc="peak learning rate"),
+    "momentum": Key("float", 0.9, check=_probability),
+    "nesterov": Key("bool", True),
+    "weight_decay": Key("float", 5e-4, check=_non_negative, doc="on conv/linear weights only"),
+    "wd_policy": Key("str", "none", allowed=("none", "exp", "linear"), doc="dct weight-decay division"),
+    "schedule": Key("str", "cosine", allowed=("cosine", "step")),
+    "warmup_epochs": Key("int", 0, check=_non_negative, doc="linear learning-rate warm-up"),
+    "milestones": Key("list[int]", [], check=_each(_positive), doc="step schedule epochs (default 50% and 75%)"),
+    "gamma": Key("float", 0.1, check=_positive, doc="step schedule factor"),
+    "batch_size": Key("int", 128, check=_positive),
+    "eval_batch_size": Key("int", 512, check=_positive),
+    "label_smoothing": Key("float", 0.0, check=_probability),
+    "lambda_cot": Key("float", None, check=_non_negative, doc="co-training (JS) weight; 0.5 for dct, 0 otherwise"),
+    "cot_warmup_epochs": Key("int", None, check=_non_negative, doc="lambda_cot warm-up; 40 scaled to run length"),
+    "cot_floor": Key("float", 0.005, check=_non_negative, doc="lambda_cot floor during warm-up"),
+    "member_views": Key("bool", None, doc="each member its own augmentation (dct default)"),
+    "divide_regularization": Key("bool", None, doc="divide dropout/ShakeDrop by sqrt(S) (dct default)"),
+    "crop_padding": Key("int", 4, check=_non_negative),
+    "flip": Key("bool", True),
+    "autoaugment": Key("bool", False),
+    "randaugment": Key("bool", False),
+    "random_erasing": Key("float", 0.0, check=_probability, doc="RandomErasing probability"),
+    "mixup_alpha": Key("float", 0.0, check=_non_negative),
+    "cutmix_alpha": Key("float", 0.0, check=_non_negative),
+    "precision": Key("str", "fp32", allowed=("fp32", "bf16", "fp16"), doc="autocast dtype on CUDA"),
+    "channels_last": Key("bool", False, doc="channels_last memory format on CUDA"),
+    "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max"), doc="ensemble combiner"),
+    "execution": Key("str", "sequential", allowed=("sequential",), doc="how members run"),
+}
+
+MEASURE_KEYS = {
+    "latency_warmup": Key("int", 5, check=_non_negative, doc="untimed inference runs before timing"),
+    "latency_runs": Key("int", 30, check=_positive, doc="timed batch-1 inference runs"),
+    "throughput_batch": Key("int", 256, check=_positive, doc="batch size of the throughput measurement"),
+    "threads": Key("int", 0, check=_non_negative, doc="torch intra-op threads per trial (0: torch's default)"),
+}
+
+RESOURCE_KEYS = {
+    "cpus": Key("float", 1.0, check=_positive, doc="CPUs per trial"),
+    "gpus": Key("float", 0.0, check=_non_negative, doc="GPUs per trial (whole GPUs unless fractional_gpu)"),
+    "fractional_gpu": Key("bool", False, doc="allow sharing a GPU; rows then say the device was shared"),
+}
+
+TOP_KEYS = {
+    "name": Key("str", check=_name, doc="sweep name; partitions the results store"),
+    "description": Key("str", ""),
+    "dataset": Key("table", doc="[dataset] table"),
+    "families": Key("array", doc="[[families]] tables"),
+    "classes": Key("list[str]", list(DESIGN_CLASSES), allowed=DESIGN_CLASSES, check=_non_empty),
+    "members": Key("list[int]", [4], check=_non_empty, doc="ensemble sizes k (and S for dct)"),
+    "fit": Key("str", "floor", allowed=FIT_RULES),
+    "skip_unfit": Key("bool", False, doc="skip, instead of rejecting, ensembles that cannot fit their budget"),
+    "epochs": Key("int", check=_positive),
+    "seeds": Key("list[int]", [0], check=_non_empty),
+    "recipe": Key("table", {}),
+    "measure": Key("table", {}),
+    "resources": Key("table", {}),
+}
+
+
+def _fmt(value) -> str:
+    return repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _fail(key: str, value, problem: str) -> SpecError:
+    return SpecError(f"{key} = {_fmt(value)}: {problem}")
+
+
+def _type_ok(kind: str, value) -> bool:
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "table":
+        return isinstance(value, dict)
+    if kind == "array":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if kind.startswith("list["):
+        inner = kind[5:-1]
+        return isinstance(value, list) and all(_type_ok(inner, v) for v in value)
+    raise AssertionError(kind)
+
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "table": "a table",
+    "array": "an array of tables",
+}
+
+
+def _type_word(kind: str) -> str:
+    if kind.startswith("list["):
+        return f"a list of {_TYPE_WORDS[kind[5:-1]].split(' ', 1)[1]}s"
+    return _TYPE_WORDS[kind]
+
+
+def _check_unknown(data: dict, keys: dict, where: str, extra: tuple = ()) -> None:
+    for key in data:
+        if key not in keys and key not in extra:
+            known = sorted([*keys, *extra])
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise _fail(f"{where}{key}", data[key], f"unknown key{hint}; allowed keys: {', '.join(known)}")
+
+
+def _validate_table(data: dict, keys: dict, where: str, extra: tuple = ()) -> dict:
+    """Return `data` with defaults filled in; raise SpecError on unknown keys, wrong types and bad values."""
+    _check_unknown(data, keys, where, extra)
+    out = {}
+    for key, spec in keys.items():
+        path = f"{where}{key}"
+        if key not in data:
+            if spec.default is _REQUIRED:
+                raise SpecError(f"{path}: missing; it is required")
+            out[key] = copy.deepcopy(spec.default)
+            continue
+        value = data[key]
+        if not _type_ok(spec.type, value):
+            raise _fail(path, value, f"must be {_type_word(spec.type)}")
+        if spec.type == "float":
+            value = float(value)
+        if spec.allowed is not None:
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if item not in spec.allowed:
+                    raise _fail(path, value, "not allowed; allowed: " + ", ".join(map(_fmt, spec.allowed)))
+        if spec.check is not None:
+            problem = spec.check(value)
+            if problem:
+                raise _fail(path, value, problem)
+        out[key] = value
+    for key in extra:
+        if key in data:
+            out[key] = data[key]
+    return out
+
+
+def _builder_options(family_name: str) -> set[str]:
+    family = get_family(family_name)
+    params = inspect.signature(family.builder).parameters
+    return {p for p in params if p not in ("depth", "width", "num_classes", "in_chans")} | set(family.options)
+
+
+def _validate_family(entry: dict, where: str) -> dict:
+    fam = _validate_table(entry, FAMILY_KEYS, where)
+    if fam["name"] not in list_families():
+        raise _fail(f"{where}name", fam["name"], "unknown family; allowed: " + ", ".join(map(_fmt, list_families())))
+    family = get_family(fam["name"])
+    allowed_options = _builder_options(fam["name"])
+    for opt, value in fam["options"].items():
+        if opt not in allowed_options:
+            raise _fail(
+                f"{where}options.{opt}",
+                value,
+                f"unknown option of {fam['name']}; allowed: {', '.join(sorted(allowed_options)) or 'none'}",
+            )
+    if fam["depths"] is None:
+        fam["depths"] = [family.default_depth]
+    for depth in fam["depths"]:
+        if not family.is_valid_depth(depth):
+            raise _fail(
+                f"{where}depths",
+                fam["depths"],
+                f"depth {depth} is not valid for {fam['name']}; valid depths: {family.depth_rule_text()}",
+            )
+    if fam["budgets"] is not None:
+        if fam["widths"] is not None:
+            raise _fail(f"{where}widths", fam["widths"], "give either widths (a grid) or budgets, not both")
+        if len(fam["depths"]) != 1:
+            raise _fail(f"{where}depths", fam["depths"], "with explicit budgets give exactly one depth")
+    else:
+        if fam["widths"] is None:
+            fam["widths"] = [family.default_width]
+        for width in fam["widths"]:
+            if width < family.min_width:
+                raise _fail(
+                    f"{where}widths",
+                    fam["widths"],
+                    f"{family.width_knob} must be >= {family.min_width} for {fam['name']}",
+                )
+    return fam
+
+
+def _resolve_recipe(spec: dict, design_class: str, members: int) -> dict:
+    """Return the recipe of one design class: defaults < class defaults < [recipe] < [recipe.<class>]."""
+    raw = spec["_raw_recipe"]
+    recipe = {k: v.default for k, v in RECIPE_KEYS.items()}
+    recipe.update(CLASS_DEFAULTS[design_class])
+    recipe.update({k: v for k, v in raw.items() if k in RECIPE_KEYS})
+    recipe.update(raw.get(design_class, {}))
+    recipe = copy.deepcopy(recipe)
+    epochs = spec["epochs"]
+    if recipe["cot_warmup_epochs"] is None:
+        ref_warmup, ref_epochs = COT_WARMUP_REFERENCE
+        recipe["cot_warmup_epochs"] = min(ref_warmup, round(ref_warmup * epochs / ref_epochs))
+    if not recipe["milestones"]:
+        recipe["milestones"] = [max(1, epochs // 2), max(1, (3 * epochs) // 4)]
+    recipe["weight_decay_base"] = recipe["weight_decay"]
+    if design_class == "dct" and recipe["wd_policy"] == "exp":
+        recipe["weight_decay"] = recipe["weight_decay"] * math.exp(1.0 / members - 1.0)
+    elif design_class == "dct" and recipe["wd_policy"] == "linear":
+        recipe["weight_decay"] = recipe["weight_decay"] / members
+    return recipe
+
+
+def _validate_recipe(raw: dict, epochs: int) -> dict:
+    """Return the explicitly given recipe keys, validated and normalised, with per-class tables under their class."""
+    top = _validate_table(raw, RECIPE_KEYS, "recipe.", extra=DESIGN_CLASSES)
+    raw = {**{k: top[k] for k in raw if k in RECIPE_KEYS}, **{c: raw[c] for c in DESIGN_CLASSES if c in raw}}
+    for cls in DESIGN_CLASSES:
+        if cls in raw:
+            if not isinstance(raw[cls], dict):
+                raise _fail(f"recipe.{cls}", raw[cls], "must be a table of recipe keys")
+            sub = _validate_table(raw[cls], RECIPE_KEYS, f"recipe.{cls}.")
+            raw[cls] = {k: sub[k] for k in raw[cls]}
+    for where, table in [("recipe.", raw)] + [(f"recipe.{c}.", raw[c]) for c in DESIGN_CLASSES if c in raw]:
+        for m in table.get("milestones", []):
+            if m > epochs:
+                raise _fail(f"{where}milestones", table["milestones"], f"milestones must be <= epochs ({epochs})")
+    return raw
+
+
+@dataclass
+class Spec:
+    """A validated sweep spec and the design points it enumerates (in a stable order)."""
+
+    name: str
+    source: str
+    data: dict
+    designs: list[DesignPoint]
+    skipped: list[str] = field(default_factory=list)
+
+
+def preset_path(name: str) -> Path:
+    """Return the path of the preset spec `name` (a file in spaces/presets/)."""
+    return PRESET_DIR / f"{name}.toml"
+
+
+def list_presets() -> list[str]:
+    """Return the names of the bundled preset specs, sorted."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string, as on most command lines
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one `key=value` override (dotted key, TOML value) to the raw spec dict in place."""
+    if "=" not in assignment:
+        raise SpecError(f"--set {assignment!r}: expected key=value, e.g. epochs=3 or recipe.lr=0.05")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(f"--set {key}: {where} indexes a list of {len(node)} entries; use 0..{len(node) - 1}")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict | list):
+            raise SpecError(f"--set {key}: {where} is {_fmt(node)}, not a table")
+    if isinstance(node, list):
+        raise SpecError(f"--set {key}: cannot replace a whole list entry; set one of its keys")
+    node[parts[-1]] = _parse_value(text.strip())
+
+
+def load_spec(spec: str | Path = DEFAULT_PRESET, overrides: list[str] | tuple = ()) -> Spec:
+    """Return the validated Spec from a TOML file or a preset name, after `key=value` overrides.
+
+    Raises SpecError (one line: key, value, what is allowed) for anything that cannot run, including a budget too
+    small for an ensemble class (unless `skip_unfit`), before any training or Ray starts.
+    """
+    path = Path(spec)
+    if not path.suffix and not path.exists():
+        if str(spec) not in list_presets():
+            raise SpecError(f"--spec {_fmt(str(spec))}: no such file or preset; presets: {', '.join(list_presets())}")
+        path = preset_path(str(spec))
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"--spec {_fmt(str(spec))}: file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: TOML syntax error: {err}") from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    data = _validate(raw)
+    designs, skipped = _enumerate(data)
+    return Spec(name=data["name"], source=str(path), data=data, designs=designs, skipped=skipped)
+
+
+def _validate(raw: dict) -> dict:
+    data = _validate_table(raw, TOP_KEYS, "")
+    data["dataset"] = _validate_table(data["dataset"], DATASET_KEYS, "dataset.")
+    info = DATASETS[data["dataset"]["name"]]
+    if data["dataset"]["image_size"] is None:
+        data["dataset"]["image_size"] = info.image_size
+    data["dataset"]["root"] = str(Path(data["dataset"]["root"]).expanduser().resolve())
+    if not data["families"]:
+        raise _fail("families", [], "at least one [[families]] table is required")
+    data["families"] = [_validate_family(f, f"families.{i}.") for i, f in enumerate(data["families"])]
+    for k in data["members"]:
+        if k < 2:
+            raise _fail("members", data["members"], "ensembles need at least 2 members; single is its own class")
+    data["_raw_recipe"] = _validate_recipe(copy.deepcopy(data["recipe"]), data["epochs"])
+    data["measure"] = _validate_table(data["measure"], MEASURE_KEYS, "measure.")
+    data["resources"] = _validate_table(data["resources"], RESOURCE_KEYS, "resources.")
+    gpus = data["resources"]["gpus"]
+    if gpus != int(gpus) and not data["resources"]["fractional_gpu"]:
+        raise _fail("resources.gpus", gpus, "fractional GPUs need resources.fractional_gpu = true (timings shared)")
+    return data
+
+
+def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
+    ds = data["dataset"]
+    info = DATASETS[ds["name"]]
+    shape = Shape(info.num_classes, info.in_chans, ds["image_size"])
+    designs, skipped = [], []
+    for i, fam in enumerate(data["families"]):
+        if fam["budgets"] is not None:
+            singles = []
+            for budget in fam["budgets"]:
+                try:
+                    singles.append(
+                        single_for_budget(
+                            fam["name"], fam["depths"][0], int(budget), shape, fam["options"], data["fit"]
+                        )
+                    )
+                except BudgetError as err:
+                    raise _fail(f"families.{i}.budgets", fam["budgets"], f"single cannot fit: {err}") from None
+        else:
+            singles = [
+                single_at(fam["name"], d, w, shape, fam["options"], data["fit"])
+                for d in fam["depths"]
+                for w in fam["widths"]
+            ]
+        for single in singles:
+            for cls in data["classes"]:
+                if cls == "single":
+                    designs.append(single)
+                    continue
+                for k in data["members"]:
+                    divide = _resolve_recipe(data, cls, k)["divide_regularization"]
+                    try:
+                        designs.append(ensemble_for(single, cls, k, divide_regularization=divide))
+                    except BudgetError as err:
+                        if not data["skip_unfit"]:
+                            raise SpecError(
+                                f"families.{i} ({fam['name']}): {err}; lower members, raise the "
+                                "budget, or set skip_unfit = true"
+                            ) from None
+                        skipped.append(str(err))
+    return designs, skipped
+
+
+def trial_id(config: dict) -> str:
+    """Return the stable id (16 hex chars) of a trial: a hash of its dataset, design, recipe, seed and epochs.
+
+    The data set's location (root, download) and the measurement/resource settings are not part of the identity.
+    """
+    dataset = {k: v for k, v in config["dataset"].items() if k not in ("root", "download")}
+    identity = {
+        "dataset": dataset,
+        "design": config["design"],
+        "recipe": config["recipe"],
+        "seed": config["seed"],
+        "epochs": config["epochs"],
+    }
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trial_configs(spec: Spec) -> list[dict]:
+    """Return one JSON-able trial config per (design point, seed), design-major, each with its `trial_id`."""
+    data = spec.data
+    info = DATASETS[data["dataset"]["name"]]
+    dataset = {**data["dataset"], "num_classes": info.num_classes, "in_chans": info.in_chans}
+    configs = []
+    for design in spec.designs:
+        recipe = _resolve_recipe(data, design.design_class, design.members)
+        for seed in data["seeds"]:
+            config = {
+                "sweep": spec.name,
+                "seed": seed,
+                "epochs": data["epochs"],
+                "dataset": dict(dataset),
+                "design": design.as_dict(),
+                "recipe": recipe,
+                "measure": dict(data["measure"]),
+                "resources": dict(data["resources"]),
+            }
+            configs.append({"trial_id": trial_id(config), **config})
+    return configs
