@@ -45,9 +45,11 @@ def make_trial(
     members = members if members is not None else (1 if design_class == "single" else 2)
     epochs = epochs if epochs is not None else len(accs)
     tid = trial_id(dc=design_class, b=budget, s=seed, m=members, d=dataset, f=family, fit=fit, o=str(overrides))
+    pid = trial_id(dc=design_class, b=budget, m=members, d=dataset, f=family, fit=fit, o=str(overrides))
     identity = {
         "schema_version": 1,
         "trial_id": tid,
+        "point_id": pid,
         "dataset": dataset,
         "split": "test",
         "seed": seed,
@@ -180,3 +182,10 @@ def frames(trials: list[tuple[dict | None, list[dict]]]) -> tuple[pd.DataFrame, 
     t = pd.DataFrame([tr for tr, _ in trials if tr is not None]).assign(sweep="s")
     e = pd.DataFrame([r for _, rows in trials for r in rows]).assign(sweep="s")
     return t, e
+
+
+def assign(trials: pd.DataFrame) -> pd.DataFrame:
+    """Return the trials rows with the EST group columns (k, role) as the report adds them."""
+    from analysis.est import assign_groups
+
+    return assign_groups(trials)[0]

@@ -1,0 +1,309 @@
+"""Figures in the style of the studies (DESIGN section 6), drawn with matplotlib's Agg backend, saved as PNG and SVG.
+
+Every function takes the rows of ONE (dataset, family, k, fit) group, writes `<out_dir>/<stem>.png` and `.svg`, and
+returns the two paths. Error bars are the same seed intervals the EST tie rule uses (see analysis.est).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window; must precede any pyplot import elsewhere
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+
+from analysis.est import CLASS_ORDER, ENSEMBLE_CLASSES, MISSING, TIE_RULE_TEXT, fmt_params  # noqa: E402
+
+# Fixed colours: the same class has the same colour in every figure and report.
+CLASS_COLORS = {"single": "#1f77b4", "deq": "#ff7f0e", "weq": "#2ca02c", "dct": "#d62728"}
+CATEGORY_COLORS = {
+    **CLASS_COLORS,
+    "all ensembles": "#6a3d9a",
+    "tie": "#bdbdbd",
+    MISSING: "#ffffff",
+}
+CATEGORY_ORDER = ["single", "deq", "weq", "dct", "all ensembles", "tie", MISSING]
+FORMATS = ("png", "svg")
+
+
+def group_title(dataset: str, family: str, k: int, fit: str | None = None) -> str:
+    """Return the figure title naming dataset, family and k (and the fit rule when given)."""
+    fit_txt = f", fit={fit}" if fit else ""
+    return f"{dataset} / {family} / k={k}{fit_txt}"
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    # Figure() without pyplot: no global state, safe to call from a sweep process.
+    sns.set_theme(style="whitegrid", context="notebook")
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in FORMATS:
+        p = out_dir / f"{stem}.{ext}"
+        with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, editable
+            fig.savefig(p, format=ext)
+        paths.append(p)
+    return paths
+
+
+def _budget_axis(ax, budgets: list[int]) -> None:
+    """Log x-axis over the budgets, one tick per budget labelled in millions of parameters."""
+    ax.set_xscale("log")
+    ax.set_xticks(budgets)
+    ax.set_xticklabels([fmt_params(b) for b in budgets], rotation=45, ha="right")
+    ax.minorticks_off()
+    ax.set_xlabel("parameter budget (parameters, M = 10^6)")
+
+
+def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "") -> list[Path]:
+    """Draw the discrete winner heatmap (x = budget, y = epoch, one colour per category); return [png, svg].
+
+    `grid` holds one group's rows of `analysis.est.winner_grid` (budget, epoch, winner, assessable). The per-epoch
+    EST is outlined with a black step line; cells decided by means only (one seed) are hatched.
+    """
+    budgets = sorted(int(b) for b in grid["budget"].unique())
+    epochs = sorted(int(e) for e in grid["epoch"].unique())
+    code = {c: i for i, c in enumerate(CATEGORY_ORDER)}
+    mat = np.full((len(epochs), len(budgets)), code[MISSING])
+    by_cell = {(int(b), int(e)): (w, a) for b, e, w, a in grid[["budget", "epoch", "winner", "assessable"]].values}
+    fig = _new_figure(max(6.0, 0.9 * len(budgets) + 3.5), max(3.5, 0.35 * len(epochs) + 2.2))
+    ax = fig.add_subplot()
+    for i, e in enumerate(epochs):
+        for j, b in enumerate(budgets):
+            w, _ = by_cell.get((b, e), (MISSING, False))
+            mat[i, j] = code[w]
+    cmap = ListedColormap([CATEGORY_COLORS[c] for c in CATEGORY_ORDER])
+    norm = BoundaryNorm(np.arange(len(CATEGORY_ORDER) + 1) - 0.5, cmap.N)
+    ax.imshow(
+        mat,
+        cmap=cmap,
+        norm=norm,
+        origin="lower",
+        aspect="auto",
+        interpolation="nearest",
+        extent=(-0.5, len(budgets) - 0.5, -0.5, len(epochs) - 0.5),
+    )
+    for i, e in enumerate(epochs):
+        for j, b in enumerate(budgets):
+            w, assessable = by_cell.get((b, e), (MISSING, False))
+            if w != MISSING and not assessable:
+                ax.add_patch(
+                    Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="#444444", linewidth=0)
+                )
+    # Per-epoch EST: left edge of the first cell from which every larger budget is an ensemble win.
+    wins = np.isin(mat, [code[c] for c in ("deq", "weq", "dct", "all ensembles")])
+    present = mat != code[MISSING]
+    for i in range(len(epochs)):
+        cols = [j for j in range(len(budgets)) if present[i, j]]
+        if not cols or not wins[i, cols[-1]]:
+            continue
+        j0 = cols[-1]
+        for j in reversed(cols[:-1]):
+            if not wins[i, j]:
+                break
+            j0 = j
+        ax.plot([j0 - 0.5, j0 - 0.5], [i - 0.5, i + 0.5], color="black", linewidth=2.5)
+    ax.set_xticks(range(len(budgets)))
+    ax.set_xticklabels([fmt_params(b) for b in budgets], rotation=45, ha="right")
+    ax.set_yticks(range(len(epochs)))
+    ax.set_yticklabels([str(e) for e in epochs])
+    ax.set_xlabel("parameter budget (parameters, M = 10^6)")
+    ax.set_ylabel("training epochs (epoch)")
+    ax.grid(False)
+    shown = [c for c in CATEGORY_ORDER if c != MISSING or (mat == code[MISSING]).any()]
+    handles = [Patch(facecolor=CATEGORY_COLORS[c], edgecolor="#666666", label=c) for c in shown]
+    handles.append(Line2D([], [], color="black", linewidth=2.5, label="EST (per epoch)"))
+    if (~grid["assessable"].astype(bool) & (grid["winner"] != MISSING)).any():
+        handles.append(Patch(facecolor="white", edgecolor="#444444", hatch="//", label="1-seed class: by mean"))
+    ax.legend(handles=handles, title="winner", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=True)
+    fig.suptitle(f"Winner by budget and epoch — {title}", fontsize=11)
+    if note:
+        ax.set_title(note, fontsize=8)
+    return _save(fig, out_dir, stem)
+
+
+def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, epoch: int | None = None) -> list[Path]:
+    """Draw test error (%) vs budget per class at `epoch` (default: last), members' mean error dotted; [png, svg].
+
+    `stats` holds one group's rows of `analysis.est.cell_stats`; error bars are the tie rule's seed intervals.
+    """
+    epoch = int(stats["epoch"].max()) if epoch is None else epoch
+    at = stats[stats["epoch"] == epoch]
+    fig = _new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
+    budgets = sorted(int(b) for b in stats["budget"].unique())
+    for cls in CLASS_ORDER:
+        c = at[at["role"] == cls].sort_values("budget")
+        if c.empty:
+            continue
+        err = 100.0 * (1.0 - c["mean_acc"].to_numpy(float))
+        hw = 100.0 * np.nan_to_num(c["hw_acc"].to_numpy(float))
+        ax.errorbar(c["budget"], err, yerr=hw, color=CLASS_COLORS[cls], marker="o", capsize=3, label=cls)
+        if cls in ENSEMBLE_CLASSES and c["member_mean_acc"].notna().any():
+            ax.plot(
+                c["budget"],
+                100.0 * (1.0 - c["member_mean_acc"].to_numpy(float)),
+                color=CLASS_COLORS[cls],
+                linestyle=":",
+                marker=".",
+                label=f"{cls}: members' mean",
+            )
+    _budget_axis(ax, budgets)
+    ax.set_ylabel("test error (%)")
+    ax.legend(title="class", loc="best", fontsize=9)
+    ax.set_title(f"Test error at epoch {epoch} — {title}", fontsize=11)
+    return _save(fig, out_dir, stem)
+
+
+def time_to_accuracy_table(stats: pd.DataFrame, epoch: int | None = None) -> pd.DataFrame:
+    """Return per (budget, class) the time (s) to first reach the single network's best accuracy at that budget.
+
+    Target = the best seed-mean test_acc of single over epochs 1..`epoch` (default: all). A class's time is the
+    seed-mean cum_time_s at the first epoch whose seed-mean test_acc reaches the target; NaN (`reached` False) if it
+    never does. Columns: budget, role, target_acc (fraction), epoch_reached, time_s, reached.
+    """
+    if epoch is not None:
+        stats = stats[stats["epoch"] <= epoch]
+    rows = []
+    for b, g in stats.groupby("budget", sort=True):
+        single = g[g["role"] == "single"]
+        if single.empty:
+            continue
+        target = float(single["mean_acc"].max())
+        for cls in CLASS_ORDER:
+            c = g[g["role"] == cls].sort_values("epoch")
+            if c.empty:
+                continue
+            hit = c[c["mean_acc"] >= target - 1e-12]
+            first = hit.iloc[0] if not hit.empty else None
+            rows.append(
+                {
+                    "budget": int(b),
+                    "role": cls,
+                    "target_acc": target,
+                    "epoch_reached": int(first["epoch"]) if first is not None else None,
+                    "time_s": float(first["cum_time_s"]) if first is not None else float("nan"),
+                    "reached": first is not None,
+                }
+            )
+    return pd.DataFrame(rows, columns=["budget", "role", "target_acc", "epoch_reached", "time_s", "reached"])
+
+
+def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Path]:
+    """Draw time-to-accuracy bars (s) per budget and class, an "x never reached" mark for missing bars; [png, svg]."""
+    tta = time_to_accuracy_table(stats)
+    fig = _new_figure(max(7.0, 1.1 * max(1, tta["budget"].nunique()) + 3), 4.8)
+    ax = fig.add_subplot()
+    budgets = sorted(tta["budget"].unique())
+    classes = [c for c in CLASS_ORDER if c in set(tta["role"])]
+    width = 0.8 / max(1, len(classes))
+    ymax = float(np.nanmax(tta["time_s"])) if tta["time_s"].notna().any() else 1.0
+    never = False
+    for i, cls in enumerate(classes):
+        c = tta[tta["role"] == cls].set_index("budget")
+        for j, b in enumerate(budgets):
+            x = j - 0.4 + width * (i + 0.5)
+            if b not in c.index:
+                continue
+            if c.loc[b, "reached"]:
+                ax.bar(
+                    x,
+                    c.loc[b, "time_s"],
+                    width=width,
+                    color=CLASS_COLORS[cls],
+                    label=cls if j == budgets.index(c.index[0]) else None,
+                )
+            else:
+                never = True
+                ax.text(
+                    x,
+                    0.02 * ymax,
+                    "×",
+                    color=CLASS_COLORS[cls],
+                    ha="center",
+                    va="bottom",
+                    fontsize=14,
+                    fontweight="bold",
+                )
+    # Classes that never reached the target anywhere still need a legend entry.
+    labelled = {h.get_label() for h in ax.get_legend_handles_labels()[0]}
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Patch(color=CLASS_COLORS[c], label=c) for c in classes if c not in labelled]
+    if never:
+        handles.append(Line2D([], [], linestyle="", marker="x", color="black", label="never reached"))
+    ax.set_xticks(range(len(budgets)))
+    ax.set_xticklabels([fmt_params(b) for b in budgets], rotation=45, ha="right")
+    ax.set_xlabel("parameter budget (parameters, M = 10^6)")
+    ax.set_ylabel("training time to reach single's best accuracy (s)")
+    ax.set_ylim(0, ymax * 1.15)
+    ax.legend(handles=handles, title="class", loc="upper left", fontsize=9)
+    ax.set_title(f"Time to the single network's best accuracy — {title}", fontsize=11)
+    return _save(fig, out_dir, stem)
+
+
+COST_METRICS = [
+    ("epoch_time_s_mean", "training time per epoch (s)"),
+    ("latency_ms_p50", "inference latency, p50 at batch 1 (ms)"),
+    ("peak_mem_mb", "peak training memory (MB)"),
+]
+
+
+def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Return per (budget, role) the seed means of epoch_time_s_mean (s), latency_ms_p50 (ms), peak_mem_mb (MB).
+
+    `trials` holds one group's trials rows (with `role`); only status "ok" rows with a value count. Adds n_trials.
+    """
+    ok = trials[trials["status"] == "ok"] if "status" in trials else trials
+    cols = [m for m, _ in COST_METRICS if m in ok]
+    if ok.empty or not cols:
+        return pd.DataFrame(columns=["budget", "role", "n_trials"] + [m for m, _ in COST_METRICS])
+    out = ok.groupby(["budget", "role"], sort=True)[cols].mean()
+    out["n_trials"] = ok.groupby(["budget", "role"], sort=True).size()
+    return out.reset_index()
+
+
+def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Path]:
+    """Draw per-epoch training time (s), inference latency (ms) and peak memory (MB) vs budget per class; [png, svg]."""
+    tab = cost_table(trials)
+    mem_src = ""
+    if "mem_source" in trials and trials["mem_source"].notna().any():
+        mem_src = ", ".join(sorted(trials["mem_source"].dropna().astype(str).unique()))
+    fig = _new_figure(14.0, 4.6)
+    axes = fig.subplots(1, 3)
+    budgets = sorted(int(b) for b in tab["budget"].unique())
+    for ax, (metric, label) in zip(axes, COST_METRICS, strict=True):
+        drew = False
+        for cls in CLASS_ORDER:
+            c = tab[tab["role"] == cls].sort_values("budget")
+            if metric not in c or c[metric].isna().all():
+                continue
+            ax.plot(c["budget"], c[metric], color=CLASS_COLORS[cls], marker="o", label=cls)
+            drew = True
+        if budgets:
+            _budget_axis(ax, budgets)
+        ax.set_ylabel(label + (f" [{mem_src}]" if metric == "peak_mem_mb" and mem_src else ""))
+        if drew:
+            ax.legend(title="class", fontsize=9)
+        else:
+            ax.text(0.5, 0.5, "no measurements (no ok trials)", transform=ax.transAxes, ha="center")
+    fig.suptitle(f"Training time, inference latency and memory — {title}", fontsize=11)
+    return _save(fig, out_dir, stem)
+
+
+def tie_rule_note(tie_rule: str, seeds: str) -> str:
+    """Return the one-line caption saying how ties were decided and how many seeds there were."""
+    if seeds == "1":
+        return "1 seed: ties cannot be assessed; winners by mean only"
+    return f"seeds per cell: {seeds}; tie = {TIE_RULE_TEXT[tie_rule]}"

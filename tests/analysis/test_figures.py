@@ -1,0 +1,55 @@
+"""Figures: PNG and SVG written, axes labelled with units, legend names the classes, title names the group."""
+
+from analysis import figures
+from analysis.est import compute_est
+from tests.analysis.synth import assign, frames, grid_trials
+from tests.analysis.test_est import BUDGETS, known_est_acc
+
+TITLE = figures.group_title("digits", "resnet", 2, "floor")
+
+
+def est_and_trials():
+    t, e = frames(grid_trials(known_est_acc, BUDGETS, classes=("single", "deq", "weq", "dct")))
+    return compute_est(e, t), t
+
+
+def svg_text(paths):
+    png, svg = paths
+    assert png.suffix == ".png" and png.stat().st_size > 5_000
+    assert svg.suffix == ".svg"
+    return svg.read_text()
+
+
+def test_winner_heatmap_has_budget_and_epoch_axes_and_a_category_legend(tmp_path):
+    res, _ = est_and_trials()
+    text = svg_text(figures.winner_heatmap(res.grid, TITLE, tmp_path, "heat"))
+    for label in ("parameter budget (parameters, M = 10^6)", "training epochs (epoch)", "0.04M", TITLE):
+        assert label in text
+    for category in ("single", "deq", "weq", "dct", "all ensembles", "tie", "EST (per epoch)"):
+        assert f">{category}<" in text
+
+
+def test_error_plot_shows_percent_error_per_class_and_members_mean(tmp_path):
+    res, _ = est_and_trials()
+    text = svg_text(figures.error_vs_budget(res.stats, TITLE, tmp_path, "err"))
+    assert "test error (%)" in text and "epoch 4" in text
+    assert "deq: members&#39; mean" in text or "deq: members' mean" in text
+
+
+def test_time_to_accuracy_marks_classes_that_never_reach_the_single_best(tmp_path):
+    res, _ = est_and_trials()
+    tta = figures.time_to_accuracy_table(res.stats)
+    small = tta[tta["budget"] == 10_000].set_index("role")
+    assert small.loc["single", "reached"] and not small.loc["deq", "reached"]
+    big = tta[tta["budget"] == 160_000].set_index("role")
+    assert big.loc["deq", "epoch_reached"] == 2
+    assert big.loc["deq", "time_s"] < big.loc["single", "time_s"]
+    text = svg_text(figures.time_to_accuracy(res.stats, TITLE, tmp_path, "tta"))
+    assert "never reached" in text and "(s)" in text
+
+
+def test_cost_figure_labels_seconds_milliseconds_and_megabytes(tmp_path):
+    _, t = est_and_trials()
+    text = svg_text(figures.costs(assign(t), TITLE, tmp_path, "costs"))
+    for label in ("training time per epoch (s)", "inference latency, p50 at batch 1 (ms)", "peak training memory (MB)"):
+        assert label in text
