@@ -1,0 +1,135 @@
+"""The divide-and-co-train comparison table (DESIGN section 6): error, params and GFLOPs at S = 1, 2, 4, ... and the
+gain over S = 1, as Markdown, CSV and LaTeX.
+
+S = 1 is a "dct" design with one member when the sweep has one, else the "single" design at the same budget.
+GFLOPs are 1e9 multiply-accumulates (MACs) per sample summed over members, the fvcore-style count the DCT paper
+reports: `macs_fvcore` where every trial of a row has it, else the design-time count `macs` (torch count / 2); the
+`gflops_source` column says which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["dataset", "family", "fit", "budget"]
+CAPTION = (
+    "Divide and co-train: test error (%) at the final epoch, mean ± sample std over seeds; params = total parameters "
+    "of all members (M = 10^6); GFLOPs = 10^9 multiply-accumulates (MACs) per sample, summed over members, as the "
+    "DCT paper reports fvcore counts (fvcore counts one MAC as one flop); source: {sources}. "
+    "Gain = error(S = 1) − error(S), in percentage points (positive = better than S = 1)."
+)
+SOURCE_TEXT = {"macs_fvcore": "fvcore (macs_fvcore)", "macs": "design-time torch count / 2 (macs)"}
+
+
+def dct_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Return the numeric comparison table: one row per (dataset, family, fit, budget, S) with S from the dct rows.
+
+    Columns: dataset, family, fit, budget (parameters), S, n_seeds, error_pct, error_std_pct (NaN for one seed),
+    params_m (M parameters), gflops (1e9 MACs per sample), gflops_source ("macs_fvcore"|"macs"), gain_pp
+    (error at S = 1 minus error at S, percentage points; NaN without an S = 1 row). Only status "ok" trials count.
+    Empty when the trials have no "dct" rows.
+    """
+    cols = KEYS + ["S", "n_seeds", "error_pct", "error_std_pct", "params_m", "gflops", "gflops_source", "gain_pp"]
+    if trials.empty or "design_class" not in trials or not (trials["design_class"] == "dct").any():
+        return pd.DataFrame(columns=cols)
+    ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
+    dct = ok[ok["design_class"] == "dct"].assign(S=lambda d: d["members"].astype(int))
+    have_s1 = set(map(tuple, dct.loc[dct["S"] == 1, KEYS].drop_duplicates().values))
+    single = ok[ok["design_class"] == "single"].assign(S=1)
+    # A single network stands in for S = 1 only where the sweep has no dct S = 1 at that budget.
+    single = single.loc[np.array([tuple(r) not in have_s1 for r in single[KEYS].values], dtype=bool)]
+    # ... and only at budgets the dct sweep covers.
+    dct_keys = set(map(tuple, dct[KEYS].drop_duplicates().values))
+    single = single.loc[np.array([tuple(r) in dct_keys for r in single[KEYS].values], dtype=bool)]
+    rows = []
+    for key, g in pd.concat([dct, single], ignore_index=True).groupby(KEYS + ["S"], sort=True):
+        err = 100.0 * (1.0 - g["final_acc"].astype(float))
+        fv = g["macs_fvcore"] if "macs_fvcore" in g else pd.Series([None] * len(g))
+        if fv.notna().all():
+            macs, src = fv.astype(float), "macs_fvcore"
+        else:
+            macs, src = g["macs"].astype(float), "macs"
+        rows.append(
+            {
+                **dict(zip(KEYS + ["S"], key, strict=True)),
+                "n_seeds": int(g["seed"].nunique()),
+                "error_pct": float(err.mean()),
+                "error_std_pct": float(err.std(ddof=1)) if len(err) > 1 else float("nan"),
+                "params_m": float(g["params_total"].astype(float).mean()) / 1e6,
+                "gflops": float(macs.mean()) / 1e9,
+                "gflops_source": src,
+            }
+        )
+    tab = pd.DataFrame(rows, columns=cols[:-1])
+    base = tab[tab["S"] == 1].set_index(KEYS)["error_pct"]
+    tab["gain_pp"] = [base.get(tuple(k), np.nan) - e for k, e in zip(tab[KEYS].values, tab["error_pct"], strict=True)]
+    return tab[cols].reset_index(drop=True)
+
+
+def _fmt_err(m: float, s: float, pm: str) -> str:
+    return f"{m:.2f}" if np.isnan(s) else f"{m:.2f} {pm} {s:.2f}"
+
+
+def _display(tab: pd.DataFrame, pm: str, esc=lambda x: x) -> pd.DataFrame:
+    """Return the formatted view shared by Markdown and LaTeX (pm: the ± symbol in that format)."""
+    return pd.DataFrame(
+        {
+            "dataset": tab["dataset"].map(esc),
+            "family": tab["family"].map(esc),
+            "budget (M params)": (tab["budget"] / 1e6).map(lambda b: f"{b:.3g}"),
+            "S": tab["S"],
+            "seeds": tab["n_seeds"],
+            "error (%)": [_fmt_err(m, s, pm) for m, s in zip(tab["error_pct"], tab["error_std_pct"], strict=True)],
+            "params (M)": tab["params_m"].map(lambda p: f"{p:.3f}"),
+            "GFLOPs": tab["gflops"].map(lambda g: f"{g:.4g}"),
+            "GFLOPs source": tab["gflops_source"].map(lambda s: esc(s)),
+            "gain over S=1 (pp)": tab["gain_pp"].map(lambda g: "" if np.isnan(g) else f"{g:+.2f}"),
+        }
+    )
+
+
+def caption(tab: pd.DataFrame) -> str:
+    """Return the table caption, naming the GFLOPs source(s) actually used."""
+    sources = sorted(set(tab["gflops_source"])) if not tab.empty else ["macs_fvcore"]
+    return CAPTION.format(sources=", ".join(SOURCE_TEXT[s] for s in sources))
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_markdown(tab: pd.DataFrame) -> str:
+    """Return the table as Markdown with its caption as a paragraph below."""
+    if tab.empty:
+        return "_No dct designs with status ok: no divide-and-co-train table._"
+    return _display(tab, "±").to_markdown(index=False, disable_numparse=True) + "\n\n" + caption(tab) + "\n"
+
+
+def to_latex(tab: pd.DataFrame, label: str = "tab:dct") -> str:
+    """Return the table as a LaTeX table environment (booktabs rules) with caption and label."""
+    view = _display(tab, r"$\pm$", _latex_escape)
+    view.columns = [_latex_escape(c) for c in view.columns]
+    cap = _latex_escape(caption(tab)).replace("±", r"$\pm$").replace("−", "-").replace("10^", r"10\^{}")
+    return view.to_latex(index=False, escape=False, caption=cap, label=label, column_format="ll" + "r" * 8)
+
+
+def write_dct_table(trials: pd.DataFrame, out_dir: Path, stem: str = "dct_table") -> dict[str, Path]:
+    """Write the comparison table as <stem>.md, .csv (numeric columns) and .tex; return {"md"|"csv"|"tex": path}.
+
+    Returns {} (writes nothing) when the trials have no ok dct rows.
+    """
+    tab = dct_table(trials)
+    if tab.empty:
+        return {}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out_dir / f"{stem}.md", "csv": out_dir / f"{stem}.csv", "tex": out_dir / f"{stem}.tex"}
+    paths["md"].write_text(to_markdown(tab), encoding="utf-8")
+    tab.to_csv(paths["csv"], index=False)
+    paths["tex"].write_text(to_latex(tab), encoding="utf-8")
+    return paths
