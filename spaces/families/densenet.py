@@ -4,7 +4,8 @@ A 3x3 stem of 2k channels (k = growth rate, the family's width knob), then three
 bottleneck layers each (BN-ReLU-conv1x1 to 4k, BN-ReLU-conv3x3 to k, output concatenated to the input), separated
 by transitions (BN-ReLU-conv1x1 to floor(C / 2), 2x2 average pool), then BN-ReLU, global average pool and a linear
 classifier. Dropout (`drop_rate`) follows each convolution inside the dense layers and transitions, as in the
-reference Torch code. DenseNet-BC-100 (k=12) has 0.77M parameters, DenseNet-BC-190 (k=40) 25.6M (CIFAR-10).
+reference Torch code. DenseNet-BC-100 (k=12) has 0.77M parameters, DenseNet-BC-190 (k=40) 25.6M (CIFAR-10;
+25.8M on CIFAR-100).
 
 Division rule (Divide-and-Co-train): the growth rate becomes `int(k / sqrt(S) * 2) // 2` (exactly the reference
 code's integer expression, floored at 1), and the stem width 2 * k*; so k = 40 divides into 28 (S=2) and 20 (S=4).

@@ -1,11 +1,12 @@
 """PyramidNet (Han et al. 2017) with bottleneck blocks and ShakeDrop (Yamada et al. 2019), for CIFAR-sized inputs.
 
 A 3x3 stem of 16 channels (BN after it), then 3n bottleneck blocks (n = (depth - 2) / 9) whose inner width grows by
-alpha / 3n per block (alpha = additive widening rate, the family's width knob; block i has inner width
+alpha / 3n per block (alpha = additive widening rate, the family's width knob; block i = 1..3n has inner width
 round(16 + alpha * i / 3n) and output width 4x that), with strides 2 at the first block of stages two and three;
 then BN-ReLU, global average pool and a linear classifier. A block is BN-conv1x1-BN-ReLU-conv3x3(stride)-BN-ReLU-
 conv1x1-BN, multiplied by ShakeDrop; the shortcut is identity, 2x2 average pooling where the block strides, and
-zero-padding of the missing channels. PyramidNet-272 (alpha=200) has 26.0M parameters (CIFAR-10).
+zero-padding of the missing channels. PyramidNet-272 (alpha=200) has 26.21M parameters on CIFAR-10; the paper's
+26.0M counts convolution and linear weights only (26.00M here without the BN affine parameters).
 
 ShakeDrop: block l of L draws, per image, b ~ Bernoulli(1 - p_l) with p_l = shakedrop_p * l / L (linear increase to
 the final probability `shakedrop_p`, 0.5 in the paper), alpha ~ U[-1, 1] and beta ~ U[0, 1]; the branch is scaled
@@ -107,7 +108,9 @@ class PyramidNet(nn.Module):
         super().__init__()
         n = (depth - 2) // 9
         total = 3 * n
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, BASE_CHANNELS, 3, 1, 1, bias=False), nn.BatchNorm2d(16))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, BASE_CHANNELS, 3, 1, 1, bias=False), nn.BatchNorm2d(BASE_CHANNELS)
+        )
         blocks, in_ch, width = [], BASE_CHANNELS, float(BASE_CHANNELS)
         for i in range(total):
             width += alpha / total
