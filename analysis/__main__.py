@@ -1,0 +1,80 @@
+"""Command line: `python -m analysis report ...` writes a sweep report; `... advise ...` picks a design.
+
+python -m analysis report --store results --sweep digits --out reports/digits
+python -m analysis advise --store results --sweep digits --max-latency-ms 5 --max-memory-mb 500 --max-params 2e6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from analysis.est import TIE_RULES
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("report", help="write figures, tables and a report page for one sweep")
+    r.add_argument("--store", default="results", help="results store folder (default: results)")
+    r.add_argument("--sweep", default=None, help="sweep name (default: the store's only sweep)")
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--tie-rule", choices=TIE_RULES, default="std", help="seed interval for ties (default: std)")
+    r.add_argument("--no-html", action="store_true", help="write only the Markdown page")
+    r.add_argument("--no-figures", action="store_true", help="text and tables only (faster)")
+    a = sub.add_parser("advise", help="best measured design within latency / memory / parameter limits")
+    a.add_argument("--store", default="results", help="results store folder (default: results)")
+    a.add_argument("--sweep", default=None, help="sweep name (default: all sweeps)")
+    a.add_argument("--max-latency-ms", type=float, default=None, help="limit on latency p50 at batch 1 (ms)")
+    a.add_argument("--max-memory-mb", type=float, default=None, help="limit on peak training memory (MB)")
+    a.add_argument("--max-params", type=float, default=None, help="limit on total parameters (count, e.g. 2e6)")
+    a.add_argument("--json", action="store_true", help="print the chosen and runner-up designs as JSON too")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; return the process exit code (0 ok, 1 nothing fits / no data, 2 usage error)."""
+    args = _parser().parse_args(argv)
+    from analysis import report
+
+    if args.cmd == "report":
+        sweep = args.sweep
+        if sweep is None:
+            names = report.sweeps_in(args.store)
+            if len(names) != 1:
+                print(
+                    f"error: pass --sweep; the store {args.store} holds sweeps: {', '.join(names) or 'none'}",
+                    file=sys.stderr,
+                )
+                return 2
+            sweep = names[0]
+        path = report.write_report(
+            args.store,
+            sweep,
+            args.out,
+            tie_rule=args.tie_rule,
+            write_html=not args.no_html,
+            make_figures=not args.no_figures,
+        )
+        print(f"report written: {path}")
+        return 0
+    from analysis.advise import advise
+
+    trials, _, load_warnings = report.read_store(args.store, args.sweep)
+    for w in load_warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    res = advise(trials, args.max_latency_ms, args.max_memory_mb, args.max_params)
+    print(res.text)
+    if args.json:
+        pick = {
+            "best": None if res.best is None else res.best.to_dict(),
+            "runner_up": None if res.runner_up is None else res.runner_up.to_dict(),
+            "excluded_by": res.excluded_by,
+        }
+        print(json.dumps(pick, indent=2, default=str))
+    return 0 if res.best is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

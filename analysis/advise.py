@@ -1,0 +1,235 @@
+"""Pick the most accurate measured design within latency / memory / parameter limits (trials table, status "ok").
+
+A design point is one configuration over its seeds (`point_id` when the store has it). Its accuracy is the mean over
+seeds of final_acc; its latency (latency_ms_p50, batch 1) and memory (peak_mem_mb) are means over seeds; its
+parameters are params_total. A design fits when every given limit holds (<=). A design without a measurement that a
+limit needs does not fit that limit (it is counted as "not measured").
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.est import fmt_params
+
+FALLBACK_POINT_COLUMNS = [
+    "sweep",
+    "dataset",
+    "design_class",
+    "family",
+    "depth",
+    "width",
+    "members",
+    "budget",
+    "fit",
+    "epochs",
+    "lr",
+    "weight_decay",
+    "lambda_cot",
+    "combine",
+    "precision",
+]
+# limit name -> (column in the design table, unit, human name)
+LIMITS = {
+    "max_latency_ms": ("latency_ms_p50", "ms", "latency p50 (batch 1)"),
+    "max_memory_mb": ("peak_mem_mb", "MB", "peak memory"),
+    "max_params": ("params_total", "params", "parameters"),
+}
+
+
+def design_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per design point of the ok trials, sorted by accuracy (best first).
+
+    Columns: the point columns, n_seeds, acc_mean / acc_std (fractions; std NaN for one seed), latency_ms_p50 (ms),
+    peak_mem_mb (MB), params_total (parameters), gflops (1e9 MACs per sample, macs_fvcore else macs), device_name
+    (joined if several), label (a short human name).
+    """
+    ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
+    if ok.empty:
+        return pd.DataFrame(
+            columns=["label", "acc_mean", "acc_std", "n_seeds", "latency_ms_p50", "peak_mem_mb", "params_total"]
+        )
+    keys = ["point_id"] if "point_id" in ok else [c for c in FALLBACK_POINT_COLUMNS if c in ok]
+    ok = ok.copy()
+    macs = ok["macs_fvcore"] if "macs_fvcore" in ok else pd.Series(np.nan, index=ok.index)
+    ok["gflops"] = macs.astype(float).fillna(ok["macs"].astype(float) if "macs" in ok else np.nan) / 1e9
+    for col in ("latency_ms_p50", "peak_mem_mb", "params_total"):
+        if col not in ok:
+            ok[col] = np.nan
+    if "device_name" not in ok:
+        ok["device_name"] = None
+    g = ok.groupby(keys, sort=False, dropna=False)
+    first = g[
+        [
+            c
+            for c in (
+                "sweep",
+                "dataset",
+                "design_class",
+                "family",
+                "depth",
+                "width",
+                "members",
+                "budget",
+                "fit",
+                "epochs",
+            )
+            if c in ok and c not in keys
+        ]
+    ].first()
+    tab = first.join(
+        g.agg(
+            n_seeds=("seed", "nunique"),
+            acc_mean=("final_acc", "mean"),
+            acc_std=("final_acc", lambda s: float(s.std(ddof=1)) if len(s) > 1 else float("nan")),
+            latency_ms_p50=("latency_ms_p50", "mean"),
+            peak_mem_mb=("peak_mem_mb", "mean"),
+            params_total=("params_total", "mean"),
+            gflops=("gflops", "mean"),
+            device_name=("device_name", lambda s: ", ".join(sorted({str(v) for v in s.dropna()}))),
+        )
+    ).reset_index()
+    tab["label"] = [_label(r) for r in tab.to_dict("records")]
+    return tab.sort_values(["acc_mean", "latency_ms_p50"], ascending=[False, True], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _label(r: dict) -> str:
+    k = f" x{int(r['members'])}" if r.get("members", 1) and int(r.get("members", 1)) > 1 else ""
+    sweep = f", sweep {r['sweep']}" if r.get("sweep") else ""
+    return (
+        f"{r.get('design_class')} {r.get('family')}-{r.get('depth')} width {r.get('width')}{k} "
+        f"at budget {fmt_params(r.get('budget'))} ({r.get('dataset')}{sweep})"
+    )
+
+
+def _numbers(r: pd.Series) -> str:
+    std = "" if np.isnan(r["acc_std"]) else f" ± {100 * r['acc_std']:.2f}"
+    return (
+        f"accuracy {100 * r['acc_mean']:.2f}%{std} ({int(r['n_seeds'])} seed{'s' if r['n_seeds'] != 1 else ''}), "
+        f"latency p50 {r['latency_ms_p50']:.3g} ms, peak memory {r['peak_mem_mb']:.4g} MB, "
+        f"params {fmt_params(r['params_total'])}, {r['gflops']:.3g} GFLOPs"
+    )
+
+
+@dataclass
+class Advice:
+    """The advisor's answer: the chosen design (or None), the runner-up, the fitting designs, and the text."""
+
+    best: pd.Series | None
+    runner_up: pd.Series | None
+    fitting: pd.DataFrame
+    designs: pd.DataFrame
+    limits: dict
+    text: str
+    excluded_by: list[str] = field(default_factory=list)
+
+
+def _limit_text(name: str, value: float) -> str:
+    col, unit, human = LIMITS[name]
+    shown = fmt_params(value) if name == "max_params" else f"{value:g} {unit}"
+    return f"{human} <= {shown}"
+
+
+def _fits(designs: pd.DataFrame, limits: dict) -> pd.Series:
+    mask = pd.Series(True, index=designs.index)
+    for name, value in limits.items():
+        col = LIMITS[name][0]
+        mask &= designs[col].notna() & (designs[col] <= value)
+    return mask
+
+
+def advise(
+    trials: pd.DataFrame,
+    max_latency_ms: float | None = None,
+    max_memory_mb: float | None = None,
+    max_params: float | None = None,
+) -> Advice:
+    """Return the Advice for the given limits (None = no limit) from the ok trials' measured numbers."""
+    limits = {
+        k: v
+        for k, v in {"max_latency_ms": max_latency_ms, "max_memory_mb": max_memory_mb, "max_params": max_params}.items()
+        if v is not None
+    }
+    designs = design_table(trials)
+    lim_txt = ", ".join(_limit_text(k, v) for k, v in limits.items()) or "no limits"
+    if designs.empty:
+        return Advice(
+            None,
+            None,
+            designs,
+            designs,
+            limits,
+            "No measured designs: the store has no trials with "
+            "status ok (nothing finished yet, or every trial failed).",
+        )
+    fitting = designs[_fits(designs, limits)]
+    lines = []
+    devices = sorted({d for ds in designs["device_name"] for d in str(ds).split(", ") if d})
+    if len(devices) > 1:
+        lines.append(f"Note: latency and memory were measured on different devices ({', '.join(devices)}).")
+    if fitting.empty:
+        excluded = []
+        parts = []
+        for name, value in limits.items():
+            alone = _fits(designs, {name: value})
+            col, unit, human = LIMITS[name]
+            lowest = designs[col].min()
+            low = fmt_params(lowest) if name == "max_params" else f"{lowest:.4g} {unit}"
+            parts.append(
+                f"- {_limit_text(name, value)} alone keeps {int(alone.sum())} of {len(designs)} designs "
+                f"(lowest measured: {low})"
+            )
+            if not alone.any():
+                excluded.append(name)
+        head = f"No measured design fits all limits ({lim_txt})."
+        if excluded:
+            names = " and ".join(_limit_text(n, limits[n]) for n in excluded)
+            head += f" Excluded everything on its own: {names}."
+        else:
+            combos = [
+                c
+                for r in range(2, len(limits) + 1)
+                for c in itertools.combinations(limits, r)
+                if not _fits(designs, {n: limits[n] for n in c}).any()
+            ]
+            smallest = [c for c in combos if len(c) == len(combos[0])] if combos else []
+            names = "; ".join(" with ".join(_limit_text(n, limits[n]) for n in c) for c in smallest)
+            head += f" No single limit excludes everything; together these do: {names}."
+            excluded = [n for c in smallest for n in c]
+        text = "\n".join([head, "Each limit alone:", *parts, *lines])
+        return Advice(None, None, fitting, designs, limits, text, excluded)
+    best = fitting.iloc[0]
+    runner = fitting.iloc[1] if len(fitting) > 1 else None
+    lines.insert(0, f"Best design within {lim_txt} ({len(fitting)} of {len(designs)} designs fit):")
+    lines.insert(1, f"  {best['label']}: {_numbers(best)}")
+    if runner is None:
+        lines.append("No runner-up: it is the only design within the limits.")
+    else:
+        d_acc = 100 * (best["acc_mean"] - runner["acc_mean"])
+        lines.append(f"Runner-up: {runner['label']}: {_numbers(runner)}")
+        lines.append(
+            f"  Runner-up vs best: accuracy {-d_acc:+.2f} pp, latency {_delta(runner, best, 'latency_ms_p50', 'ms')}, "
+            f"memory {_delta(runner, best, 'peak_mem_mb', 'MB')}, "
+            f"params {_delta(runner, best, 'params_total', 'params')}."
+        )
+        noise = np.nansum([best["acc_std"], runner["acc_std"]])
+        if np.isnan(best["acc_std"]) or np.isnan(runner["acc_std"]):
+            lines.append("  One seed for at least one of them: whether the difference is real cannot be assessed.")
+        elif abs(d_acc) <= 100 * noise:
+            lines.append(f"  The difference is within seed noise (±1 std intervals overlap: {100 * noise:.2f} pp).")
+    return Advice(best, runner, fitting, designs, limits, "\n".join(lines))
+
+
+def _delta(a: pd.Series, b: pd.Series, col: str, unit: str) -> str:
+    d = float(a[col] - b[col])
+    if np.isnan(d):
+        return "unknown"
+    if unit == "params":
+        return f"{'+' if d >= 0 else '-'}{fmt_params(abs(d))}"
+    return f"{d:+.3g} {unit}"

@@ -1,0 +1,406 @@
+"""One report page per sweep: EST per (dataset, family, k, fit) with its uncertainty, the figures, the DCT table,
+and what is missing (failed / diverged / absent trials, missing epochs, unreadable files).
+
+`write_report(store, sweep, out_dir) -> Path` is what run_sweep.py calls at the end of a sweep; it works on a store
+that is still being written or holds failed trials, and says what is missing instead of failing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import tables
+from analysis.est import GROUP_KEYS, TIE_RULE_TEXT, ESTResult, assign_groups, compute_est, fmt_params
+
+IDENTITY = ["design_class", "family", "depth", "width", "members", "budget", "fit", "seed"]
+
+
+def read_store(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`."""
+    from analysis.store import load_epochs, load_trials
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trials = load_trials(str(store), sweep=sweep)
+        epochs = load_epochs(str(store), sweep=sweep)
+    return trials, epochs, [str(w.message) for w in caught]
+
+
+def sweeps_in(store: str | Path) -> list[str]:
+    """Return the sweep names that have a folder in the store's trials or epochs table."""
+    names = set()
+    for table in ("trials", "epochs"):
+        base = Path(store) / table
+        if base.is_dir():
+            names |= {p.name[len("sweep=") :] for p in base.iterdir() if p.is_dir() and p.name.startswith("sweep=")}
+    return sorted(names)
+
+
+def _slug(*parts) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(str(p) for p in parts)).strip("-")
+
+
+# --- what is missing --------------------------------------------------------------------------------------------
+
+
+def missing_report(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Return tables of what is missing or incomplete; each may be empty.
+
+    "not ok": trials whose status is not "ok" (diverged / error) with their error text.
+    "no trials row": trials with epoch rows but no trials row (running, or killed before the end).
+    "absent": (class, members, budget, seed) combinations of the grid with no row at all (queued, running, or lost);
+      the grid is every class x budget seen for a (dataset, family, fit) times every seed seen in the sweep.
+    "missing epochs": trials whose epoch rows do not cover 1..epochs (for non-ok trials: 1..epochs_done).
+    """
+    out = {}
+    cols = ["trial_id"] + [c for c in IDENTITY if c in trials] + ["status", "epochs_done", "epochs", "error"]
+    if not trials.empty:
+        bad = trials[trials["status"] != "ok"]
+        out["not ok"] = bad[[c for c in cols if c in bad]].assign(
+            error=lambda d: d["error"].fillna("").astype(str).str.slice(0, 120) if "error" in d else ""
+        )
+    else:
+        out["not ok"] = pd.DataFrame(columns=cols)
+    known = set(trials["trial_id"]) if not trials.empty else set()
+    if not epochs.empty:
+        ep_ids = epochs.groupby("trial_id", sort=True)
+        no_row = epochs[~epochs["trial_id"].isin(known)]
+        out["no trials row"] = (
+            no_row.groupby(["trial_id"] + [c for c in IDENTITY if c in no_row], sort=True)["epoch"]
+            .max()
+            .rename("last_epoch")
+            .reset_index()
+        )
+    else:
+        ep_ids = None
+        out["no trials row"] = pd.DataFrame(columns=["trial_id", "last_epoch"])
+    out["absent"] = _absent(trials, epochs)
+    rows = []
+    if ep_ids is not None:
+        info = trials.set_index("trial_id") if not trials.empty else pd.DataFrame()
+        for tid, g in ep_ids:
+            have = set(int(e) for e in g["epoch"])
+            want = int(g["epochs"].iloc[0]) if "epochs" in g and pd.notna(g["epochs"].iloc[0]) else max(have)
+            if tid in info.index:
+                status = info.loc[tid, "status"]
+                if status != "ok" and pd.notna(info.loc[tid, "epochs_done"]):
+                    want = int(info.loc[tid, "epochs_done"])
+            else:
+                status = "no trials row"
+            lost = sorted(set(range(1, want + 1)) - have)
+            if lost:
+                r = g.iloc[0]
+                rows.append(
+                    {
+                        "trial_id": tid,
+                        **{c: r[c] for c in IDENTITY if c in g},
+                        "status": status,
+                        "missing_epochs": _ranges(lost),
+                    }
+                )
+        done_no_epochs = [t for t in known if t not in set(epochs["trial_id"])] if not epochs.empty else list(known)
+        for tid in sorted(done_no_epochs):
+            r = info.loc[tid]
+            if int(r.get("epochs_done", 0) or 0) > 0:
+                rows.append(
+                    {
+                        "trial_id": tid,
+                        **{c: r[c] for c in IDENTITY if c in info},
+                        "status": r["status"],
+                        "missing_epochs": "all (no epoch rows)",
+                    }
+                )
+    out["missing epochs"] = pd.DataFrame(rows)
+    return out
+
+
+def _ranges(xs: list[int]) -> str:
+    parts, start = [], None
+    for i, x in enumerate(xs):
+        if start is None:
+            start = x
+        if i + 1 == len(xs) or xs[i + 1] != x + 1:
+            parts.append(str(start) if start == x else f"{start}-{x}")
+            start = None
+    return ", ".join(parts)
+
+
+def _absent(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    keys = ["dataset", "family", "fit", "design_class", "members", "budget", "seed"]
+    frames = [df[keys] for df in (trials, epochs) if not df.empty and all(k in df for k in keys)]
+    if not frames:
+        return pd.DataFrame(columns=keys)
+    seen = pd.concat(frames).drop_duplicates()
+    seeds = sorted(seen["seed"].unique())
+    rows = []
+    for (dataset, family, fit), g in seen.groupby(["dataset", "family", "fit"], sort=True):
+        have = set(map(tuple, g[["design_class", "members", "budget", "seed"]].values))
+        classes = g[["design_class", "members"]].drop_duplicates().values
+        for cls, m in classes:
+            for b in sorted(g["budget"].unique()):
+                for s in seeds:
+                    if (cls, m, b, s) not in have:
+                        rows.append(
+                            {
+                                "dataset": dataset,
+                                "family": family,
+                                "fit": fit,
+                                "design_class": cls,
+                                "members": int(m),
+                                "budget": int(b),
+                                "seed": int(s),
+                            }
+                        )
+    return pd.DataFrame(rows, columns=keys)
+
+
+# --- the page --------------------------------------------------------------------------------------------------
+
+
+class _Page:
+    """A page as blocks, rendered to Markdown and to HTML from the same content."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[str, object]] = []
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append((f"h{level}", text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def ul(self, items: list[str]) -> None:
+        if items:
+            self.blocks.append(("ul", items))
+
+    def img(self, path: str, alt: str) -> None:
+        self.blocks.append(("img", (path, alt)))
+
+    def table(self, df: pd.DataFrame, max_rows: int = 50) -> None:
+        more = len(df) - max_rows
+        self.blocks.append(("table", df.head(max_rows)))
+        if more > 0:
+            self.p(f"... and {more} more rows (see the CSV files).")
+
+    def markdown(self) -> str:
+        out = []
+        for kind, x in self.blocks:
+            if kind.startswith("h"):
+                out.append("#" * int(kind[1]) + " " + x)
+            elif kind == "p":
+                out.append(x)
+            elif kind == "ul":
+                out.append("\n".join(f"- {i}" for i in x))
+            elif kind == "img":
+                out.append(f"![{x[1]}]({x[0]})")
+            elif kind == "table":
+                out.append(x.to_markdown(index=False, disable_numparse=True) if len(x) else "_(none)_")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        out = [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}img{max-width:100%}"
+            "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px}</style>",
+            "</head><body>",
+        ]
+        for kind, x in self.blocks:
+            if kind.startswith("h"):
+                out.append(f"<{kind}>{html.escape(x)}</{kind}>")
+            elif kind == "p":
+                out.append(f"<p>{html.escape(x)}</p>")
+            elif kind == "ul":
+                out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in x) + "</ul>")
+            elif kind == "img":
+                out.append(f"<img src='{html.escape(x[0])}' alt='{html.escape(x[1])}'>")
+            elif kind == "table":
+                out.append(x.to_html(index=False, na_rep="") if len(x) else "<p><em>(none)</em></p>")
+        out.append("</body></html>")
+        return "\n".join(out)
+
+
+def est_sentence(row: dict, grid: pd.DataFrame) -> str:
+    """Return one sentence on a group's overall EST: found (with interval and noise) or not (and why)."""
+    from analysis import figures
+
+    name = figures.group_title(row["dataset"], row["family"], row["k"], row["fit"])
+    fe = row["final_epoch"]
+    if row["status"] == "found":
+        e_at = row["est_earliest_epoch"]
+        e_txt = f"; at that budget ensembles win from epoch {int(e_at)} on" if pd.notna(e_at) else ""
+        return (
+            f"{name}: EST = {fmt_params(row['est_budget'])} parameters at the final epoch ({fe}); the switchover "
+            f"lies in {row['interval']}{e_txt}. Winner at EST: {row['est_winner']}. {row['decision']}. "
+            f"Seeds: {row['seeds']} ({row['tie_note']})."
+        )
+    if row["status"] == "none":
+        last = grid[(grid["epoch"] == fe) & (grid["winner"] != "missing")].sort_values("budget")
+        top = last.iloc[-1] if not last.empty else None
+        at_top = f" (at {fmt_params(top['budget'])}: {top['winner']})" if top is not None else ""
+        return (
+            f"{name}: no EST in the grid — ensembles do not beat the single network at the largest budget "
+            f"with data at the final epoch ({fe}){at_top}. Seeds: {row['seeds']} ({row['tie_note']})."
+        )
+    return f"{name}: EST cannot be computed ({row['status']})."
+
+
+def write_report(
+    store: str | Path,
+    sweep: str | None,
+    out_dir: str | Path,
+    tie_rule: str = "std",
+    write_html: bool = True,
+    make_figures: bool = True,
+) -> Path:
+    """Write figures (PNG+SVG), tables (MD/CSV/TeX), est.json and index.md (+ index.html) to out_dir.
+
+    Returns the path of index.md. A sweep with no rows yet still gets a page saying so. `make_figures=False` writes
+    the text and tables only (a quick look at a running sweep; drawing is most of the time).
+    """
+    from analysis import figures  # seaborn/matplotlib load only when a report is drawn
+
+    out = Path(out_dir)
+    fig_dir = out / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    trials, epochs, load_warnings = read_store(store, sweep)
+    page = _Page()
+    title = f"Sweep report: {sweep or 'all sweeps'}"
+    page.h(1, title)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page.p(f"Store: {Path(store).resolve()} — generated {now}. Tie rule: {TIE_RULE_TEXT[tie_rule]}.")
+    n_status = trials["status"].value_counts().to_dict() if not trials.empty else {}
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(n_status.items())) or "none"
+    n_running = len(set(epochs["trial_id"]) - set(trials.get("trial_id", []))) if not epochs.empty else 0
+    page.p(
+        f"Trials finished: {counts}. Trials with epoch rows but no trials row (running or interrupted): {n_running}."
+    )
+
+    est = compute_est(epochs, trials if not trials.empty else None, tie_rule=tie_rule)
+    _write_est(est, out)
+    page.h(2, "Ensemble Switchover Threshold (EST)")
+    if est.summary.empty:
+        page.p("No group has both a single network and an ensemble class with epoch rows: EST cannot be computed yet.")
+    else:
+        page.ul([est_sentence(r, _group_rows(est.grid, r)) for r in est.summary.to_dict("records")])
+        page.p(
+            "EST = the smallest budget from which ensembles beat the single network at every larger budget in the "
+            "grid. The switchover interval runs from the last non-winning budget (exclusive) to the EST."
+        )
+        page.table(_md_summary(est))
+        page.p("Files: est.json, est_summary.md/.csv, est_per_epoch.csv, est_earliest_epoch.csv, winner_grid.csv.")
+    if est.notes:
+        page.p("Notes:")
+        page.ul(est.notes)
+
+    tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
+    for r in est.summary.to_dict("records"):
+        key = {k: r[k] for k in GROUP_KEYS}
+        gtitle = figures.group_title(**key)
+        slug = _slug(key["dataset"], key["family"], f"k{key['k']}", key["fit"])
+        grid, stats = _group_rows(est.grid, r), _group_rows(est.stats, r)
+        page.h(2, gtitle)
+        note = figures.tie_rule_note(tie_rule, r["seeds"])
+        tta = figures.time_to_accuracy_table(stats)
+        tta.to_csv(out / f"{slug}_time_to_acc.csv", index=False)
+        never = tta[~tta["reached"]]
+        never_txt = "Never reached the single network's best accuracy: " + (
+            "; ".join(f"{c} at {fmt_params(b)}" for b, c in zip(never["budget"], never["role"], strict=True)) or "none"
+        )
+        if not make_figures:
+            page.p(never_txt + ".")
+            continue
+        made = [
+            ("winner heatmap", figures.winner_heatmap(grid, gtitle, fig_dir, f"{slug}_winners", note)),
+            ("test error vs budget", figures.error_vs_budget(stats, gtitle, fig_dir, f"{slug}_error")),
+            ("time to accuracy", figures.time_to_accuracy(stats, gtitle, fig_dir, f"{slug}_time_to_acc")),
+        ]
+        trows = _group_rows(tg, r) if not tg.empty else tg
+        if not trows.empty:
+            made.append(("costs", figures.costs(trows, gtitle, fig_dir, f"{slug}_costs")))
+        else:
+            page.p("No finished trials yet for this group: no cost figure (training time, latency, memory).")
+        for alt, paths in made:
+            page.img(str(paths[0].relative_to(out)), f"{alt} — {gtitle}")
+        page.p(never_txt + ".")
+
+    page.h(2, "Divide and co-train comparison")
+    dct_paths = tables.write_dct_table(trials, out)
+    if dct_paths:
+        page.p(tables.to_markdown(tables.dct_table(trials)).strip())
+        page.p("Files: " + ", ".join(p.name for p in dct_paths.values()) + ".")
+    else:
+        page.p("No dct designs with finished (ok) trials in this sweep: no comparison table.")
+
+    page.h(2, "What is missing")
+    miss = missing_report(trials, epochs)
+    page.ul(
+        [
+            f"Unreadable files skipped: {len(load_warnings)}."
+            + (" " + " | ".join(load_warnings) if load_warnings else ""),
+            f"Trials not ok (diverged / error): {len(miss['not ok'])}.",
+            f"Trials with epoch rows but no trials row (running or interrupted): {len(miss['no trials row'])}.",
+            f"Grid combinations (class x budget x seed) with no row at all (queued, running or lost): "
+            f"{len(miss['absent'])}.",
+            f"Trials with missing epochs: {len(miss['missing epochs'])}.",
+        ]
+    )
+    for name, df in miss.items():
+        if len(df):
+            page.h(3, name)
+            page.table(df)
+            df.to_csv(out / f"missing_{_slug(name)}.csv", index=False)
+
+    md_path = out / "index.md"
+    md_path.write_text(page.markdown(), encoding="utf-8")
+    if write_html:
+        (out / "index.html").write_text(page.html(title), encoding="utf-8")
+    return md_path
+
+
+def _group_rows(df: pd.DataFrame, key: dict) -> pd.DataFrame:
+    if df.empty:
+        return df
+    m = pd.Series(True, index=df.index)
+    for k in GROUP_KEYS:
+        m &= df[k] == key[k]
+    return df[m]
+
+
+def _md_summary(est: ESTResult) -> pd.DataFrame:
+    t = est.summary
+    return pd.DataFrame(
+        {
+            "dataset": t["dataset"],
+            "family": t["family"],
+            "k": t["k"].astype(str),
+            "fit": t["fit"],
+            "final epoch": t["final_epoch"].astype(str),
+            "seeds": t["seeds"],
+            "EST": [
+                fmt_params(b) if s == "found" else ("no EST in grid" if s == "none" else s)
+                for b, s in zip(t["est_budget"], t["status"], strict=True)
+            ],
+            "interval": t["interval"],
+            "earliest epoch at EST": [("" if pd.isna(e) else str(int(e))) for e in t["est_earliest_epoch"]],
+            "winner at EST": t["est_winner"].fillna(""),
+            "margin / noise (pp)": [
+                ("" if m is None or pd.isna(m) else f"{m:.2f} / {'n/a' if pd.isna(n) else f'{n:.2f}'}")
+                for m, n in zip(t["est_margin_pp"], t["est_noise_pp"], strict=True)
+            ],
+        }
+    )
+
+
+def _write_est(est: ESTResult, out: Path) -> None:
+    (out / "est.json").write_text(est.to_json(), encoding="utf-8")
+    (out / "est_summary.md").write_text(est.summary_markdown() + "\n", encoding="utf-8")
+    est.summary.to_csv(out / "est_summary.csv", index=False)
+    est.per_epoch.to_csv(out / "est_per_epoch.csv", index=False)
+    est.earliest.to_csv(out / "est_earliest_epoch.csv", index=False)
+    est.grid.to_csv(out / "winner_grid.csv", index=False)

@@ -1,0 +1,113 @@
+"""Report: one page with EST text, figures and tables; works on partial stores and says what is missing."""
+
+import json
+
+import pytest
+
+from analysis.__main__ import main
+from analysis.report import missing_report, write_report
+from tests.analysis.synth import frames, grid_trials, make_trial, write_store
+from tests.analysis.test_est import BUDGETS, SEED_NOISE, known_est_acc
+
+SLUG = "digits_resnet_k2_floor"
+
+
+@pytest.fixture(scope="module")
+def partial_report(tmp_path_factory):
+    """A sweep still running: one absent trial, one diverged, one without a trials row, one unreadable file."""
+    root = tmp_path_factory.mktemp("store")
+    trials = grid_trials(known_est_acc, BUDGETS, classes=("single", "deq", "dct"))
+    trials = [
+        t for t in trials if not (t[0]["design_class"] == "dct" and t[0]["budget"] == 10_000 and t[0]["seed"] == 2)
+    ]
+    trials.append(make_trial("deq", 20_000, 2, [0.7, float("nan")], epochs=4, status="diverged", family="resnet"))
+    trials.append(make_trial("single", 160_000, 3, [0.8, 0.81], epochs=4, with_trial_row=False))
+    write_store(root, "demo", trials)
+    (root / "epochs" / "sweep=demo" / "broken.parquet").write_bytes(b"PAR1 truncated")
+    out = tmp_path_factory.mktemp("report")
+    return write_report(root, "demo", out), out
+
+
+def test_report_writes_the_page_figures_and_tables(partial_report):
+    page, out = partial_report
+    assert page == out / "index.md"
+    for kind in ("winners", "error", "time_to_acc", "costs"):
+        for ext in ("png", "svg"):
+            assert (out / "figures" / f"{SLUG}_{kind}.{ext}").stat().st_size > 1000
+    for name in (
+        "index.html",
+        "est.json",
+        "est_summary.md",
+        "est_summary.csv",
+        "winner_grid.csv",
+        "dct_table.md",
+        "dct_table.csv",
+        "dct_table.tex",
+    ):
+        assert (out / name).exists(), name
+    text = page.read_text()
+    assert f"![winner heatmap — digits / resnet / k=2, fit=floor](figures/{SLUG}_winners.png)" in text
+
+
+def test_report_states_the_est_with_its_interval(partial_report):
+    page, out = partial_report
+    text = page.read_text()
+    assert "EST = 0.04M parameters at the final epoch (4); the switchover lies in (0.02M, 0.04M]" in text
+    assert json.loads((out / "est.json").read_text())["groups"][0]["overall"]["est_budget"] == 40_000
+
+
+def test_report_lists_what_is_missing(partial_report):
+    page, out = partial_report
+    text = page.read_text()
+    assert "Unreadable files skipped: 1." in text and "broken.parquet" in text
+    assert "Trials not ok (diverged / error): 1." in text
+    assert "Trials with epoch rows but no trials row (running or interrupted): 1." in text
+    assert "Trials with missing epochs: 1." in text
+    assert (out / "missing_absent.csv").exists()
+
+
+def test_missing_report_finds_absent_grid_cells_and_missing_epochs():
+    trials = grid_trials(known_est_acc, [10_000, 20_000])
+    trials = [
+        t for t in trials if not (t[0]["design_class"] == "weq" and t[0]["budget"] == 20_000 and t[0]["seed"] == 1)
+    ]
+    trials.append(make_trial("single", 40_000, 0, [0.8, 0.8], epochs=4, with_trial_row=False))
+    t, e = frames(trials)
+    miss = missing_report(t, e)
+    absent = miss["absent"]
+    weq = absent[(absent["design_class"] == "weq") & (absent["budget"] == 20_000)]
+    assert list(weq["seed"]) == [1]
+    lost = miss["missing epochs"].set_index("budget")
+    assert lost.loc[40_000, "missing_epochs"] == "3-4"
+    assert list(miss["no trials row"]["last_epoch"]) == [2]
+
+
+def test_report_says_when_there_is_no_est(tmp_path):
+    def acc(cls, budget, epoch, seed):
+        return 0.8 + SEED_NOISE[seed] + (-0.03 if cls != "single" else 0.0)
+
+    write_store(tmp_path / "s", "demo", grid_trials(acc, BUDGETS[-3:], epochs=2))
+    text = write_report(tmp_path / "s", "demo", tmp_path / "r", make_figures=False).read_text()
+    assert "no EST in the grid — ensembles do not beat the single network at the largest budget" in text
+    assert "(at 0.16M: single)" in text
+    assert "No dct designs" in text
+
+
+def test_report_on_a_single_seed_says_ties_cannot_be_assessed(tmp_path):
+    write_store(tmp_path / "s", "demo", grid_trials(known_est_acc, BUDGETS[1:], seeds=(0,)))
+    text = write_report(tmp_path / "s", "demo", tmp_path / "r", make_figures=False).read_text()
+    assert "1 seed: ties cannot be assessed" in text
+
+
+def test_report_on_an_empty_sweep_writes_a_page_that_says_so(tmp_path):
+    page = write_report(tmp_path / "nothing", "demo", tmp_path / "r")
+    assert "EST cannot be computed yet" in page.read_text()
+
+
+def test_cli_report_writes_the_page(tmp_path, capsys):
+    write_store(tmp_path / "s", "demo", grid_trials(known_est_acc, BUDGETS[:2], classes=("single", "deq")))
+    assert (
+        main(["report", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r"), "--no-html", "--no-figures"]) == 0
+    )
+    assert "report written" in capsys.readouterr().out
+    assert (tmp_path / "r" / "index.md").exists() and not (tmp_path / "r" / "index.html").exists()
