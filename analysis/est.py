@@ -283,7 +283,7 @@ def _decision_text(res: dict, below_assessable: bool | None) -> str:
     """Say how firm the EST decision is: is the win at EST, and the non-win below it, beyond seed noise?"""
     if not res["est_assessable"]:
         return "1 seed: decided by means only, ties cannot be assessed"
-    parts = [f"win at EST beyond noise (margin {res['est_margin_pp']:.2f} pp > noise {res['est_noise_pp']:.2f} pp)"]
+    parts = [f"Win at EST beyond noise (margin {res['est_margin_pp']:.2f} pp > noise {res['est_noise_pp']:.2f} pp)"]
     if res["below_budget"] is None:
         parts.append("EST is the smallest budget in the grid, so the switchover may lie lower")
     elif res["below_winner"] == "tie":
