@@ -1,0 +1,204 @@
+"""Once-per-trial measurements: parameters, forward FLOPs, peak training memory, inference latency, environment.
+
+Units are in the names: `*_mb` are MiB (2**20 bytes), `*_ms_*` milliseconds, `*_sps` samples per second. FLOPs are
+per sample (batch 1), forward only, summed over members:
+- `macs_fvcore`: fvcore's `FlopCountAnalysis` total, which counts one multiply-add as one "flop" (i.e. MACs). It
+  traces with `torch.jit`, and it also counts batch-norm as 1 op per element (elementwise adds, ReLU and the global
+  mean are "unsupported" and skipped), so it is a few % above `flops_torch / 2` for CIFAR ResNets.
+- `flops_torch`: `torch.utils.flop_counter.FlopCounterMode`, 2 FLOPs per MAC, convs and matmuls only.
+Either count that fails is None with the reason in `*_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import resource
+import socket
+import statistics
+import time
+import warnings
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+MIB = 2**20
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued device work (CUDA) so that host timers measure it; a no-op on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_params(model: nn.Module) -> int:
+    """Return the number of parameters (a count) of one model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _error_text(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+
+
+def fvcore_macs(models: list[nn.Module], sample: torch.Tensor) -> tuple[int | None, str | None]:
+    """Return (MACs per sample summed over members by fvcore, None) or (None, reason)."""
+    # fvcore's import and tracing raise torch.jit deprecation FutureWarnings in torch 2.x, and it logs every
+    # unsupported op; the skipped ops are the documented elementwise ones, so both are noise here.
+    fv_logger = logging.getLogger("fvcore.nn.jit_analysis")
+    level = fv_logger.level
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            fv_logger.setLevel(logging.ERROR)
+            from fvcore.nn import FlopCountAnalysis
+
+            total = 0
+            for model in models:
+                analysis = FlopCountAnalysis(model, (sample,))
+                analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+                total += int(analysis.total())
+        return total, None
+    except Exception as err:  # fvcore is old and jit-based; a failure must not end the trial
+        return None, _error_text(err)
+    finally:
+        fv_logger.setLevel(level)
+
+
+def torch_flops(models: list[nn.Module], sample: torch.Tensor) -> tuple[int | None, str | None]:
+    """Return (forward FLOPs per sample summed over members by FlopCounterMode -- 2 per MAC --, None) or
+    (None, reason)."""
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            for model in models:
+                model(sample)
+        return int(counter.get_total_flops()), None
+    except Exception as err:
+        return None, _error_text(err)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh peak-memory window on CUDA (no-op on CPU, where RSS has no reset)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _nvml_process_mb(device: torch.device) -> float | None:
+    """This process's device memory by NVML, in MiB, or None when NVML is unusable (no driver, containers)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            pid = os.getpid()
+            for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                if proc.pid == pid and proc.usedGpuMemory is not None:
+                    return proc.usedGpuMemory / MIB
+            return None
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None
+
+
+def peak_memory(device: torch.device) -> dict:
+    """Return the peak training memory fields of the FINAL record (MiB).
+
+    CUDA: torch's peak allocated/reserved since `reset_peak_memory`, plus NVML's reading of this process's device
+    memory now (it includes the CUDA context; the caching allocator keeps its peak reserved, so it is close to a
+    peak). CPU: the process's peak RSS (ru_maxrss, KiB on Linux) -- a high-water mark of the whole process since it
+    started, which includes data loading and anything an earlier trial in the same (reused) worker process did.
+    """
+    if device.type == "cuda":
+        nvml = _nvml_process_mb(device)
+        return {
+            "peak_mem_mb": torch.cuda.max_memory_allocated(device) / MIB,
+            "peak_mem_reserved_mb": torch.cuda.max_memory_reserved(device) / MIB,
+            "nvml_mem_mb": nvml,
+            "mem_source": "cuda_allocator+nvml" if nvml is not None else "cuda_allocator",
+        }
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_mem_mb": rss_kib * 1024 / MIB, "peak_mem_reserved_mb": None, "nvml_mem_mb": None, "mem_source": "rss"}
+
+
+def _timed_ms(run, device: torch.device, warmup: int, runs: int) -> list[float]:
+    for _ in range(warmup):
+        run()
+    sync(device)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        sync(device)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def inference_latency(
+    models: list[nn.Module],
+    shape: tuple[int, int, int],
+    device: torch.device,
+    warmup: int,
+    runs: int,
+    throughput_batch: int,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> dict:
+    """Return latency_ms_p50/p90 (batch 1, members run one after another, ms per ensemble forward) and
+    throughput_sps (samples/s at `throughput_batch`, from the median batch time) in eval mode, no grad."""
+    for model in models:
+        model.eval()
+    amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def runner(batch: int):
+        x = torch.randn(batch, *shape, device=device).contiguous(memory_format=fmt)
+
+        def run():
+            with torch.no_grad(), amp:
+                for model in models:
+                    model(x)
+
+        return run
+
+    lat = sorted(_timed_ms(runner(1), device, warmup, runs))
+    # Big batches take long on a CPU; a handful of runs gives a stable median.
+    thr = _timed_ms(runner(throughput_batch), device, min(warmup, 2), max(3, min(runs, 10)))
+    return {
+        "latency_ms_p50": statistics.median(lat),
+        "latency_ms_p90": lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))],
+        "throughput_sps": throughput_batch / (statistics.median(thr) / 1000.0),
+        "throughput_batch": throughput_batch,
+    }
+
+
+def device_name(device: torch.device) -> str:
+    """Return the GPU name (CUDA) or the CPU model name from /proc/cpuinfo (falling back to platform)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def environment(device: torch.device, precision: str, device_shared: bool) -> dict:
+    """Return the environment fields of the FINAL record."""
+    return {
+        "device_name": device_name(device),
+        "device_shared": bool(device_shared),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda if device.type == "cuda" else None,
+        "precision": precision,
+        "num_threads": torch.get_num_threads(),
+        "hostname": socket.gethostname(),
+    }

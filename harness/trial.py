@@ -1,0 +1,423 @@
+"""The trial function: train one design point (1..k members) for E epochs with one seed, and measure it.
+
+`run_trial(config, report, checkpoint_dir)` reads top to bottom: set up device, data, views, members, optimizer and
+schedules; restore a checkpoint if one exists; then per epoch train (timed, synchronized), evaluate, save, report;
+then measure once (params, FLOPs, memory, latency, environment) and report the FINAL record. The config is the
+contract's trial config (CONTRACT.md); the records are its EPOCH and FINAL records.
+
+Decisions that are visible in the numbers:
+- The learning rate is stepped **per iteration**: cosine decays smoothly over all iterations after a linear warm-up
+  over `warmup_epochs`; step decays at the first iteration of each milestone epoch (so it equals a per-epoch step
+  schedule). An EPOCH record's `lr` is the rate of that epoch's last iteration.
+- `lambda_cot` is stepped **per epoch** (see `harness.losses.cot_weight`); the EPOCH record holds the value used.
+- `train_loss` is the epoch's mean per-sample training objective (sum of member CEs + lambda_cot * JS), on the
+  augmented (and mixed) views; `test_loss` is the NLL of the ensemble's combined prediction on the test split.
+- A non-finite training loss is detected at the end of the epoch (checking every step would force a device sync
+  per iteration); the trial then stops with status "diverged" and that epoch is not reported.
+- Randomness: model init per member from a seed derived from (trial seed, member index), inside
+  `torch.random.fork_rng`; views, shuffling and mixing from one explicit generator on the device; dropout-style
+  layers use torch's global RNG, which is seeded from the trial seed here and checkpointed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from datetime import UTC, datetime
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import measure
+from harness.data import TrialData, load_data
+from harness.losses import COMBINERS, cot_weight, cotraining_loss, ensemble_log_probs
+from harness.views import ViewMaker, apply_mix, draw_mix, soft_targets
+from spaces.families import create_model
+
+CHECKPOINT_FILE = "trial_state.pt"
+
+
+def print_record(record: dict) -> None:
+    """Print a record as one JSON line on stdout (the default `report`)."""
+    print(json.dumps(record), flush=True)
+
+
+def utc_now() -> str:
+    """Return the current time as ISO-8601 UTC text."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def derived_seed(seed: int, *tags: object) -> int:
+    """Return a 63-bit seed derived from the trial seed and tags (stable across processes and platforms)."""
+    text = ":".join(str(t) for t in (seed, *tags))
+    return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16)
+
+
+def pick_device(resources: dict) -> torch.device:
+    """Return CUDA when it is available and the trial asked for a GPU, else the CPU."""
+    if torch.cuda.is_available() and float(resources.get("gpus", 0)) > 0:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def resolve_precision(requested: str, device: torch.device) -> tuple[str, torch.dtype | None]:
+    """Return (precision actually used, autocast dtype or None). Mixed precision applies on CUDA only."""
+    if requested not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision {requested!r}; allowed: fp32, bf16, fp16")
+    if device.type != "cuda" or requested == "fp32":
+        return "fp32", None
+    return requested, torch.bfloat16 if requested == "bf16" else torch.float16
+
+
+def build_members(design: dict, seed: int, device: torch.device, channels_last: bool) -> list[nn.Module]:
+    """Return the design's `members` models on `device`, each initialised from its own derived seed."""
+    models = []
+    for i in range(int(design["members"])):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(seed, "member", i))
+            model = create_model(
+                design["family"],
+                design["depth"],
+                design["width"],
+                num_classes=design["num_classes"],
+                in_chans=design["in_chans"],
+                **design.get("family_args", {}),
+            )
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        models.append(model.to(device=device, memory_format=fmt))
+    return models
+
+
+def make_optimizer(models: list[nn.Module], recipe: dict) -> torch.optim.Optimizer:
+    """Return one SGD (momentum, Nesterov) over all members; weight decay on conv/linear weights only."""
+    if recipe.get("optimizer", "sgd") != "sgd":
+        raise ValueError(f"unknown optimizer {recipe['optimizer']!r}; allowed: sgd")
+    decay, no_decay = [], []
+    for model in models:
+        for module in model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                is_weight = name == "weight" and isinstance(module, nn.modules.conv._ConvNd | nn.Linear)
+                (decay if is_weight else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": recipe["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=recipe["lr"], momentum=recipe["momentum"], nesterov=recipe["nesterov"])
+
+
+def lr_schedule(recipe: dict, epochs: int, iters_per_epoch: int) -> Callable[[int], float]:
+    """Return lr_at(step): the learning rate of 0-based iteration `step` (per-iteration schedule).
+
+    Linear warm-up over `warmup_epochs` (from lr/warmup_iters up to lr), then cosine to 0 over the remaining
+    iterations, or step decay by `gamma` at each epoch in `milestones`.
+    """
+    base, total = float(recipe["lr"]), max(1, epochs * iters_per_epoch)
+    warmup = int(round(float(recipe.get("warmup_epochs", 0)) * iters_per_epoch))
+    kind = recipe["schedule"]
+    if kind not in ("cosine", "step"):
+        raise ValueError(f"unknown schedule {kind!r}; allowed: cosine, step")
+    milestones, gamma = [int(m) for m in recipe.get("milestones", [])], float(recipe.get("gamma", 0.1))
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return base * (step + 1) / warmup
+        if kind == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+        epoch = step // iters_per_epoch
+        return base * gamma ** sum(epoch >= m for m in milestones)
+
+    return lr_at
+
+
+def train_batches(
+    data: TrialData,
+    views: ViewMaker,
+    count: int,
+    member_views: bool,
+    batch_size: int,
+    gen: torch.Generator,
+    device: torch.device,
+):
+    """Yield (list of `count` member inputs, labels) for one epoch, in a shuffled order drawn from `gen`."""
+    if data.loader:
+        for batch_views, y in data.train_loader:
+            inputs = [v.to(device, non_blocking=True) for v in batch_views]
+            yield (inputs if member_views else inputs[:1] * count), y.to(device, non_blocking=True)
+        return
+    order = torch.randperm(data.num_train, generator=gen, device=device)
+    for start in range(0, data.num_train, batch_size):
+        idx = order[start : start + batch_size]
+        yield views.views(data.train_x[idx], count, member_views, gen), data.train_y[idx]
+
+
+def test_batches(data: TrialData, batch_size: int, device: torch.device):
+    """Yield normalized (inputs, labels) test batches in a fixed order."""
+    if data.loader:
+        for x, y in data.test_loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return
+    for start in range(0, data.num_test, batch_size):
+        yield data.test_x[start : start + batch_size], data.test_y[start : start + batch_size]
+
+
+def train_one_epoch(
+    members, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp, fmt
+) -> tuple[float, int, float]:
+    """Train every member for one epoch; return (mean per-sample training loss in nats, next step, last lr)."""
+    for model in members:
+        model.train()
+    k, member_views = len(members), bool(recipe["member_views"])
+    loss_sum, seen, lr = torch.zeros((), device=device), 0, float("nan")
+    for inputs, y in train_batches(data, views, k, member_views, recipe["batch_size"], gen, device):
+        lr = lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # One mixing draw per batch, shared by every member's view.
+        plan = draw_mix(len(y), *inputs[0].shape[-2:], recipe["mixup_alpha"], recipe["cutmix_alpha"], gen)
+        if plan is not None:
+            mixed = {id(x): apply_mix(x, plan) for x in inputs}
+            inputs = [mixed[id(x)] for x in inputs]
+        targets = y if plan is None else soft_targets(y, data.num_classes, plan, recipe["label_smoothing"])
+        with amp:
+            logits = [model(x.contiguous(memory_format=fmt)) for model, x in zip(members, inputs, strict=True)]
+        loss, _ = cotraining_loss(logits, targets, lambda_cot, recipe["label_smoothing"])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.detach() * len(y)
+        seen += len(y)
+        step += 1
+    return float(loss_sum) / max(1, seen), step, lr
+
+
+@torch.no_grad()
+def evaluate(members, data, combine, batch_size, device, amp, fmt) -> tuple[float, list[float], float]:
+    """Return (ensemble accuracy, per-member accuracies, ensemble test loss in nats per sample) on the test split."""
+    for model in members:
+        model.eval()
+    correct = torch.zeros((), device=device)
+    member_correct = torch.zeros(len(members), device=device)
+    nll, n = torch.zeros((), device=device), 0
+    for x, y in test_batches(data, batch_size, device):
+        with amp:
+            logits = [model(x.contiguous(memory_format=fmt)) for model in members]
+        log_probs = ensemble_log_probs(logits, combine)
+        nll += F.nll_loss(log_probs, y, reduction="sum")
+        correct += (log_probs.argmax(1) == y).sum()
+        member_correct += torch.stack([(z.argmax(1) == y).sum() for z in logits]).float()
+        n += len(y)
+    return float(correct) / n, [float(c) / n for c in member_correct.tolist()], float(nll) / n
+
+
+def rng_state(gen: torch.Generator, device: torch.device) -> dict:
+    """Return every RNG state the trial draws from (our generator, torch CPU, and CUDA when used)."""
+    state = {"views": gen.get_state(), "torch_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> None:
+    """Restore the states saved by `rng_state`."""
+    gen.set_state(state["views"])
+    torch.set_rng_state(state["torch_cpu"])
+    if device.type == "cuda" and "torch_cuda" in state:
+        torch.cuda.set_rng_state(state["torch_cuda"], device)
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Write `state` to `path` atomically (temp file in the same folder, then os.replace)."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def run_trial(config: dict, report: Callable[[dict], None] = print_record, checkpoint_dir: str | None = None) -> dict:
+    """Train and measure one trial; return {"epochs": all EPOCH records, "final": the FINAL record}.
+
+    Calls `report` with each new EPOCH record and then the FINAL record. With `checkpoint_dir`, resumes from the
+    state saved there (epochs restored from it are returned but not reported again) and saves after every epoch.
+    """
+    started_at = utc_now()
+    trial_id, seed, epochs = config["trial_id"], int(config["seed"]), int(config["epochs"])
+    design, recipe, measure_cfg = config["design"], config["recipe"], config["measure"]
+    if recipe["combine"] not in COMBINERS:
+        raise ValueError(f"unknown combiner {recipe['combine']!r}; allowed: {', '.join(COMBINERS)}")
+    if int(measure_cfg.get("threads", 0)) > 0:
+        torch.set_num_threads(int(measure_cfg["threads"]))
+
+    # Device and numerics.
+    device = pick_device(config.get("resources", {}))
+    precision, amp_dtype = resolve_precision(recipe["precision"], device)
+    amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    channels_last = bool(recipe["channels_last"]) and device.type == "cuda"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    # Data, views, members, optimizer, schedules.
+    k = int(design["members"])
+    data = load_data(
+        config["dataset"],
+        device,
+        member_views=k if recipe["member_views"] else 1,
+        batch_size=recipe["batch_size"],
+        eval_batch_size=recipe["eval_batch_size"],
+    )
+    views = ViewMaker(
+        padding=int(recipe["crop_padding"]),
+        flip=bool(recipe["flip"]),
+        normalize=data.normalize,
+        autoaugment=bool(recipe["autoaugment"]),
+        randaugment=bool(recipe["randaugment"]),
+        random_erasing=float(recipe["random_erasing"]),
+        autoaugment_policy="svhn" if data.name == "svhn" else "cifar10",
+    )
+    gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "views"))
+    torch.manual_seed(derived_seed(seed, "torch"))  # dropout / stochastic depth draw from the global RNG
+    members = build_members(design, seed, device, channels_last)
+    optimizer = make_optimizer(members, recipe)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    iters_per_epoch = len(data.train_loader) if data.loader else math.ceil(data.num_train / recipe["batch_size"])
+    lr_at = lr_schedule(recipe, epochs, iters_per_epoch)
+
+    # Resume.
+    history, step = [], 0
+    ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
+    if ckpt_path and os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["trial_id"] != trial_id:
+            raise ValueError(f"checkpoint {ckpt_path} belongs to trial {state['trial_id']}, not {trial_id}")
+        for model, sd in zip(members, state["models"], strict=True):
+            model.load_state_dict(sd)
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"], gen, device)
+        history, step, started_at = state["history"], state["step"], state["started_at"]
+
+    # Train.
+    status, error = "ok", None
+    measure.reset_peak_memory(device)
+    for epoch in range(len(history), epochs):
+        lambda_cot = cot_weight(epoch, recipe["lambda_cot"], recipe["cot_warmup_epochs"], recipe["cot_floor"])
+        measure.sync(device)
+        start = time.perf_counter()
+        train_loss, step, lr = train_one_epoch(
+            members, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp, fmt
+        )
+        measure.sync(device)
+        epoch_time = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            status, error = "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
+            break
+        test_acc, member_acc, test_loss = evaluate(
+            members, data, recipe["combine"], recipe["eval_batch_size"], device, amp, fmt
+        )
+        record = {
+            "kind": "epoch",
+            "trial_id": trial_id,
+            "epoch": epoch + 1,
+            "test_acc": test_acc,
+            "member_acc": member_acc,
+            "member_acc_mean": sum(member_acc) / len(member_acc),
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "epoch_time_s": epoch_time,
+            "cum_time_s": (history[-1]["cum_time_s"] if history else 0.0) + epoch_time,
+            "lr": lr,
+            "lambda_cot": lambda_cot,
+        }
+        history.append(record)
+        if ckpt_path:
+            os.makedirs(checkpoint_dir, exist_ok=True)
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "trial_id": trial_id,
+                    "models": [m.state_dict() for m in members],
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(gen, device),
+                    "history": history,
+                    "step": step,
+                    "started_at": started_at,
+                },
+            )
+        report(record)
+
+    # Measure once.
+    memory = measure.peak_memory(device)
+    for model in members:
+        model.eval()
+    sample = torch.zeros(1, data.in_chans, data.image_size, data.image_size, device=device)
+    macs_fvcore, macs_fvcore_error = measure.fvcore_macs(members, sample)
+    flops_torch, flops_torch_error = measure.torch_flops(members, sample)
+    latency = measure.inference_latency(
+        members,
+        (data.in_chans, data.image_size, data.image_size),
+        device,
+        int(measure_cfg["latency_warmup"]),
+        int(measure_cfg["latency_runs"]),
+        int(measure_cfg["throughput_batch"]),
+        amp_dtype,
+        channels_last,
+    )
+    accs = [r["test_acc"] for r in history]
+    best = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
+    params = [measure.count_params(m) for m in members]
+    final = {
+        "kind": "final",
+        "trial_id": trial_id,
+        "status": status,
+        "error": error,
+        "epochs_done": len(history),
+        "final_acc": accs[-1] if accs else None,
+        "best_acc": accs[best] if accs else None,
+        "best_epoch": best + 1 if accs else None,
+        "train_time_s": history[-1]["cum_time_s"] if history else 0.0,
+        "params_member": params,
+        "params_total": sum(params),
+        "macs_fvcore": macs_fvcore,
+        "macs_fvcore_error": macs_fvcore_error,
+        "flops_torch": flops_torch,
+        "flops_torch_error": flops_torch_error,
+        **memory,
+        **latency,
+        **measure.environment(device, precision, config.get("resources", {}).get("fractional_gpu", False)),
+        "split_id": data.split_id,
+        "started_at": started_at,
+        "finished_at": utc_now(),
+    }
+    report(final)
+    return {"epochs": history, "final": final}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: run trial N of a spec and print one JSON object per report on stdout; return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m harness.trial", description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="spec file or preset name (e.g. digits)")
+    parser.add_argument("--index", type=int, default=0, help="which trial config of the spec (0-based)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
+    parser.add_argument("--checkpoint-dir", default=None, help="resume from / save to this folder")
+    args = parser.parse_args(argv)
+    from spaces.spec import SpecError, load_spec, trial_configs
+
+    try:
+        configs = trial_configs(load_spec(args.spec, args.set))
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not 0 <= args.index < len(configs):
+        print(f"error: --index {args.index} out of range; the spec has {len(configs)} trials", file=sys.stderr)
+        return 2
+    result = run_trial(configs[args.index], print_record, args.checkpoint_dir)
+    return 0 if result["final"]["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
