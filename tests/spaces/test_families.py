@@ -76,8 +76,8 @@ def test_meta_count_equals_count_of_a_cpu_instance(family, depth, width, options
     assert count_params(family, depth, width, 7, in_chans=1, options=options) == _n_params(model)
 
 
-@pytest.mark.parametrize(("family", "depth", "width", "options"), SMALL_CIFAR, ids=[c[0] for c in SMALL_CIFAR])
-def test_forward_macs_are_counted_for_every_cifar_family(family, depth, width, options):
+@pytest.mark.parametrize(("family", "depth", "width", "options"), NEW_CIFAR, ids=NEW_IDS)
+def test_forward_macs_are_counted_for_every_new_cifar_family(family, depth, width, options):
     small = forward_macs(family, depth, width, 10, 1, 16, options=options)
     large = forward_macs(family, depth, width, 10, 1, 32, options=options)
     # Convolutions dominate, so 4x the pixels is close to 4x the MACs.
