@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -100,6 +101,7 @@ def _error_text(trial) -> str:
     if not text and getattr(trial, "error_file", None):
         with contextlib.suppress(OSError), open(trial.error_file) as f:
             text = f.read()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # Ray colours its task names
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     if not lines:
         return "trial failed (no error text was recorded)"
