@@ -250,6 +250,8 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     design, recipe, measure_cfg = config["design"], config["recipe"], config["measure"]
     if recipe["combine"] not in COMBINERS:
         raise ValueError(f"unknown combiner {recipe['combine']!r}; allowed: {', '.join(COMBINERS)}")
+    if recipe.get("execution", "sequential") != "sequential":
+        raise ValueError(f"unknown execution {recipe['execution']!r}; allowed: sequential")
     if int(measure_cfg.get("threads", 0)) > 0:
         torch.set_num_threads(int(measure_cfg["threads"]))
 
