@@ -1,0 +1,55 @@
+"""SIGKILL the sweep driver mid-sweep, run the same command again: every trial ends in the store exactly once and
+trials completed before the kill are not trained again."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import signal
+import time
+
+import pytest
+
+from analysis.store import load_epochs, load_trials
+from tests.sweep.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["--spec", "digits", "--set", 'classes=["single"]', "--set", "seeds=[0,1]", "--set", "epochs=2",
+        "--set", "measure.latency_runs=3", "--set", "measure.throughput_batch=32"]  # fmt: skip
+
+
+def trial_files(store: str) -> dict[str, float]:
+    """Return {trial file name: mtime} of the visible trials files."""
+    return {os.path.basename(p): os.path.getmtime(p) for p in glob.glob(f"{store}/trials/sweep=digits/*.parquet")}
+
+
+def test_a_killed_sweep_resumes_without_duplicates_or_retraining(store):
+    proc = run_cli(*ARGS, "--store", store, start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while not trial_files(store) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash or `kill -9` would
+        proc.wait(timeout=30)
+    finally:
+        # Reap what the killed driver left (its embedded Ray), by the process group this test started.
+        time.sleep(2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    done_at_kill = trial_files(store)
+    assert 1 <= len(done_at_kill) < 4, f"kill came too late or too early: {sorted(done_at_kill)}"
+
+    rerun = run_cli(*ARGS, "--store", store)
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out
+    assert f"{len(done_at_kill)} already in the store" in out
+
+    after = trial_files(store)
+    assert len(after) == 4
+    assert {name: after[name] for name in done_at_kill} == done_at_kill  # completed trials were not rewritten
+    trials = load_trials(store, sweep="digits")
+    assert trials["trial_id"].is_unique and (trials["status"] == "ok").all()
+    epochs = load_epochs(store, sweep="digits")
+    assert not epochs.duplicated(["trial_id", "epoch"]).any() and len(epochs) == 4 * 2
