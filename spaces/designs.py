@@ -7,6 +7,7 @@ closest to the budget (what the public More-or-Less code did), so it may exceed 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from spaces.counting import count_params, forward_macs
@@ -77,36 +78,60 @@ def _pick(candidates: list[tuple[int, int]], target: float, fit: str) -> tuple[i
     return min(near, key=lambda c: (abs(c[1] - target), c[1] > target)) if near else None
 
 
-def fit_width(family: str, depth: int, member_budget: float, shape: Shape, options: dict, fit: str) -> tuple[int, int]:
+def _floor_index(params_at, guess: int, lo: int, hi: int | None, budget: float) -> int:
+    """Return the largest knob in [lo, hi] (hi None: unbounded) with params_at(knob) <= budget, or lo - 1.
+
+    params_at must grow monotonically. The search gallops out from `guess` and then bisects, so a good guess
+    costs two or three exact counts instead of a full bisection.
+    """
+    guess = max(lo, guess if hi is None else min(guess, hi))
+    if params_at(guess) <= budget:
+        ok, step = guess, 1
+        bad = guess + step
+        while (hi is None or bad <= hi) and params_at(bad) <= budget:
+            ok, step = bad, step * 2
+            bad = guess + step
+        if hi is not None and bad > hi:
+            bad = hi + 1  # sentinel: past the last knob
+    else:
+        bad, step = guess, 1
+        ok = guess - step
+        while ok >= lo and params_at(ok) > budget:
+            bad, step = ok, step * 2
+            ok = guess - step
+        ok = max(ok, lo - 1)  # lo - 1 is the sentinel for "nothing fits"
+    while bad - ok > 1:
+        mid = (ok + bad) // 2
+        if params_at(mid) <= budget:
+            ok = mid
+        else:
+            bad = mid
+    return ok
+
+
+def fit_width(
+    family: str, depth: int, member_budget: float, shape: Shape, options: dict, fit: str, guess: int | None = None
+) -> tuple[int, int]:
     """Return (width, params) of the member at `depth` that fits `member_budget` parameters by the fit rule.
 
-    Params grow monotonically with width, so a doubling search then a bisection finds the floor width.
+    Params grow monotonically with width; `guess` (a width) only speeds the search up.
     """
     fam = get_family(family)
-    lo = fam.min_width
-    if _params(family, depth, lo, shape, options) > member_budget:
-        floor = None
-    else:
-        hi = lo
-        while _params(family, depth, hi * 2, shape, options) <= member_budget:
-            hi *= 2
-        lo, hi = hi, hi * 2  # params(lo) <= budget < params(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if _params(family, depth, mid, shape, options) <= member_budget:
-                lo = mid
-            else:
-                hi = mid
-        floor = lo
-    start = fam.min_width if floor is None else floor
-    candidates = [(w, _params(family, depth, w, shape, options)) for w in (start, start + 1)]
-    if floor is None:
-        candidates = candidates[:1]
-    picked = _pick(candidates, member_budget, fit)
+
+    def params_at(width: int) -> int:
+        return _params(family, depth, width, shape, options)
+
+    if guess is None:
+        # Conv parameters grow with width squared: scale the family's default width to the budget.
+        ref = fam.default_width
+        guess = round(ref * math.sqrt(member_budget / params_at(ref)))
+    floor = _floor_index(params_at, guess, fam.min_width, None, member_budget)
+    widths = [floor, floor + 1] if floor >= fam.min_width else [fam.min_width]
+    picked = _pick([(w, params_at(w)) for w in widths], member_budget, fit)
     if picked is None:
         raise BudgetError(
             f"no {family} member of depth {depth} fits {member_budget:,.0f} parameters "
-            f"(smallest width {fam.min_width} has {candidates[0][1]:,})"
+            f"(smallest width {fam.min_width} has {params_at(fam.min_width):,})"
         )
     return picked
 
@@ -116,26 +141,24 @@ def fit_depth(
 ) -> tuple[int, int]:
     """Return (depth, params) of the member at `width` that fits `member_budget` parameters by the fit rule.
 
-    Params grow monotonically with depth, so a bisection over the valid depths finds the floor depth.
+    Params grow monotonically with depth; the search starts where a linear scaling from `max_depth` points.
     """
     depths = get_family(family).valid_depths(max_depth)
     if not depths:
         raise BudgetError(f"{family} has no valid depth <= {max_depth}")
-    lo, hi = -1, len(depths)  # params(depths[lo]) <= budget < params(depths[hi])
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _params(family, depths[mid], width, shape, options) <= member_budget:
-            lo = mid
-        else:
-            hi = mid
-    candidates = [
-        (depths[i], _params(family, depths[i], width, shape, options)) for i in (lo, hi) if 0 <= i < len(depths)
-    ]
-    picked = _pick(candidates, member_budget, fit)
+
+    def params_at(i: int) -> int:
+        return _params(family, depths[i], width, shape, options)
+
+    ratio = member_budget / params_at(len(depths) - 1)
+    guess = min(range(len(depths)), key=lambda i: abs(depths[i] - depths[-1] * ratio))
+    floor = _floor_index(params_at, guess, 0, len(depths) - 1, member_budget)
+    indices = [i for i in (floor, floor + 1) if 0 <= i < len(depths)]
+    picked = _pick([(depths[i], params_at(i)) for i in indices], member_budget, fit)
     if picked is None:
         raise BudgetError(
             f"no {family} member of width {width} fits {member_budget:,.0f} parameters "
-            f"(depth {candidates[0][0]} has {candidates[0][1]:,})"
+            f"(depth {depths[0]} has {params_at(0):,})"
         )
     return picked
 
@@ -206,7 +229,8 @@ def ensemble_for(
     depth, width = single.depth, single.width
     try:
         if design_class == "deq":
-            width, _ = fit_width(family, depth, per_member, shape, options, fit)
+            guess = round(width * math.sqrt(per_member / single.params_member))
+            width, _ = fit_width(family, depth, per_member, shape, options, fit, guess=guess)
         elif design_class == "weq":
             depth, _ = fit_depth(family, width, depth, per_member, shape, options, fit)
         elif design_class == "dct":

@@ -134,3 +134,26 @@ def test_models_train_on_cpu_after_counting_on_meta():
     out = model(torch.randn(2, 1, 16, 16))
     out.sum().backward()
     assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "family, depth, width",
+    [
+        ("resnet", 8, 4),
+        ("resnet_bottleneck", 11, 4),
+        ("se_resnet", 8, 4),
+        ("wrn", 10, 1),
+        ("densenet_bc", 10, 4),
+        ("resnext29", 11, 2),
+        ("pyramidnet", 11, 8),
+        ("shake_shake", 8, 16),
+    ],
+)
+def test_design_macs_equal_torch_flop_counter_halved(family, depth, width):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model(family, depth, width, num_classes=10, in_chans=3).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    assert forward_macs(family, depth, width, 10, 3, 32) == counter.get_total_flops() // 2
