@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 from torch import nn
-from torchvision.models.resnet import Bottleneck, ResNet
 
 from spaces.families import register_family
 from spaces.families.base import Family, round_to_even
@@ -26,7 +25,10 @@ from spaces.families.base import Family, round_to_even
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
-def _resnet(depth: int, num_classes: int, in_chans: int, groups: int, width_per_group: int) -> ResNet:
+def _resnet(depth: int, num_classes: int, in_chans: int, groups: int, width_per_group: int) -> nn.Module:
+    # Imported here: torchvision costs every trial process over a second to import, and only these families need it.
+    from torchvision.models.resnet import Bottleneck, ResNet
+
     model = ResNet(
         Bottleneck, list(STAGE_BLOCKS[depth]), num_classes=num_classes, groups=groups, width_per_group=width_per_group
     )
