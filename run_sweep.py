@@ -96,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
 
     summary = run_sweep(spec, store=args.store, address=args.address)
-    return 0 if summary is None or getattr(summary, "ok", True) else 1
+    if not args.no_report:
+        from analysis.report import write_report
+
+        page = write_report(args.store, spec.name, args.report or f"reports/{spec.name}")
+        print(f"report: {page} (figures and tables beside it)")
+    return 0 if summary.ok else 1
 
 
 if __name__ == "__main__":

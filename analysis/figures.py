@@ -6,6 +6,7 @@ returns the two paths. Error bars are the same seed intervals the EST tie rule u
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -130,7 +131,8 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     ax.legend(handles=handles, title="winner", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=True)
     fig.suptitle(f"Winner by budget and epoch — {title}", fontsize=11)
     if note:
-        ax.set_title(note, fontsize=8)
+        # Wrapped: the heatmap axes are narrower than the note, and a long line is clipped at the figure edge.
+        ax.set_title(textwrap.fill(note, 60), fontsize=8)
     return _save(fig, out_dir, stem)
 
 

@@ -30,8 +30,9 @@ def list_families() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, depth: int, width: int, num_classes: int | None = None, in_chans: int = 3,
-                 **options) -> nn.Module:
+def create_model(
+    name: str, depth: int, width: int, num_classes: int | None = None, in_chans: int = 3, **options
+) -> nn.Module:
     """Return a new model of family `name` at (depth, width), built on the current default device."""
     family = get_family(name)
     if not family.is_valid_depth(depth):
