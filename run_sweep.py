@@ -66,6 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the designs as a JSON list")
     parser.add_argument("--store", default="results", help="results store (local path or URI); default: %(default)s")
     parser.add_argument(
+        "--report", default=None, metavar="DIR", help="where the analysis report goes (default: reports/<sweep name>)"
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip the analysis report at the end")
+    parser.add_argument(
         "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)"
     )
     return parser.parse_args(argv)

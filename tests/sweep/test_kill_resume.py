@@ -26,7 +26,8 @@ def trial_files(store: str) -> dict[str, float]:
 
 
 def test_a_killed_sweep_resumes_without_duplicates_or_retraining(store):
-    proc = run_cli(*ARGS, "--store", store, start_new_session=True)
+    report = os.path.join(store, "..", "report")
+    proc = run_cli(*ARGS, "--store", store, "--report", report, start_new_session=True)
     deadline = time.monotonic() + 240
     try:
         while not trial_files(store) and proc.poll() is None and time.monotonic() < deadline:
@@ -41,10 +42,12 @@ def test_a_killed_sweep_resumes_without_duplicates_or_retraining(store):
     done_at_kill = trial_files(store)
     assert 1 <= len(done_at_kill) < 4, f"kill came too late or too early: {sorted(done_at_kill)}"
 
-    rerun = run_cli(*ARGS, "--store", store)
+    rerun = run_cli(*ARGS, "--store", store, "--report", report)
     out, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out
     assert f"{len(done_at_kill)} already in the store" in out
+    with open(os.path.join(report, "index.md")) as page:
+        assert "Trials finished: 4 ok." in page.read()  # the report covers all four trials
 
     after = trial_files(store)
     assert len(after) == 4
