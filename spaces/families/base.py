@@ -73,3 +73,16 @@ class Family:
 def round_to_even(x: float) -> int:
     """Return the even integer nearest to x (at least 2); channel counts stay even after division."""
     return max(2, 2 * round(x / 2))
+
+
+def init_he_normal(model: nn.Module, zero_linear_bias: bool = True) -> None:
+    """Initialise `model` in place as the CIFAR reference codes do: He-normal (fan_out) convolutions, unit-weight
+    zero-bias BatchNorm and, optionally, zero classifier bias. Returns nothing."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and zero_linear_bias:
+            nn.init.zeros_(m.bias)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from spaces.families import register_family
-from spaces.families.base import Family, round_to_even
+from spaces.families.base import Family, init_he_normal, round_to_even
 
 
 class SqueezeExcite(nn.Module):
@@ -111,12 +111,7 @@ class CifarResNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_he_normal(self, zero_linear_bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layers(self.stem(x))

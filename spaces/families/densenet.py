@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spaces.families import register_family
-from spaces.families.base import Family
+from spaces.families.base import Family, init_he_normal
 
 BOTTLENECK_FACTOR = 4  # the 1x1 convolution widens to 4k channels (the paper's "B")
 COMPRESSION = 0.5  # transitions keep half the channels (the paper's "C")
@@ -84,15 +84,7 @@ class DenseNetBC(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Initialise as the reference code: He-normal (fan_out) convolutions, unit BN, zero linear bias."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_he_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn(self.features(self.stem(x))))
