@@ -16,23 +16,9 @@ import pandas as pd
 
 from analysis.est import fmt_params
 
-FALLBACK_POINT_COLUMNS = [
-    "sweep",
-    "dataset",
-    "design_class",
-    "family",
-    "depth",
-    "width",
-    "members",
-    "budget",
-    "fit",
-    "epochs",
-    "lr",
-    "weight_decay",
-    "lambda_cot",
-    "combine",
-    "precision",
-]
+# What names a design point in the table; the recipe columns complete its identity when point_id is absent.
+DESIGN_COLUMNS = ["sweep", "dataset", "design_class", "family", "depth", "width", "members", "budget", "fit", "epochs"]
+FALLBACK_POINT_COLUMNS = [*DESIGN_COLUMNS, "lr", "weight_decay", "lambda_cot", "combine", "precision"]
 # limit name -> (column in the design table, unit, human name)
 LIMITS = {
     "max_latency_ms": ("latency_ms_p50", "ms", "latency p50 (batch 1)"),
@@ -63,24 +49,7 @@ def design_table(trials: pd.DataFrame) -> pd.DataFrame:
     if "device_name" not in ok:
         ok["device_name"] = None
     g = ok.groupby(keys, sort=False, dropna=False)
-    first = g[
-        [
-            c
-            for c in (
-                "sweep",
-                "dataset",
-                "design_class",
-                "family",
-                "depth",
-                "width",
-                "members",
-                "budget",
-                "fit",
-                "epochs",
-            )
-            if c in ok and c not in keys
-        ]
-    ].first()
+    first = g[[c for c in DESIGN_COLUMNS if c in ok and c not in keys]].first()
     tab = first.join(
         g.agg(
             n_seeds=("seed", "nunique"),
