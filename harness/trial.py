@@ -14,6 +14,9 @@ Decisions that are visible in the numbers:
   augmented (and mixed) views; `test_loss` is the NLL of the ensemble's combined prediction on the test split.
 - A non-finite training loss is detected at the end of the epoch (checking every step would force a device sync
   per iteration); the trial then stops with status "diverged" and that epoch is not reported.
+- Execution (`recipe.execution`, see `harness.fused`): `sequential` runs the members one after another, `fused` as
+  one vmapped computation over stacked weights, `auto` the mode measured fastest on the device; the FINAL record's
+  `execution` is the mode that really ran.
 - Randomness: model init per member from a seed derived from (trial seed, member index), inside
   `torch.random.fork_rng`; views, shuffling and mixing from one explicit generator on the device; dropout-style
   layers use torch's global RNG, which is seeded from the trial seed here and checkpointed.
@@ -38,6 +41,7 @@ from torch import nn
 
 from harness import measure
 from harness.data import TrialData, load_data
+from harness.fused import FusedMembers, resolve_execution
 from harness.losses import COMBINERS, cot_weight, cotraining_loss, ensemble_log_probs
 from harness.views import ViewMaker, apply_mix, draw_mix, soft_targets
 from spaces.families import create_model
@@ -96,16 +100,21 @@ def build_members(design: dict, seed: int, device: torch.device, channels_last: 
     return models
 
 
-def make_optimizer(models: list[nn.Module], recipe: dict) -> torch.optim.Optimizer:
-    """Return one SGD (momentum, Nesterov) over all members; weight decay on conv/linear weights only."""
+def make_optimizer(
+    models: list[nn.Module], recipe: dict, stacked: dict[str, torch.Tensor] | None = None
+) -> torch.optim.Optimizer:
+    """Return one SGD (momentum, Nesterov) over all members' parameters, or over their `stacked` parameters (fused
+    execution: name -> tensor with a leading member dimension); weight decay on conv/linear weights only."""
     if recipe.get("optimizer", "sgd") != "sgd":
         raise ValueError(f"unknown optimizer {recipe['optimizer']!r}; allowed: sgd")
-    decay, no_decay = [], []
-    for model in models:
-        for module in model.modules():
-            for name, param in module.named_parameters(recurse=False):
-                is_weight = name == "weight" and isinstance(module, nn.modules.conv._ConvNd | nn.Linear)
-                (decay if is_weight else no_decay).append(param)
+    decayed = {
+        f"{prefix}.weight" if prefix else "weight"
+        for prefix, module in models[0].named_modules()
+        if isinstance(module, nn.modules.conv._ConvNd | nn.Linear) and module.weight is not None
+    }
+    sources = [stacked] if stacked is not None else [dict(model.named_parameters()) for model in models]
+    decay = [param for params in sources for name, param in params.items() if name in decayed]
+    no_decay = [param for params in sources for name, param in params.items() if name not in decayed]
     groups = [{"params": decay, "weight_decay": recipe["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.SGD(groups, lr=recipe["lr"], momentum=recipe["momentum"], nesterov=recipe["nesterov"])
 
@@ -167,9 +176,10 @@ def test_batches(data: TrialData, batch_size: int, device: torch.device):
 
 
 def train_one_epoch(
-    members, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp, fmt
+    members, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp, fmt, fused=None
 ) -> tuple[float, int, float]:
-    """Train every member for one epoch; return (mean per-sample training loss in nats, next step, last lr)."""
+    """Train every member for one epoch (through `fused`, a FusedMembers, when given); return (mean per-sample
+    training loss in nats, next step, last lr)."""
     for model in members:
         model.train()
     k, member_views = len(members), bool(recipe["member_views"])
@@ -185,7 +195,10 @@ def train_one_epoch(
             inputs = [mixed[id(x)] for x in inputs]
         targets = y if plan is None else soft_targets(y, data.num_classes, plan, recipe["label_smoothing"])
         with amp:
-            logits = [model(x.contiguous(memory_format=fmt)) for model, x in zip(members, inputs, strict=True)]
+            if fused is not None:
+                logits = list(fused(inputs).unbind(0))
+            else:
+                logits = [model(x.contiguous(memory_format=fmt)) for model, x in zip(members, inputs, strict=True)]
         loss, _ = cotraining_loss(logits, targets, lambda_cot, recipe["label_smoothing"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -198,8 +211,9 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(members, data, combine, batch_size, device, amp, fmt) -> tuple[float, list[float], float]:
-    """Return (ensemble accuracy, per-member accuracies, ensemble test loss in nats per sample) on the test split."""
+def evaluate(members, data, combine, batch_size, device, amp, fmt, fused=None) -> tuple[float, list[float], float]:
+    """Return (ensemble accuracy, per-member accuracies, ensemble test loss in nats per sample) on the test split;
+    the members run through `fused` (a FusedMembers) when given."""
     for model in members:
         model.eval()
     correct = torch.zeros((), device=device)
@@ -207,7 +221,10 @@ def evaluate(members, data, combine, batch_size, device, amp, fmt) -> tuple[floa
     nll, n = torch.zeros((), device=device), 0
     for x, y in test_batches(data, batch_size, device):
         with amp:
-            logits = [model(x.contiguous(memory_format=fmt)) for model in members]
+            if fused is not None:
+                logits = list(fused(x).unbind(0))
+            else:
+                logits = [model(x.contiguous(memory_format=fmt)) for model in members]
         log_probs = ensemble_log_probs(logits, combine)
         nll += F.nll_loss(log_probs, y, reduction="sum")
         correct += (log_probs.argmax(1) == y).sum()
@@ -250,8 +267,6 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     design, recipe, measure_cfg = config["design"], config["recipe"], config["measure"]
     if recipe["combine"] not in COMBINERS:
         raise ValueError(f"unknown combiner {recipe['combine']!r}; allowed: {', '.join(COMBINERS)}")
-    if recipe.get("execution", "sequential") != "sequential":
-        raise ValueError(f"unknown execution {recipe['execution']!r}; allowed: sequential")
     if int(measure_cfg.get("threads", 0)) > 0:
         torch.set_num_threads(int(measure_cfg["threads"]))
 
@@ -259,7 +274,19 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     device = pick_device(config.get("resources", {}))
     precision, amp_dtype = resolve_precision(recipe["precision"], device)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    channels_last = bool(recipe["channels_last"]) and device.type == "cuda"
+
+    # Execution mode. A checkpoint's mode wins over what `auto` would pick now: the optimizer state's layout
+    # (per-member or stacked parameters) depends on it.
+    ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
+    state = None
+    if ckpt_path and os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["trial_id"] != trial_id:
+            raise ValueError(f"checkpoint {ckpt_path} belongs to trial {state['trial_id']}, not {trial_id}")
+    execution = resolve_execution(recipe.get("execution", "sequential"), device, design["family"], design["members"])
+    if state is not None:
+        execution = state.get("execution", "sequential")
+    channels_last = bool(recipe["channels_last"]) and device.type == "cuda" and execution == "sequential"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
 
     # Data, views, members, optimizer, schedules.
@@ -283,18 +310,16 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "views"))
     torch.manual_seed(derived_seed(seed, "torch"))  # dropout / stochastic depth draw from the global RNG
     members = build_members(design, seed, device, channels_last)
-    optimizer = make_optimizer(members, recipe)
+    # Fused: the members' tensors become views of stacked ones, which the optimizer steps (harness.fused).
+    fused = FusedMembers(members) if execution == "fused" else None
+    optimizer = make_optimizer(members, recipe, fused.params if fused else None)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     iters_per_epoch = len(data.train_loader) if data.loader else math.ceil(data.num_train / recipe["batch_size"])
     lr_at = lr_schedule(recipe, epochs, iters_per_epoch)
 
     # Resume.
     history, step = [], 0
-    ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
-    if ckpt_path and os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["trial_id"] != trial_id:
-            raise ValueError(f"checkpoint {ckpt_path} belongs to trial {state['trial_id']}, not {trial_id}")
+    if state is not None:
         for model, sd in zip(members, state["models"], strict=True):
             model.load_state_dict(sd)
         optimizer.load_state_dict(state["optimizer"])
@@ -310,7 +335,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         measure.sync(device)
         start = time.perf_counter()
         train_loss, step, lr = train_one_epoch(
-            members, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp, fmt
+            members, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp, fmt, fused
         )
         measure.sync(device)
         epoch_time = time.perf_counter() - start
@@ -318,7 +343,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
             status, error = "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
             break
         test_acc, member_acc, test_loss = evaluate(
-            members, data, recipe["combine"], recipe["eval_batch_size"], device, amp, fmt
+            members, data, recipe["combine"], recipe["eval_batch_size"], device, amp, fmt, fused
         )
         record = {
             "kind": "epoch",
@@ -341,6 +366,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
                 ckpt_path,
                 {
                     "trial_id": trial_id,
+                    "execution": execution,
                     "models": [m.state_dict() for m in members],
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(),
@@ -391,6 +417,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         **memory,
         **latency,
         **measure.environment(device, precision, config.get("resources", {}).get("fractional_gpu", False)),
+        "execution": execution,
         "split_id": data.split_id,
         "started_at": started_at,
         "finished_at": utc_now(),
