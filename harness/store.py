@@ -227,6 +227,9 @@ def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (
         # The effective precision is what the trial really ran with (it may differ from the recipe's request).
         if final.get("precision") is not None:
             row["precision"] = final["precision"]
+        # Likewise the execution mode: `auto` resolves to the mode the trial ran.
+        if final.get("execution") is not None:
+            row["execution"] = final["execution"]
         row.update(status=final.get("status") or "ok", error=final.get("error") or error,
                    epochs_done=final.get("epochs_done"))  # fmt: skip
     row["written_at"] = _utcnow()

@@ -150,7 +150,7 @@ RECIPE_KEYS = {
     "precision": Key("str", "fp32", allowed=("fp32", "bf16", "fp16"), doc="autocast dtype on CUDA"),
     "channels_last": Key("bool", False, doc="channels_last memory format on CUDA"),
     "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max"), doc="ensemble combiner"),
-    "execution": Key("str", "sequential", allowed=("sequential",), doc="how members run"),
+    "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto"), doc="how members run"),
 }
 
 MEASURE_KEYS = {
