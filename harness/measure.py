@@ -11,6 +11,7 @@ Either count that fails is None with the reason in `*_error`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -81,9 +82,23 @@ def torch_flops(models: list[nn.Module], sample: torch.Tensor) -> tuple[int | No
 
 
 def reset_peak_memory(device: torch.device) -> None:
-    """Start a fresh peak-memory window on CUDA (no-op on CPU, where RSS has no reset)."""
+    """Start a fresh peak-memory window: torch's peak stats on CUDA; on Linux CPUs the process's peak RSS (VmHWM),
+    which writing "5" to /proc/self/clear_refs resets. Without the reset, a Ray worker reused across trials would
+    report the largest earlier trial's peak."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss_kib() -> tuple[int, str]:
+    """Return (peak RSS in KiB, mem_source): VmHWM since the last reset where /proc has it, else the lifetime peak."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]), "rss"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss_lifetime"
 
 
 def _nvml_process_mb(device: torch.device) -> float | None:
@@ -111,8 +126,9 @@ def peak_memory(device: torch.device) -> dict:
 
     CUDA: torch's peak allocated/reserved since `reset_peak_memory`, plus NVML's reading of this process's device
     memory now (it includes the CUDA context; the caching allocator keeps its peak reserved, so it is close to a
-    peak). CPU: the process's peak RSS (ru_maxrss, KiB on Linux) -- a high-water mark of the whole process since it
-    started, which includes data loading and anything an earlier trial in the same (reused) worker process did.
+    peak). CPU: the process's peak resident memory since `reset_peak_memory` (VmHWM; mem_source "rss"). It counts the
+    whole process, so the Python/torch baseline (about 1 GB) is included; where /proc is missing it is the lifetime
+    peak (ru_maxrss; mem_source "rss_lifetime").
     """
     if device.type == "cuda":
         nvml = _nvml_process_mb(device)
@@ -122,8 +138,13 @@ def peak_memory(device: torch.device) -> dict:
             "nvml_mem_mb": nvml,
             "mem_source": "cuda_allocator+nvml" if nvml is not None else "cuda_allocator",
         }
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_mem_mb": rss_kib * 1024 / MIB, "peak_mem_reserved_mb": None, "nvml_mem_mb": None, "mem_source": "rss"}
+    rss_kib, source = _peak_rss_kib()
+    return {
+        "peak_mem_mb": rss_kib * 1024 / MIB,
+        "peak_mem_reserved_mb": None,
+        "nvml_mem_mb": None,
+        "mem_source": source,
+    }
 
 
 def _timed_ms(run, device: torch.device, warmup: int, runs: int) -> list[float]:
