@@ -1,10 +1,24 @@
-"""Benchmark: the trial function's epoch time against a bare PyTorch training loop (`python -m harness.bench`).
+"""Benchmarks: trial vs bare loop (P1), fused vs sequential members (P4), ensembles vs singles (P5).
 
-Both train the same model (a single CIFAR ResNet from `spaces.families`) on the same device-resident digits data
-with the same batch size, SGD and crop augmentation, in ONE process. The runs are interleaved (trial, bare, trial,
-bare, ...) so that drifts in machine load hit both; the first epoch of every run is a warm-up and is dropped. The
-figure of merit is median(trial epoch_time_s) / median(bare epoch time); the goal is <= 1.05. The bare loop is
-what a person would write by hand: no views abstraction, no co-training loss, no records.
+`python -m harness.bench` runs them in ONE process on whatever device is present.
+
+P1 -- harness vs bare loop. Both train the same model (a single CIFAR ResNet from `spaces.families`) on the same
+device-resident digits data with the same batch size, SGD and crop augmentation, in ONE process. The runs are
+interleaved (trial, bare, trial, bare, ...) so that drifts in machine load hit both; the first epoch of every run is a
+warm-up and is dropped. The figure of merit is median(trial epoch_time_s) / median(bare epoch time); the goal is
+<= 1.05. The bare loop is what a person would write by hand: no views abstraction, no co-training loss, no records.
+
+P4 -- fused vs sequential. The train-step time (forward, co-training loss, backward, SGD step; views made
+beforehand) of a k = 4 deq resnet ensemble run `sequential`, `fused` and `auto` (resolved for this device), on
+member views (one [k, B, C, H, W] batch) and on one shared view, interleaved in rounds; figures are medians over
+rounds of the mean step time. `auto_over_sequential` <= 1.02 is the check that `auto` is never slower than
+sequential here (on CPU `auto` is `sequential`, so this measures the noise floor). This is where the `auto` rule in
+`harness.fused.resolve_execution` comes from.
+
+P5 -- ensemble vs single. Trial epoch time (`run_trial`, execution `auto`) of deq ensembles of k in {2, 4, 8}
+sized by `spaces.designs.ensemble_for` under the budget of a single network, for two families, over the single's
+epoch time (first epoch dropped). The budget deviation of each ensemble is in the JSON (WRN's integer widen factor
+fits budgets coarsely).
 
 This is a benchmark, not a test: it prints the ratio and writes its figures as JSON (default
 results/bench/bench_trial.json; results/ is the untracked run-output folder).
@@ -21,27 +35,42 @@ import time
 import torch
 import torch.nn.functional as F
 
+from harness import measure
 from harness.data import load_data
-from harness.trial import derived_seed, run_trial
-from spaces.designs import Shape, single_at
+from harness.fused import FusedMembers, resolve_execution
+from harness.losses import cotraining_loss
+from harness.trial import build_members, derived_seed, make_optimizer, run_trial
+from harness.views import ViewMaker
+from spaces.designs import DesignPoint, Shape, ensemble_for, single_at
 from spaces.families import create_model
 
 DEFAULT_OUT = os.path.join("results", "bench", "bench_trial.json")
+DIGITS = Shape(10, 1, 16)
 
 
-def bench_config(depth: int, width: int, epochs: int, batch_size: int, seed: int = 0) -> dict:
-    """Return a trial config (contract shape) for a single resnet on digits with cheap once-per-trial measures."""
-    design = single_at("resnet", depth, width, Shape(10, 1, 16), {}, "floor")
+def bench_config(
+    depth: int,
+    width: int,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    design: DesignPoint | None = None,
+    execution: str = "sequential",
+) -> dict:
+    """Return a trial config (contract shape) on digits with cheap once-per-trial measures: a single resnet of
+    (depth, width), or `design` when given."""
+    design = design or single_at("resnet", depth, width, DIGITS, {}, "floor")
     recipe = {
         "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
         "wd_policy": "none", "schedule": "cosine", "warmup_epochs": 0, "milestones": [], "gamma": 0.1,
         "batch_size": batch_size, "eval_batch_size": 512, "label_smoothing": 0.0, "lambda_cot": 0.0,
         "cot_warmup_epochs": 0, "cot_floor": 0.005, "member_views": False, "crop_padding": 2, "flip": False,
         "autoaugment": False, "randaugment": False, "random_erasing": 0.0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
-        "precision": "fp32", "channels_last": False, "combine": "logits", "execution": "sequential",
+        "precision": "fp32", "channels_last": False, "combine": "logits", "execution": execution,
     }  # fmt: skip
     return {
-        "trial_id": f"bench-{depth}-{width}-{seed}", "sweep": "bench", "seed": seed, "epochs": epochs,
+        "trial_id": f"bench-{design.family}-{design.members}x{design.depth}-{design.width}-{seed}",
+        "sweep": "bench", "seed": seed, "epochs": epochs,
         "dataset": {"name": "digits", "root": "", "download": False, "num_classes": 10, "in_chans": 1,
                     "image_size": 16, "test_fraction": 0.25, "split_seed": 0},
         "design": design.as_dict(), "recipe": recipe,
@@ -90,8 +119,92 @@ def bare_epoch_times(config: dict, device: torch.device) -> list[float]:
     return times
 
 
+def step_time_figures(
+    family: str, depth: int, width: int, k: int, batch_size: int, rounds: int, steps: int, device: torch.device
+) -> dict:
+    """P4: return median train-step times (s) of a k-member deq ensemble per execution and view kind, and ratios."""
+    design = ensemble_for(single_at(family, depth, width, DIGITS, {}, "floor"), "deq", k).as_dict()
+    recipe = bench_config(depth, width, 1, batch_size)["recipe"]
+    data = load_data(bench_config(depth, width, 1, batch_size)["dataset"], device)
+    views = ViewMaker(padding=2, flip=False, normalize=data.normalize)
+    gen = torch.Generator(device=device).manual_seed(0)
+    raw, labels = data.train_x[:batch_size], data.train_y[:batch_size]
+    batches = {"member_views": views.views(raw, k, True, gen), "shared_view": views.views(raw, k, False, gen)}
+    modes = {"sequential": "sequential", "fused": "fused", "auto": resolve_execution("auto", device, family, k)}
+    figures = {"family": family, "members": k, "member_width": design["width"], "depth": depth,
+               "batch_size": batch_size, "rounds": rounds, "steps_per_round": steps,
+               "auto_resolves_to": modes["auto"]}  # fmt: skip
+    engines = {}
+    for mode, execution in modes.items():  # each mode its own members, so that no mode warms another's caches
+        members = build_members(design, 0, device, channels_last=False)
+        fused = FusedMembers(members) if execution == "fused" else None
+        engines[mode] = (members, fused, make_optimizer(members, recipe, fused.params if fused else None))
+
+    def step(mode: str, inputs: list[torch.Tensor]) -> None:
+        members, fused, optimizer = engines[mode]
+        logits = list(fused(inputs).unbind(0)) if fused else [m(x) for m, x in zip(members, inputs, strict=True)]
+        loss, _ = cotraining_loss(logits, labels, lambda_cot=0.5)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for kind, inputs in batches.items():
+        for mode in engines:
+            for _ in range(2):  # warm-up: allocator, algorithm selection
+                step(mode, inputs)
+        # Modes alternate step by step, in a rotating order, so that load from other processes hits all of them.
+        times = {mode: [] for mode in engines}
+        order = list(engines)
+        for r in range(rounds):
+            for mode in order[r % len(order) :] + order[: r % len(order)]:
+                measure.sync(device)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step(mode, inputs)
+                measure.sync(device)
+                times[mode].append((time.perf_counter() - start) / steps)
+        med = {mode: statistics.median(t) for mode, t in times.items()}
+        figures[kind] = {
+            **{f"{mode}_step_time_s": med[mode] for mode in engines},
+            "fused_over_sequential": med["fused"] / med["sequential"],
+            "auto_over_sequential": med["auto"] / med["sequential"],
+        }
+    figures["auto_never_slower"] = all(figures[kind]["auto_over_sequential"] <= 1.02 for kind in batches)
+    return figures
+
+
+def ensemble_epoch_figures(
+    families: list[tuple[str, int, int]], ks: list[int], epochs: int, batch_size: int, device: torch.device
+) -> list[dict]:
+    """P5: return one row per (family, k): trial epoch times (s, median after the first epoch) of the deq ensemble
+    and of the single network that sets its budget, their ratio, and the ensemble's budget deviation (percent)."""
+    rows = []
+    for family, depth, width in families:
+        single = single_at(family, depth, width, DIGITS, {}, "floor")
+        designs = [single] + [ensemble_for(single, "deq", k) for k in ks]
+        times = {}
+        for design in designs:
+            config = bench_config(depth, width, epochs, batch_size, design=design, execution="auto")
+            if device.type == "cuda":
+                config["resources"]["gpus"] = 1
+            result = run_trial(config, report=lambda record: None)
+            times[design.members] = (
+                statistics.median(r["epoch_time_s"] for r in result["epochs"][1:]),
+                result["final"]["execution"],
+            )
+        for design in designs[1:]:
+            rows.append({
+                "family": family, "depth": depth, "single_width": width, "members": design.members,
+                "member_width": design.width, "budget": design.budget, "params_total": design.params_total,
+                "budget_deviation_pct": design.budget_deviation, "execution": times[design.members][1],
+                "single_epoch_time_s": times[1][0], "ensemble_epoch_time_s": times[design.members][0],
+                "ensemble_over_single": times[design.members][0] / times[1][0],
+            })  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """Run the benchmark, print a summary and write the JSON figures; return them."""
+    """Run the benchmarks, print a summary and write the JSON figures; return them."""
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--width", type=int, default=16)
@@ -99,11 +212,52 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved (trial, bare) pairs")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
+    parser.add_argument("--parts", default="p1,p4,p5", help="comma-separated parts to run: p1, p4, p5")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the bench, ~1 min on CPU)")
     parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    parts = {p.strip().lower() for p in args.parts.split(",") if p.strip()}
+    if args.quick:
+        args.epochs, args.repeats = 3, 1
+    figures = {"device": str(device), "num_threads": torch.get_num_threads(), "torch_version": torch.__version__}
+    if "p1" in parts:
+        figures.update(harness_vs_bare(args, device))
+    if "p4" in parts:
+        rounds, steps = (6, 1) if args.quick else (12, 1)
+        p4 = step_time_figures("resnet", 20, 16, 4, args.batch_size, rounds, steps, device)
+        figures["p4_fused_vs_sequential"] = p4
+        for kind in ("member_views", "shared_view"):
+            r = p4[kind]
+            print(
+                f"P4 resnet deq k=4 ({kind}): sequential {r['sequential_step_time_s'] * 1e3:.1f} ms/step, fused"
+                f" {r['fused_step_time_s'] * 1e3:.1f} ms/step, fused/sequential {r['fused_over_sequential']:.2f},"
+                f" auto ({p4['auto_resolves_to']})/sequential {r['auto_over_sequential']:.3f}"
+            )
+        print(f"P4 auto never slower than sequential (<= 1.02): {p4['auto_never_slower']}")
+    if "p5" in parts:
+        # wrn-10-3 is the smallest WRN whose budget fits 8 members of widen factor 1.
+        families = [("resnet", 8, 16)] if args.quick else [("resnet", 14, 16), ("wrn", 10, 3)]
+        rows = ensemble_epoch_figures(families, [2, 4, 8], 2, args.batch_size, device)
+        figures["p5_ensemble_vs_single"] = rows
+        for r in rows:
+            print(
+                f"P5 {r['family']}-{r['depth']} budget {r['budget']:,}: deq k={r['members']} (width"
+                f" {r['member_width']}, {r['budget_deviation_pct']:+.1f}%, {r['execution']})"
+                f" {r['ensemble_epoch_time_s']:.2f} s/epoch vs single {r['single_epoch_time_s']:.2f},"
+                f" ratio {r['ensemble_over_single']:.2f}"
+            )
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(figures, f, indent=2)
+    print(f"wrote {args.out}")
+    return figures
+
+
+def harness_vs_bare(args: argparse.Namespace, device: torch.device) -> dict:
+    """P1: return the trial-vs-bare-loop figures (epoch times in s, their ratio) and print the summary line."""
     config = bench_config(args.depth, args.width, args.epochs, args.batch_size)
     if device.type == "cuda":
         config["resources"]["gpus"] = 1
@@ -120,17 +274,12 @@ def main(argv: list[str] | None = None) -> dict:
         "trial_epoch_time_s": trial_times, "bare_epoch_time_s": bare_times,
         "model": f"resnet-{args.depth} width {args.width}", "params": config["design"]["params_total"],
         "dataset": "digits 16x16, 1347 train", "batch_size": args.batch_size, "epochs_per_run": args.epochs,
-        "repeats": args.repeats, "device": str(device), "num_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
+        "repeats": args.repeats,
     }  # fmt: skip
     print(
         f"trial {figures['trial_epoch_time_s_median']:.3f} s/epoch, bare {figures['bare_epoch_time_s_median']:.3f}"
         f" s/epoch, ratio {ratio:.3f} (goal <= 1.05) on {device}, {torch.get_num_threads()} thread(s)"
     )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(figures, f, indent=2)
-    print(f"wrote {args.out}")
     return figures
 
 
