@@ -250,7 +250,9 @@ def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str) 
     ax.set_xlabel("parameter budget (parameters, M = 10^6)")
     ax.set_ylabel("training time to reach single's best accuracy (s)")
     ax.set_ylim(0, ymax * 1.15)
-    ax.legend(handles=handles, title="class", loc="upper left", fontsize=9)
+    ax.legend(
+        handles=handles, title="class", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9
+    )  # outside: bars fill the axes
     ax.set_title(f"Time to the single network's best accuracy — {title}", fontsize=11)
     return _save(fig, out_dir, stem)
 
