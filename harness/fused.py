@@ -48,9 +48,10 @@ def resolve_execution(requested: str, device: torch.device, family: str, members
     """Return the concrete execution mode ('sequential' or 'fused') for a requested one ('sequential'|'fused'|'auto').
 
     `auto` is the mode measured fastest on the device type (`python -m harness.bench`, figure P4, written to
-    results/bench/bench_trial.json): on CPU vmap-fused training steps ran ~2.4x slower than sequential ones (the
-    grouped convolutions it produces are slow on CPU), so `auto` is `sequential` there; on CUDA one launch per layer
-    for all members wins, so `auto` is `fused` -- unless there is a single member or the family cannot run fused.
+    results/bench/bench_trial.json): on a 2-core CPU vmap-fused training steps of a k = 4 resnet ran 1.9-2.4x
+    slower than sequential ones (the grouped convolutions it produces are slow on CPU), so `auto` is `sequential`
+    there; on CUDA one launch per layer for all members is expected to win (not yet measured here: no GPU), so
+    `auto` is `fused` -- unless there is a single member or the family cannot run fused.
     """
     if requested not in EXECUTIONS:
         raise ValueError(f"unknown execution {requested!r}; allowed: {', '.join(EXECUTIONS)}")
