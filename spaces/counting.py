@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from spaces.families import create_model
@@ -21,7 +22,10 @@ class _SkipMetaInit(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+@lru_cache(maxsize=512)
 def _meta_model(family: str, depth: int, width: int, num_classes: int, in_chans: int, options: tuple):
+    # Cached: the member a fit picks was already built during the search, and its MAC count reuses that build.
+    # Meta models hold no storage, only module objects.
     with torch.device("meta"), _SkipMetaInit():
         return create_model(family, depth, width, num_classes=num_classes, in_chans=in_chans, **dict(options))
 
@@ -43,8 +47,22 @@ def count_params(
     return _count(family, depth, width, num_classes, in_chans, _frozen(options or {}))
 
 
-def _same_shape(x: torch.Tensor) -> torch.Tensor:
-    return x
+# Functions whose output has the shape of their first argument. Their meta kernels are Python references costing
+# milliseconds per call, and a shape-only forward needs none of their work.
+_SHAPE_PRESERVING = {
+    F.relu, F.relu6, F.gelu, F.silu, F.dropout, F.batch_norm,
+    torch.relu, torch.relu_, torch.sigmoid, torch.tanh, torch.dropout, torch.batch_norm,
+    torch.Tensor.relu, torch.Tensor.relu_, torch.Tensor.sigmoid, torch.Tensor.tanh,
+}  # fmt: skip
+
+
+class _ShapeOnly(TorchFunctionMode):
+    """Skip shape-preserving ops on meta tensors during a forward whose only purpose is output shapes."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _SHAPE_PRESERVING and args and getattr(args[0], "is_meta", False):
+            return args[0]
+        return func(*args, **(kwargs or {}))
 
 
 def _conv_linear_macs(model: torch.nn.Module, image_size: int, in_chans: int) -> int:
@@ -65,14 +83,10 @@ def _conv_linear_macs(model: torch.nn.Module, image_size: int, in_chans: int) ->
         else:
             total += per_sample_outputs * module.in_features
 
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            # BatchNorm keeps shapes, and its meta kernel is a Python decomposition costing ms per call.
-            module.forward = _same_shape
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
     handles = [m.register_forward_hook(count) for m in layers]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _ShapeOnly():
             model(torch.empty(1, in_chans, image_size, image_size, device="meta"))
     finally:
         for handle in handles:
@@ -82,8 +96,8 @@ def _conv_linear_macs(model: torch.nn.Module, image_size: int, in_chans: int) ->
 
 @lru_cache(maxsize=65536)
 def _macs(family: str, depth: int, width: int, num_classes: int, in_chans: int, image_size: int, options: tuple) -> int:
-    model = _meta_model(family, depth, width, num_classes, in_chans, options).eval()
-    return _conv_linear_macs(model, image_size, in_chans)
+    model = _meta_model(family, depth, width, num_classes, in_chans, options)
+    return _conv_linear_macs(model.eval(), image_size, in_chans)
 
 
 def forward_macs(
