@@ -1,4 +1,5 @@
-"""Design points under a parameter budget: single networks and deq / weq / dct ensembles (DESIGN sections 2-3).
+"""Design points under a parameter budget: single networks and deq / weq / dct ensembles (DESIGN sections 2-3), and
+`mutual` (one slimmable MutualNet network at the single network's budget; its sub-networks share its weights).
 
 Budgets are exact parameter counts of instantiated models (see `spaces.counting`). `fit="floor"` takes the largest
 member that keeps k members within the budget (the papers' rule); `fit="nearest"` takes the member whose total is
@@ -8,12 +9,14 @@ closest to the budget (what the public More-or-Less code did), so it may exceed 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from spaces.counting import count_params, forward_macs
 from spaces.families import get_family
 
-DESIGN_CLASSES = ("single", "deq", "weq", "dct")
+DESIGN_CLASSES = ("single", "deq", "weq", "dct", "mutual")
+# The fixed designs (one trained network per member); `mutual` is one slimmable network serving many sub-networks.
+FIXED_CLASSES = ("single", "deq", "weq", "dct")
 ENSEMBLE_CLASSES = ("deq", "weq", "dct")
 FIT_RULES = ("floor", "nearest")
 
@@ -212,6 +215,12 @@ def single_for_budget(family: str, depth: int, budget: int, shape: Shape, option
     options = {**get_family(family).options, **options}
     width, _ = fit_width(family, depth, budget, shape, options, fit)
     return _design("single", family, depth, width, 1, budget, depth, width, fit, shape, options)
+
+
+def mutual_for(single: DesignPoint) -> DesignPoint:
+    """Return the MutualNet design at `single`'s budget: one slimmable network of the same depth and width
+    (members 1) whose sub-networks of smaller width and input resolution share its weights (harness/mutual.py)."""
+    return replace(single, design_class="mutual")
 
 
 def ensemble_for(

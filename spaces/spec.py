@@ -8,6 +8,10 @@ allowed. `--set key=value` overrides any key (dotted path; array elements by ind
 Recipe precedence, lowest first: built-in defaults, the class defaults below (what divide-and-co-train adds is on for
 `dct` only), the spec's `[recipe]` keys, then its per-class `[recipe.<class>]` tables. So ablations are just configs:
 `[recipe.deq] lambda_cot = 0.5` co-trains a depth-equivalent ensemble.
+
+The `mutual` class (MutualNet) has its own recipe keys (`MUTUAL_KEYS`: the width range, the input resolutions, the
+grid step of the evaluated widths, the BN recalibration samples); they may sit in `[recipe]` or `[recipe.mutual]` and
+reach only the mutual trials' recipes, so adding them changes no other trial's id.
 """
 
 from __future__ import annotations
@@ -28,14 +32,17 @@ from spaces.datasets import DATASETS
 from spaces.designs import (
     DESIGN_CLASSES,
     FIT_RULES,
+    FIXED_CLASSES,
     BudgetError,
     DesignPoint,
     Shape,
     ensemble_for,
+    mutual_for,
     single_at,
     single_for_budget,
 )
 from spaces.families import get_family, list_families
+from spaces.families.slimmable import SLIMMABLE_FAMILIES
 
 PRESET_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "digits"
@@ -47,6 +54,7 @@ CLASS_DEFAULTS = {
     "deq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
     "weq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
     "dct": {"lambda_cot": 0.5, "member_views": True, "divide_regularization": True},
+    "mutual": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
 }
 COT_WARMUP_REFERENCE = (40, 300)  # 40 warm-up epochs in a 300-epoch run
 
@@ -153,6 +161,26 @@ RECIPE_KEYS = {
     "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto"), doc="how members run"),
 }
 
+
+def _width_range(v):
+    if len(v) != 2 or not 0 < v[0] <= v[1] <= 1:
+        return "must be [min, max] with 0 < min <= max <= 1 (width multipliers)"
+    return None
+
+
+def _step(v):
+    return None if 0 < v <= 1 else "must be in (0, 1]"
+
+
+# MutualNet (class `mutual`) only. `resolutions` defaults to 1, 7/8, 3/4 and 5/8 of the data set's image size.
+MUTUAL_KEYS = {
+    "widths": Key("list[float]", [0.25, 1.0], check=_width_range, doc="width multiplier range [min, max]"),
+    "resolutions": Key("list[int]", None, check=_non_empty, doc="input sides (px) the sub-networks train on"),
+    "width_step": Key("float", 0.05, check=_step, doc="step of the evaluated width grid over the range"),
+    "bn_calib_samples": Key("int", 2048, check=_positive, doc="training samples per BN recalibration"),
+}
+RECIPE_ALL_KEYS = {**RECIPE_KEYS, **MUTUAL_KEYS}
+
 MEASURE_KEYS = {
     "latency_warmup": Key("int", 5, check=_non_negative, doc="untimed inference runs before timing"),
     "latency_runs": Key("int", 30, check=_positive, doc="timed batch-1 inference runs"),
@@ -171,7 +199,7 @@ TOP_KEYS = {
     "description": Key("str", ""),
     "dataset": Key("table", doc="[dataset] table"),
     "families": Key("array", doc="[[families]] tables"),
-    "classes": Key("list[str]", list(DESIGN_CLASSES), allowed=DESIGN_CLASSES, check=_non_empty),
+    "classes": Key("list[str]", list(FIXED_CLASSES), allowed=DESIGN_CLASSES, check=_non_empty),
     "members": Key("list[int]", [4], check=_non_empty, doc="ensemble sizes k (and S for dct)"),
     "fit": Key("str", "floor", allowed=FIT_RULES),
     "skip_unfit": Key("bool", False, doc="skip, instead of rejecting, ensembles that cannot fit their budget"),
@@ -318,10 +346,16 @@ def _resolve_recipe(spec: dict, design_class: str, members: int) -> dict:
     raw = spec["_raw_recipe"]
     recipe = {k: v.default for k, v in RECIPE_KEYS.items()}
     recipe.update(CLASS_DEFAULTS[design_class])
-    recipe.update({k: v for k, v in raw.items() if k in RECIPE_KEYS})
+    keys = RECIPE_ALL_KEYS if design_class == "mutual" else RECIPE_KEYS
+    if design_class == "mutual":
+        recipe.update({k: v.default for k, v in MUTUAL_KEYS.items()})
+    recipe.update({k: v for k, v in raw.items() if k in keys})
     recipe.update(raw.get(design_class, {}))
     recipe = copy.deepcopy(recipe)
     epochs = spec["epochs"]
+    if design_class == "mutual" and recipe["resolutions"] is None:
+        side = spec["dataset"]["image_size"]
+        recipe["resolutions"] = sorted({max(1, round(side * f)) for f in (1, 7 / 8, 3 / 4, 5 / 8)}, reverse=True)
     if recipe["cot_warmup_epochs"] is None:
         ref_warmup, ref_epochs = COT_WARMUP_REFERENCE
         recipe["cot_warmup_epochs"] = min(ref_warmup, round(ref_warmup * epochs / ref_epochs))
@@ -337,13 +371,14 @@ def _resolve_recipe(spec: dict, design_class: str, members: int) -> dict:
 
 def _validate_recipe(raw: dict, epochs: int) -> dict:
     """Return the explicitly given recipe keys, validated and normalised, with per-class tables under their class."""
-    top = _validate_table(raw, RECIPE_KEYS, "recipe.", extra=DESIGN_CLASSES)
-    raw = {**{k: top[k] for k in raw if k in RECIPE_KEYS}, **{c: raw[c] for c in DESIGN_CLASSES if c in raw}}
+    top = _validate_table(raw, RECIPE_ALL_KEYS, "recipe.", extra=DESIGN_CLASSES)
+    raw = {**{k: top[k] for k in raw if k in RECIPE_ALL_KEYS}, **{c: raw[c] for c in DESIGN_CLASSES if c in raw}}
     for cls in DESIGN_CLASSES:
         if cls in raw:
             if not isinstance(raw[cls], dict):
                 raise _fail(f"recipe.{cls}", raw[cls], "must be a table of recipe keys")
-            sub = _validate_table(raw[cls], RECIPE_KEYS, f"recipe.{cls}.")
+            keys = RECIPE_ALL_KEYS if cls == "mutual" else RECIPE_KEYS
+            sub = _validate_table(raw[cls], keys, f"recipe.{cls}.")
             raw[cls] = {k: sub[k] for k in raw[cls]}
     for where, table in [("recipe.", raw)] + [(f"recipe.{c}.", raw[c]) for c in DESIGN_CLASSES if c in raw]:
         for m in table.get("milestones", []):
@@ -440,6 +475,13 @@ def _validate(raw: dict) -> dict:
         if k < 2:
             raise _fail("members", data["members"], "ensembles need at least 2 members; single is its own class")
     data["_raw_recipe"] = _validate_recipe(copy.deepcopy(data["recipe"]), data["epochs"])
+    side = data["dataset"]["image_size"]
+    for where, table in [("recipe.", data["_raw_recipe"]), ("recipe.mutual.", data["_raw_recipe"].get("mutual", {}))]:
+        for r in table.get("resolutions") or []:
+            if not 0 < r <= side:
+                raise _fail(
+                    f"{where}resolutions", table["resolutions"], f"every resolution must be in 1..{side} (image_size)"
+                )
     data["measure"] = _validate_table(data["measure"], MEASURE_KEYS, "measure.")
     data["resources"] = _validate_table(data["resources"], RESOURCE_KEYS, "resources.")
     gpus = data["resources"]["gpus"]
@@ -475,6 +517,16 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
             for cls in data["classes"]:
                 if cls == "single":
                     designs.append(single)
+                    continue
+                if cls == "mutual":
+                    if fam["name"] not in SLIMMABLE_FAMILIES:
+                        raise _fail(
+                            "classes",
+                            data["classes"],
+                            f"'mutual' needs a slimmable family ({', '.join(SLIMMABLE_FAMILIES)}); "
+                            f"families.{i} is {fam['name']!r}",
+                        )
+                    designs.append(mutual_for(single))
                     continue
                 for k in data["members"]:
                     divide = _resolve_recipe(data, cls, k)["divide_regularization"]
