@@ -1,6 +1,6 @@
 """Read the results store (results/README.md describes it) into pandas; analysis reads ONLY through here.
 
-    from analysis.store import load_trials, load_epochs, seed_view
+    from analysis.store import load_trials, load_epochs, load_subnets, seed_view
     trials = load_trials("results", sweep="digits", status="ok")      # one row per trial
     points = seed_view(trials)                                        # one row per design point, mean/std/count
 
@@ -93,6 +93,15 @@ def load_epochs(store: str = "results", sweep: str | None = None, **filters) -> 
     Filters work as in `load_trials`. Unreadable files are skipped with a `warnings.warn` naming the file.
     """
     return _load(store, "epochs", sweep, filters)
+
+
+def load_subnets(store: str = "results", sweep: str | None = None, **filters) -> pd.DataFrame:
+    """Return the subnets table (one row per mutual trial and evaluated (width_mult, resolution) sub-network: test_acc
+    as a fraction, params, macs per sample, latency_ms_p50 in ms) as a DataFrame, with a `sweep` column.
+
+    Filters work as in `load_trials`. A store without mutual trials gives an empty frame.
+    """
+    return _load(store, "subnets", sweep, filters)
 
 
 def seed_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:

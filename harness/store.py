@@ -4,10 +4,11 @@ Layout (hive style, so `pandas.read_parquet("<store>/trials")` and DuckDB add a 
 
     <store>/trials/sweep=<sweep>/<trial_id>.parquet   one row per trial (identity + design + recipe + FINAL record)
     <store>/epochs/sweep=<sweep>/<trial_id>.parquet   one row per (trial, epoch)
+    <store>/subnets/sweep=<sweep>/<trial_id>.parquet  one row per evaluated sub-network (mutual trials only)
 
 Every file is written under a temporary name starting with "." and then renamed into place, so a reader never sees a
-half-written file (readers skip dot-files). The epochs file is written before the trials file: a trials row is the
-marker that a trial is complete. Column names, types and units are documented in results/README.md.
+half-written file (readers skip dot-files). The epochs (and subnets) files are written before the trials file: a
+trials row is the marker that a trial is complete. Column names, types and units are documented in results/README.md.
 
 The store is a local path or a URI that `pyarrow.fs.FileSystem.from_uri` understands (e.g. s3://bucket/prefix).
 """
@@ -132,6 +133,23 @@ EPOCHS_SCHEMA = pa.schema(
     metadata={"schema_version": str(SCHEMA_VERSION), "table": "epochs"},
 )
 
+SUBNETS_SCHEMA = pa.schema(
+    IDENTITY_FIELDS
+    + [
+        pa.field("width_mult", _F, nullable=False),
+        pa.field("resolution", _I, nullable=False),
+        pa.field("test_acc", _F),
+        pa.field("params", _I),
+        pa.field("macs", _I),
+        pa.field("flops_torch", _I),
+        pa.field("latency_ms_p50", _F),
+        pa.field("latency_ms_p90", _F),
+        pa.field("bn_calib_samples", _I),
+        pa.field("device_name", _S),
+    ],
+    metadata={"schema_version": str(SCHEMA_VERSION), "table": "subnets"},
+)
+
 # FINAL-record keys copied as they are into the trials row.
 _FINAL_KEYS = (
     "final_acc", "best_acc", "best_epoch", "train_time_s", "macs_fvcore", "macs_fvcore_error", "flops_torch",
@@ -242,6 +260,15 @@ def build_epoch_rows(config: dict, epochs: list[dict]) -> list[dict]:
     return [{**ident, **{k: rec.get(k) for k in _EPOCH_KEYS}} for rec in epochs]
 
 
+def build_subnet_rows(config: dict, result: dict | None) -> list[dict]:
+    """Return the subnets-table rows of one trial: one per sub-network in the FINAL record's `subnets` (a mutual
+    trial's (width, resolution) grid), identity columns included; [] when the result carries none."""
+    final = (result or {}).get("final") or {}
+    ident = identity_columns(config)
+    device = final.get("device_name")
+    return [{**ident, "device_name": device, **sub} for sub in final.get("subnets") or []]
+
+
 def rows_from_result(config: dict, result: dict | None, error: str | None = None) -> tuple[dict, list[dict]]:
     """Return (trials row, epochs rows) from a trial config and `harness.trial.run_trial`'s result.
 
@@ -292,7 +319,7 @@ def filesystem(store: str) -> tuple[pafs.FileSystem, str]:
 
 
 def store_path(store: str, table: str, sweep: str, trial_id: str | None = None) -> str:
-    """Return the folder of `table` ("trials"/"epochs") for `sweep` in the store, or the trial's file in it."""
+    """Return the folder of `table` ("trials", "epochs", "subnets") for `sweep` in the store, or a trial's file."""
     _, root = filesystem(store)
     folder = f"{root}/{table}/sweep={sweep}"
     return folder if trial_id is None else f"{folder}/{trial_id}.parquet"
@@ -307,11 +334,14 @@ def _write_atomic(fs: pafs.FileSystem, table: pa.Table, path: str) -> None:
     fs.move(tmp, path)
 
 
-def write_trial(store: str, sweep: str, trial_row: dict, epoch_rows: list[dict]) -> str:
-    """Write one trial's rows to the store (epochs file first, then the trials file); return the trials file path."""
+def write_trial(store: str, sweep: str, trial_row: dict, epoch_rows: list[dict], subnet_rows: list[dict] = ()) -> str:
+    """Write one trial's rows to the store (epochs file first, then the subnets file when there are sub-network rows,
+    then the trials file); return the trials file path."""
     fs, _ = filesystem(store)
     trial_id = trial_row["trial_id"]
     _write_atomic(fs, to_table(list(epoch_rows), EPOCHS_SCHEMA), store_path(store, "epochs", sweep, trial_id))
+    if subnet_rows:
+        _write_atomic(fs, to_table(list(subnet_rows), SUBNETS_SCHEMA), store_path(store, "subnets", sweep, trial_id))
     path = store_path(store, "trials", sweep, trial_id)
     _write_atomic(fs, to_table([trial_row], TRIALS_SCHEMA), path)
     return path

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from ray import tune
 from ray.tune.experiment import Trial
 
-from harness.store import COMPLETE_STATUSES, completed_trial_ids, filesystem, rows_from_result, write_trial
+from harness.store import (
+    COMPLETE_STATUSES,
+    build_subnet_rows,
+    completed_trial_ids,
+    filesystem,
+    rows_from_result,
+    write_trial,
+)
 
 DEFAULT_MAX_FAILURES = 2
 
@@ -80,7 +87,7 @@ def _train(tune_config: dict) -> None:
 
     result = run_trial(config, report=report, checkpoint_dir=ckpt)
     trial_row, epoch_rows = rows_from_result(config, result)
-    write_trial(store, sweep, trial_row, epoch_rows)
+    write_trial(store, sweep, trial_row, epoch_rows, build_subnet_rows(config, result))
     if ckpt and not tune_config.get("keep_checkpoints", False):
         # The row is the durable result; the checkpoint only served to resume.
         shutil.rmtree(ckpt, ignore_errors=True)

@@ -262,6 +262,10 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     Calls `report` with each new EPOCH record and then the FINAL record. With `checkpoint_dir`, resumes from the
     state saved there (epochs restored from it are returned but not reported again) and saves after every epoch.
     """
+    if config["design"]["design_class"] == "mutual":
+        from harness.mutual import run_mutual_trial  # one slimmable network, trained by the sandwich rule
+
+        return run_mutual_trial(config, report, checkpoint_dir)
     started_at = utc_now()
     trial_id, seed, epochs = config["trial_id"], int(config["seed"]), int(config["epochs"])
     design, recipe, measure_cfg = config["design"], config["recipe"], config["measure"]
