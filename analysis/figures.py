@@ -311,3 +311,40 @@ def tie_rule_note(tie_rule: str, seeds: str) -> str:
     if seeds == "1":
         return "1 seed: ties cannot be assessed; winners by mean only"
     return f"seeds per cell: {seeds}; tie = {TIE_RULE_TEXT[tie_rule]}"
+
+
+MUTUAL_COLOR = "#9467bd"
+
+
+def accuracy_vs_macs(trials: pd.DataFrame, query: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Path]:
+    """Draw test accuracy (%) vs MACs per sample: every mutual sub-network (`query`, rows of
+    `analysis.subnets.query_table`; marker per resolution, its Pareto front as a line) next to the fixed designs of
+    the same sweep (`trials`: ok rows, seed-mean final_acc at their design-time MACs); return [png, svg]."""
+    from analysis.subnets import pareto_front
+
+    fig = _new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    for i, side in enumerate(sorted(query["resolution"].unique(), reverse=True)):
+        q = query[query["resolution"] == side]
+        ax.scatter(q["macs"], 100.0 * q["acc_mean"], color=MUTUAL_COLOR, marker=markers[i % len(markers)],
+                   alpha=0.75, label=f"mutual sub-network, {int(side)} px")  # fmt: skip
+    if not query.empty:
+        front = pareto_front(query)
+        ax.plot(front["macs"], 100.0 * front["acc_mean"], color=MUTUAL_COLOR, linewidth=1.5, label="mutual: best front")
+    ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
+    for cls in CLASS_ORDER:
+        c = ok[ok["design_class"] == cls]
+        if c.empty:
+            continue
+        pts = c.groupby(["members", "budget", "depth", "width"], sort=True).agg(
+            macs=("macs", "mean"), acc=("final_acc", "mean")
+        )
+        ax.scatter(pts["macs"], 100.0 * pts["acc"], color=CLASS_COLORS[cls], marker="o", s=70, edgecolor="black",
+                   label=f"{cls} (fixed design)")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("MACs per sample (multiply-accumulates, FLOPs / 2)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"Accuracy vs MACs: mutual sub-networks and fixed designs — {title}", fontsize=11)
+    return _save(fig, out_dir, stem)

@@ -337,6 +337,8 @@ def write_report(
     else:
         page.p("No dct designs with finished (ok) trials in this sweep: no comparison table.")
 
+    _mutual_section(page, store, sweep, trials, out, fig_dir, make_figures)
+
     page.h(2, "What is missing")
     miss = missing_report(trials, epochs)
     page.ul(
@@ -361,6 +363,53 @@ def write_report(
     if write_html:
         (out / "index.html").write_text(page.html(title), encoding="utf-8")
     return md_path
+
+
+def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
+    """Add the MutualNet section (query table, accuracy-vs-MACs figure) when the sweep has subnets rows."""
+    from analysis.store import load_subnets
+    from analysis.subnets import best_subnet, pareto_front, query_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable files are already listed from the trials/epochs tables
+        subnets = load_subnets(str(store), sweep=sweep)
+    if subnets.empty:
+        return
+    page.h(2, "MutualNet sub-networks (width x resolution)")
+    query = query_table(subnets)
+    query.to_csv(out / "mutual_query_table.csv", index=False)
+    page.p(
+        f"{len(query)} evaluated sub-networks (BN statistics recalibrated for each). Accuracy-optimal front "
+        "(no other sub-network is both cheaper and more accurate); the full table is mutual_query_table.csv."
+    )
+    page.table(pareto_front(query)[["family", "depth", "width", "width_mult", "resolution", "acc_mean", "macs",
+                                    "params", "latency_ms_p50"]])  # fmt: skip
+    ok = trials[trials["status"] == "ok"] if "status" in trials else trials
+    fixed = ok[ok["design_class"] != "mutual"] if "design_class" in ok else ok
+    lines = []
+    for r in fixed.groupby(["design_class", "members", "depth", "width"], sort=True).agg(
+        macs=("macs", "mean"), acc=("final_acc", "mean")
+    ).reset_index().to_dict("records"):  # fmt: skip
+        best = best_subnet(query, max_macs=r["macs"])
+        got = "no sub-network fits" if best is None else (
+            f"mutual width {best['width_mult']:g} at {int(best['resolution'])} px: {100 * best['acc_mean']:.2f}% "
+            f"with {best['macs']:,.0f} MACs"
+        )  # fmt: skip
+        lines.append(f"{r['design_class']} (k={int(r['members'])}, depth {int(r['depth'])}, width {int(r['width'])}): "
+                     f"{100 * r['acc']:.2f}% at {r['macs']:,.0f} MACs; best under its MACs: {got}")  # fmt: skip
+    if lines:
+        page.p("Under each fixed design's MACs (per sample), the best mutual sub-network:")
+        page.ul(lines)
+    if make_figures:
+        paths = figures_accuracy_vs_macs(trials, query, sweep, fig_dir)
+        page.img(str(paths[0].relative_to(out)), "accuracy vs MACs — mutual sub-networks and fixed designs")
+
+
+def figures_accuracy_vs_macs(trials: pd.DataFrame, query: pd.DataFrame, sweep: str | None, fig_dir: Path) -> list:
+    """Draw the accuracy-vs-MACs figure of the sweep; return [png, svg]."""
+    from analysis import figures
+
+    return figures.accuracy_vs_macs(trials, query, sweep or "all sweeps", fig_dir, _slug("mutual", sweep or "all"))
 
 
 def _group_rows(df: pd.DataFrame, key: dict) -> pd.DataFrame:
