@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     trials, _, load_warnings = report.read_store(args.store, args.sweep)
     for w in load_warnings:
         print(f"warning: {w}", file=sys.stderr)
-    res = advise(trials, args.max_latency_ms, args.max_memory_mb, args.max_params)
+    from analysis.store import load_subnets
+
+    subnets = load_subnets(args.store, sweep=args.sweep)
+    res = advise(trials, args.max_latency_ms, args.max_memory_mb, args.max_params, subnets=subnets)
     print(res.text)
     if args.json:
         pick = {

@@ -4,6 +4,10 @@ A design point is one configuration over its seeds (`point_id` when the store ha
 seeds of final_acc; its latency (latency_ms_p50, batch 1) and memory (peak_mem_mb) are means over seeds; its
 parameters are params_total. A design fits when every given limit holds (<=). A design without a measurement that a
 limit needs does not fit that limit (it is counted as "not measured").
+
+With the store's subnets table (`mutual` trials), every evaluated MutualNet sub-network (width_mult x resolution) is a
+candidate of its own: its accuracy, latency and executed parameters are its own, its memory is its trial's training
+peak (one network trains them all); the mutual trial's full-network row then stands down for its sub-networks.
 """
 
 from __future__ import annotations
@@ -68,6 +72,30 @@ def design_table(trials: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def subnet_design_table(subnets: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Return the MutualNet sub-networks as design rows (the columns of `design_table`, plus width_mult and resolution
+    in px): accuracy (fraction) and latency (ms) per sub-network, params_total its executed parameters, gflops its
+    1e9 MACs per sample, peak_mem_mb the seed mean of its trial's training peak (MB) when `trials` has it."""
+    from analysis.subnets import query_table
+
+    tab = query_table(subnets)
+    if tab.empty:
+        return tab
+    tab = tab.assign(design_class="mutual", members=1, params_total=tab["params"], gflops=tab["macs"] / 1e9)
+    mem = pd.Series(dtype=float)
+    if trials is not None and not trials.empty and "peak_mem_mb" in trials and "point_id" in trials:
+        mem = trials.groupby("point_id")["peak_mem_mb"].mean()
+    tab["peak_mem_mb"] = tab["point_id"].map(mem) if "point_id" in tab else np.nan
+    devices = subnets.groupby("point_id")["device_name"].agg(lambda s: ", ".join(sorted({str(v) for v in s.dropna()})))
+    tab["device_name"] = tab["point_id"].map(devices)
+    tab["label"] = [
+        f"mutual {r['family']}-{r['depth']} width {r['width']} sub-network {r['width_mult']:g}x at "
+        f"{int(r['resolution'])} px ({r['dataset']}, sweep {r['sweep']})"
+        for r in tab.to_dict("records")
+    ]
+    return tab
+
+
 def _label(r: dict) -> str:
     k = f" x{int(r['members'])}" if r.get("members", 1) and int(r.get("members", 1)) > 1 else ""
     sweep = f", sweep {r['sweep']}" if r.get("sweep") else ""
@@ -118,14 +146,23 @@ def advise(
     max_latency_ms: float | None = None,
     max_memory_mb: float | None = None,
     max_params: float | None = None,
+    subnets: pd.DataFrame | None = None,
 ) -> Advice:
-    """Return the Advice for the given limits (None = no limit) from the ok trials' measured numbers."""
+    """Return the Advice for the given limits (None = no limit) from the ok trials' measured numbers and, when
+    `subnets` (the store's subnets table) is given, the MutualNet sub-networks."""
     limits = {
         k: v
         for k, v in {"max_latency_ms": max_latency_ms, "max_memory_mb": max_memory_mb, "max_params": max_params}.items()
         if v is not None
     }
     designs = design_table(trials)
+    if subnets is not None and not subnets.empty:
+        subs = subnet_design_table(subnets, trials)
+        if "point_id" in designs:
+            designs = designs[~designs["point_id"].isin(set(subs["point_id"]))]
+        designs = pd.concat([d for d in (designs, subs) if not d.empty], ignore_index=True)
+        designs = designs.sort_values(["acc_mean", "latency_ms_p50"], ascending=[False, True], kind="stable")
+        designs = designs.reset_index(drop=True)
     lim_txt = ", ".join(_limit_text(k, v) for k, v in limits.items()) or "no limits"
     if designs.empty:
         return Advice(

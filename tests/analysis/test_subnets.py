@@ -98,3 +98,14 @@ def test_report_has_a_mutual_section_when_the_sweep_has_subnets(store, tmp_path)
     assert "MutualNet sub-networks" in page
     assert "best under its MACs: mutual width 1 at 16 px: 86.00%" in page
     assert (tmp_path / "report" / "mutual_query_table.csv").exists()
+
+
+def test_advise_considers_each_subnet_as_a_candidate(store):
+    from analysis.advise import advise
+    from analysis.store import load_trials
+
+    trials = load_trials(str(store), sweep="demo")
+    a = advise(trials, max_latency_ms=1.6, subnets=load_subnets(str(store), sweep="demo"))
+    assert a.best["design_class"] == "mutual"
+    assert (a.best["width_mult"], a.best["resolution"]) == (0.75, 12)
+    assert "sub-network 0.75x at 12 px" in a.text
