@@ -382,8 +382,13 @@ def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir
         f"{len(query)} evaluated sub-networks (BN statistics recalibrated for each). Accuracy-optimal front "
         "(no other sub-network is both cheaper and more accurate); the full table is mutual_query_table.csv."
     )
-    page.table(pareto_front(query)[["family", "depth", "width", "width_mult", "resolution", "acc_mean", "macs",
-                                    "params", "latency_ms_p50"]])  # fmt: skip
+    front = pareto_front(query)
+    page.table(pd.DataFrame({
+        "family": front["family"], "depth": front["depth"], "width": front["width"],
+        "width multiplier": front["width_mult"].round(2), "resolution (px)": front["resolution"],
+        "test acc (%)": (100 * front["acc_mean"]).round(2), "MACs/sample": front["macs"].round().astype("Int64"),
+        "params": front["params"].round().astype("Int64"), "latency p50 (ms)": front["latency_ms_p50"].round(3),
+    }))  # fmt: skip
     ok = trials[trials["status"] == "ok"] if "status" in trials else trials
     fixed = ok[ok["design_class"] != "mutual"] if "design_class" in ok else ok
     lines = []
