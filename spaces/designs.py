@@ -1,5 +1,6 @@
 """Design points under a parameter budget: single networks and deq / weq / dct ensembles (DESIGN sections 2-3), and
-`mutual` (one slimmable MutualNet network at the single network's budget; its sub-networks share its weights).
+`mutual` (one slimmable MutualNet network at the single network's budget; its sub-networks share its weights) and
+`coop` (cooperative depth-adaptive training: two teammates and a leader of the single network's shape).
 
 Budgets are exact parameter counts of instantiated models (see `spaces.counting`). `fit="floor"` takes the largest
 member that keeps k members within the budget (the papers' rule); `fit="nearest"` takes the member whose total is
@@ -14,8 +15,9 @@ from dataclasses import asdict, dataclass, field, replace
 from spaces.counting import count_params, forward_macs
 from spaces.families import get_family
 
-DESIGN_CLASSES = ("single", "deq", "weq", "dct", "mutual")
-# The fixed designs (one trained network per member); `mutual` is one slimmable network serving many sub-networks.
+DESIGN_CLASSES = ("single", "deq", "weq", "dct", "mutual", "coop")
+# The fixed designs (one trained network per member); `mutual` is one slimmable network serving many sub-networks,
+# `coop` trains three networks (two depth-adaptive teammates and a leader) whose sub-networks are the candidates.
 FIXED_CLASSES = ("single", "deq", "weq", "dct")
 ENSEMBLE_CLASSES = ("deq", "weq", "dct")
 FIT_RULES = ("floor", "nearest")
@@ -221,6 +223,17 @@ def mutual_for(single: DesignPoint) -> DesignPoint:
     """Return the MutualNet design at `single`'s budget: one slimmable network of the same depth and width
     (members 1) whose sub-networks of smaller width and input resolution share its weights (harness/mutual.py)."""
     return replace(single, design_class="mutual")
+
+
+def coop_for(single: DesignPoint) -> DesignPoint:
+    """Return the cooperative depth-adaptive design at `single`'s point: three networks of its family, depth and width
+    (two teammates and a leader, harness/coop.py), so members 3 and params_total / macs are three times the single's
+    (what training costs; a deployed sub-network runs one teammate's selected blocks, see the subnets table)."""
+    total = 3 * single.params_member
+    deviation = round(100.0 * (total - single.budget) / single.budget, 3)
+    return replace(
+        single, design_class="coop", members=3, params_total=total, budget_deviation=deviation, macs=3 * single.macs
+    )
 
 
 def ensemble_for(

@@ -11,7 +11,8 @@ Recipe precedence, lowest first: built-in defaults, the class defaults below (wh
 
 The `mutual` class (MutualNet) has its own recipe keys (`MUTUAL_KEYS`: the width range, the input resolutions, the
 grid step of the evaluated widths, the BN recalibration samples); they may sit in `[recipe]` or `[recipe.mutual]` and
-reach only the mutual trials' recipes, so adding them changes no other trial's id.
+reach only the mutual trials' recipes, so adding them changes no other trial's id. The `coop` class (cooperative
+depth-adaptive training) likewise has `COOP_KEYS` (the scaling factors, the Gumbel temperature) for coop trials only.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ from spaces.designs import (
     BudgetError,
     DesignPoint,
     Shape,
+    coop_for,
     ensemble_for,
     mutual_for,
     single_at,
     single_for_budget,
 )
 from spaces.families import get_family, list_families
+from spaces.families.depthmask import DEPTH_MASKABLE_FAMILIES
 from spaces.families.slimmable import SLIMMABLE_FAMILIES
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -55,6 +58,7 @@ CLASS_DEFAULTS = {
     "weq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
     "dct": {"lambda_cot": 0.5, "member_views": True, "divide_regularization": True},
     "mutual": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
+    "coop": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
 }
 COT_WARMUP_REFERENCE = (40, 300)  # 40 warm-up epochs in a 300-epoch run
 
@@ -179,7 +183,28 @@ MUTUAL_KEYS = {
     "width_step": Key("float", 0.05, check=_step, doc="step of the evaluated width grid over the range"),
     "bn_calib_samples": Key("int", 2048, check=_positive, doc="training samples per BN recalibration"),
 }
-RECIPE_ALL_KEYS = {**RECIPE_KEYS, **MUTUAL_KEYS}
+
+
+def _scales(v):
+    if not v or any(not 0 < s <= 1 for s in v):
+        return "must be a non-empty list of scaling factors in (0, 1]"
+    return None if len(set(v)) == len(v) else "must not repeat a scaling factor"
+
+
+# Cooperative depth-adaptive training (class `coop`) only.
+COOP_KEYS = {
+    "scales": Key("list[float]", [0.2, 0.4, 0.6, 0.8, 1.0], check=_scales, doc="sub-network scaling factors"),
+    "gumbel_tau": Key("float", 1.0, check=_positive, doc="temperature of the Gumbel top-k block mask"),
+}
+# Recipe keys that reach only the trials of their class.
+CLASS_KEYS = {"mutual": MUTUAL_KEYS, "coop": COOP_KEYS}
+RECIPE_ALL_KEYS = {**RECIPE_KEYS, **MUTUAL_KEYS, **COOP_KEYS}
+
+
+def _class_keys(design_class: str) -> dict:
+    """Return the recipe keys a trial of `design_class` takes: the common ones and its class's own."""
+    return {**RECIPE_KEYS, **CLASS_KEYS.get(design_class, {})}
+
 
 MEASURE_KEYS = {
     "latency_warmup": Key("int", 5, check=_non_negative, doc="untimed inference runs before timing"),
@@ -346,9 +371,8 @@ def _resolve_recipe(spec: dict, design_class: str, members: int) -> dict:
     raw = spec["_raw_recipe"]
     recipe = {k: v.default for k, v in RECIPE_KEYS.items()}
     recipe.update(CLASS_DEFAULTS[design_class])
-    keys = RECIPE_ALL_KEYS if design_class == "mutual" else RECIPE_KEYS
-    if design_class == "mutual":
-        recipe.update({k: v.default for k, v in MUTUAL_KEYS.items()})
+    keys = _class_keys(design_class)
+    recipe.update({k: v.default for k, v in CLASS_KEYS.get(design_class, {}).items()})
     recipe.update({k: v for k, v in raw.items() if k in keys})
     recipe.update(raw.get(design_class, {}))
     recipe = copy.deepcopy(recipe)
@@ -377,8 +401,7 @@ def _validate_recipe(raw: dict, epochs: int) -> dict:
         if cls in raw:
             if not isinstance(raw[cls], dict):
                 raise _fail(f"recipe.{cls}", raw[cls], "must be a table of recipe keys")
-            keys = RECIPE_ALL_KEYS if cls == "mutual" else RECIPE_KEYS
-            sub = _validate_table(raw[cls], keys, f"recipe.{cls}.")
+            sub = _validate_table(raw[cls], _class_keys(cls), f"recipe.{cls}.")
             raw[cls] = {k: sub[k] for k in raw[cls]}
     for where, table in [("recipe.", raw)] + [(f"recipe.{c}.", raw[c]) for c in DESIGN_CLASSES if c in raw]:
         for m in table.get("milestones", []):
@@ -527,6 +550,16 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
                             f"families.{i} is {fam['name']!r}",
                         )
                     designs.append(mutual_for(single))
+                    continue
+                if cls == "coop":
+                    if fam["name"] not in DEPTH_MASKABLE_FAMILIES:
+                        raise _fail(
+                            "classes",
+                            data["classes"],
+                            f"'coop' needs a depth-maskable family ({', '.join(DEPTH_MASKABLE_FAMILIES)}); "
+                            f"families.{i} is {fam['name']!r}",
+                        )
+                    designs.append(coop_for(single))
                     continue
                 for k in data["members"]:
                     divide = _resolve_recipe(data, cls, k)["divide_regularization"]
