@@ -4,7 +4,7 @@ Layout (hive style, so `pandas.read_parquet("<store>/trials")` and DuckDB add a 
 
     <store>/trials/sweep=<sweep>/<trial_id>.parquet   one row per trial (identity + design + recipe + FINAL record)
     <store>/epochs/sweep=<sweep>/<trial_id>.parquet   one row per (trial, epoch)
-    <store>/subnets/sweep=<sweep>/<trial_id>.parquet  one row per evaluated sub-network (mutual trials only)
+    <store>/subnets/sweep=<sweep>/<trial_id>.parquet  one row per evaluated sub-network (mutual and coop trials)
 
 Every file is written under a temporary name starting with "." and then renamed into place, so a reader never sees a
 half-written file (readers skip dot-files). The epochs (and subnets) files are written before the trials file: a
@@ -146,6 +146,11 @@ SUBNETS_SCHEMA = pa.schema(
         pa.field("latency_ms_p90", _F),
         pa.field("bn_calib_samples", _I),
         pa.field("device_name", _S),
+        # What varies: "width_resolution" (mutual) or "depth" (coop: width_mult 1.0, resolution the image size).
+        pa.field("subnet_kind", _S),
+        pa.field("network", _S),  # coop: "teammate_1", "teammate_2" or "leader"; null for mutual
+        pa.field("scale", _F),  # coop: the sub-network's scaling factor; null for mutual
+        pa.field("blocks_executed", _I),  # coop: residual blocks the sub-network runs; null for mutual
     ],
     metadata={"schema_version": str(SCHEMA_VERSION), "table": "subnets"},
 )
@@ -260,13 +265,19 @@ def build_epoch_rows(config: dict, epochs: list[dict]) -> list[dict]:
     return [{**ident, **{k: rec.get(k) for k in _EPOCH_KEYS}} for rec in epochs]
 
 
+# The kind of sub-network each adaptive class evaluates, for records that do not name it.
+SUBNET_KINDS = {"mutual": "width_resolution", "coop": "depth"}
+
+
 def build_subnet_rows(config: dict, result: dict | None) -> list[dict]:
     """Return the subnets-table rows of one trial: one per sub-network in the FINAL record's `subnets` (a mutual
-    trial's (width, resolution) grid), identity columns included; [] when the result carries none."""
+    trial's (width, resolution) grid, a coop trial's (network, scale) grid), identity columns included; [] when the
+    result carries none."""
     final = (result or {}).get("final") or {}
     ident = identity_columns(config)
     device = final.get("device_name")
-    return [{**ident, "device_name": device, **sub} for sub in final.get("subnets") or []]
+    kind = SUBNET_KINDS.get(ident["design_class"])
+    return [{**ident, "device_name": device, "subnet_kind": kind, **sub} for sub in final.get("subnets") or []]
 
 
 def rows_from_result(config: dict, result: dict | None, error: str | None = None) -> tuple[dict, list[dict]]:

@@ -266,6 +266,10 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         from harness.mutual import run_mutual_trial  # one slimmable network, trained by the sandwich rule
 
         return run_mutual_trial(config, report, checkpoint_dir)
+    if config["design"]["design_class"] == "coop":
+        from harness.coop import run_coop_trial  # two depth-adaptive teammates and a leader, trained cooperatively
+
+        return run_coop_trial(config, report, checkpoint_dir)
     started_at = utc_now()
     trial_id, seed, epochs = config["trial_id"], int(config["seed"]), int(config["epochs"])
     design, recipe, measure_cfg = config["design"], config["recipe"], config["measure"]
