@@ -5,9 +5,10 @@ seeds of final_acc; its latency (latency_ms_p50, batch 1) and memory (peak_mem_m
 parameters are params_total. A design fits when every given limit holds (<=). A design without a measurement that a
 limit needs does not fit that limit (it is counted as "not measured").
 
-With the store's subnets table (`mutual` trials), every evaluated MutualNet sub-network (width_mult x resolution) is a
-candidate of its own: its accuracy, latency and executed parameters are its own, its memory is its trial's training
-peak (one network trains them all); the mutual trial's full-network row then stands down for its sub-networks.
+With the store's subnets table (`mutual` and `coop` trials), every evaluated sub-network (a MutualNet width_mult x
+resolution; a coop teammate at a scaling factor, or its leader) is a candidate of its own: its accuracy, latency and
+executed parameters are its own, its memory is its trial's training peak (one trial trains them all); the adaptive
+trial's own row then stands down for its sub-networks.
 """
 
 from __future__ import annotations
@@ -73,27 +74,34 @@ def design_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def subnet_design_table(subnets: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Return the MutualNet sub-networks as design rows (the columns of `design_table`, plus width_mult and resolution
-    in px): accuracy (fraction) and latency (ms) per sub-network, params_total its executed parameters, gflops its
-    1e9 MACs per sample, peak_mem_mb the seed mean of its trial's training peak (MB) when `trials` has it."""
+    """Return the adaptive classes' sub-networks as design rows (the columns of `design_table`, plus width_mult and
+    resolution in px, and for coop network / scale): accuracy (fraction) and latency (ms) per sub-network, params_total
+    its executed parameters, gflops its 1e9 MACs per sample, peak_mem_mb the seed mean of its trial's training peak (MB)
+    when `trials` has it."""
     from analysis.subnets import query_table
 
     tab = query_table(subnets)
     if tab.empty:
         return tab
-    tab = tab.assign(design_class="mutual", members=1, params_total=tab["params"], gflops=tab["macs"] / 1e9)
+    classes = tab["design_class"].fillna("mutual") if "design_class" in tab else "mutual"
+    tab = tab.assign(design_class=classes, members=1, params_total=tab["params"], gflops=tab["macs"] / 1e9)
     mem = pd.Series(dtype=float)
     if trials is not None and not trials.empty and "peak_mem_mb" in trials and "point_id" in trials:
         mem = trials.groupby("point_id")["peak_mem_mb"].mean()
     tab["peak_mem_mb"] = tab["point_id"].map(mem) if "point_id" in tab else np.nan
     devices = subnets.groupby("point_id")["device_name"].agg(lambda s: ", ".join(sorted({str(v) for v in s.dropna()})))
     tab["device_name"] = tab["point_id"].map(devices)
-    tab["label"] = [
-        f"mutual {r['family']}-{r['depth']} width {r['width']} sub-network {r['width_mult']:g}x at "
-        f"{int(r['resolution'])} px ({r['dataset']}, sweep {r['sweep']})"
-        for r in tab.to_dict("records")
-    ]
+    tab["label"] = [_subnet_label(r) for r in tab.to_dict("records")]
     return tab
+
+
+def _subnet_label(r: dict) -> str:
+    where = f"({r['dataset']}, sweep {r['sweep']})"
+    if r["design_class"] == "coop":
+        return (f"coop {r['family']}-{r['depth']} width {r['width']} {r['network']} at scale {r['scale']:g} "
+                f"({int(r['blocks_executed'])} blocks) {where}")  # fmt: skip
+    return (f"mutual {r['family']}-{r['depth']} width {r['width']} sub-network {r['width_mult']:g}x at "
+            f"{int(r['resolution'])} px {where}")  # fmt: skip
 
 
 def _label(r: dict) -> str:

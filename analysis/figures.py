@@ -314,24 +314,35 @@ def tie_rule_note(tie_rule: str, seeds: str) -> str:
 
 
 MUTUAL_COLOR = "#9467bd"
+COOP_COLOR = "#8c564b"
 
 
 def accuracy_vs_macs(trials: pd.DataFrame, query: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Path]:
-    """Draw test accuracy (%) vs MACs per sample: every mutual sub-network (`query`, rows of
-    `analysis.subnets.query_table`; marker per resolution, its Pareto front as a line) next to the fixed designs of
-    the same sweep (`trials`: ok rows, seed-mean final_acc at their design-time MACs); return [png, svg]."""
-    from analysis.subnets import pareto_front
+    """Draw test accuracy (%) vs MACs per sample: every adaptive sub-network (`query`, rows of
+    `analysis.subnets.query_table`: mutual with a marker per resolution, coop with a marker per network; each class's
+    Pareto front as a line) next to the fixed designs of the same sweep (`trials`: ok rows, seed-mean final_acc at
+    their design-time MACs); return [png, svg]."""
+    from analysis.subnets import of_class, pareto_front
 
     fig = _new_figure(7.5, 4.8)
     ax = fig.add_subplot()
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
-    for i, side in enumerate(sorted(query["resolution"].unique(), reverse=True)):
-        q = query[query["resolution"] == side]
+    mutual = of_class(query, "mutual")
+    for i, side in enumerate(sorted(mutual["resolution"].unique(), reverse=True)):
+        q = mutual[mutual["resolution"] == side]
         ax.scatter(q["macs"], 100.0 * q["acc_mean"], color=MUTUAL_COLOR, marker=markers[i % len(markers)],
                    alpha=0.75, label=f"mutual sub-network, {int(side)} px")  # fmt: skip
-    if not query.empty:
-        front = pareto_front(query)
+    if not mutual.empty:
+        front = pareto_front(mutual)
         ax.plot(front["macs"], 100.0 * front["acc_mean"], color=MUTUAL_COLOR, linewidth=1.5, label="mutual: best front")
+    coop = of_class(query, "coop")
+    for i, net in enumerate(sorted(coop["network"].dropna().unique()) if "network" in coop else []):
+        q = coop[coop["network"] == net]
+        ax.scatter(q["macs"], 100.0 * q["acc_mean"], color=COOP_COLOR, marker=markers[i % len(markers)],
+                   alpha=0.75, label=f"coop {net} (depth scales)")  # fmt: skip
+    if not coop.empty:
+        front = pareto_front(coop)
+        ax.plot(front["macs"], 100.0 * front["acc_mean"], color=COOP_COLOR, linewidth=1.5, label="coop: best front")
     ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
     for cls in CLASS_ORDER:
         c = ok[ok["design_class"] == cls]
@@ -346,5 +357,5 @@ def accuracy_vs_macs(trials: pd.DataFrame, query: pd.DataFrame, title: str, out_
     ax.set_xlabel("MACs per sample (multiply-accumulates, FLOPs / 2)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"Accuracy vs MACs: mutual sub-networks and fixed designs — {title}", fontsize=11)
+    ax.set_title(f"Accuracy vs MACs: adaptive sub-networks and fixed designs — {title}", fontsize=11)
     return _save(fig, out_dir, stem)

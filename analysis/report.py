@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import tables
-from analysis.est import GROUP_KEYS, TIE_RULE_TEXT, ESTResult, assign_groups, compute_est, fmt_params
+from analysis.est import CLASS_ORDER, GROUP_KEYS, TIE_RULE_TEXT, ESTResult, assign_groups, compute_est, fmt_params
 
 IDENTITY = ["design_class", "family", "depth", "width", "members", "budget", "fit", "seed"]
 
@@ -338,6 +338,7 @@ def write_report(
         page.p("No dct designs with finished (ok) trials in this sweep: no comparison table.")
 
     _mutual_section(page, store, sweep, trials, out, fig_dir, make_figures)
+    _coop_section(page, store, sweep, trials, out, fig_dir, make_figures)
 
     page.h(2, "What is missing")
     miss = missing_report(trials, epochs)
@@ -365,14 +366,35 @@ def write_report(
     return md_path
 
 
-def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
-    """Add the MutualNet section (query table, accuracy-vs-MACs figure) when the sweep has subnets rows."""
+def _load_subnets(store, sweep) -> pd.DataFrame:
     from analysis.store import load_subnets
-    from analysis.subnets import best_subnet, pareto_front, query_table
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable files are already listed from the trials/epochs tables
-        subnets = load_subnets(str(store), sweep=sweep)
+        return load_subnets(str(store), sweep=sweep)
+
+
+def _fixed_points(trials: pd.DataFrame) -> list[dict]:
+    """Return the fixed designs (ok rows of single/deq/weq/dct) as seed means of design-time MACs and final_acc."""
+    ok = trials[trials["status"] == "ok"] if "status" in trials else trials
+    fixed = ok[ok["design_class"].isin(CLASS_ORDER)] if "design_class" in ok else ok
+    if fixed.empty:
+        return []
+    return fixed.groupby(["design_class", "members", "depth", "width"], sort=True).agg(
+        macs=("macs", "mean"), acc=("final_acc", "mean")
+    ).reset_index().to_dict("records")  # fmt: skip
+
+
+def _fixed_line(r: dict, got: str) -> str:
+    return (f"{r['design_class']} (k={int(r['members'])}, depth {int(r['depth'])}, width {int(r['width'])}): "
+            f"{100 * r['acc']:.2f}% at {r['macs']:,.0f} MACs; best under its MACs: {got}")  # fmt: skip
+
+
+def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
+    """Add the MutualNet section (query table, accuracy-vs-MACs figure) when the sweep has mutual subnets rows."""
+    from analysis.subnets import best_subnet, of_class, pareto_front, query_table
+
+    subnets = of_class(_load_subnets(store, sweep), "mutual")
     if subnets.empty:
         return
     page.h(2, "MutualNet sub-networks (width x resolution)")
@@ -389,25 +411,60 @@ def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir
         "test acc (%)": (100 * front["acc_mean"]).round(2), "MACs/sample": front["macs"].round().astype("Int64"),
         "params": front["params"].round().astype("Int64"), "latency p50 (ms)": front["latency_ms_p50"].round(3),
     }))  # fmt: skip
-    ok = trials[trials["status"] == "ok"] if "status" in trials else trials
-    fixed = ok[ok["design_class"] != "mutual"] if "design_class" in ok else ok
     lines = []
-    for r in fixed.groupby(["design_class", "members", "depth", "width"], sort=True).agg(
-        macs=("macs", "mean"), acc=("final_acc", "mean")
-    ).reset_index().to_dict("records"):  # fmt: skip
+    for r in _fixed_points(trials):
         best = best_subnet(query, max_macs=r["macs"])
         got = "no sub-network fits" if best is None else (
             f"mutual width {best['width_mult']:g} at {int(best['resolution'])} px: {100 * best['acc_mean']:.2f}% "
             f"with {best['macs']:,.0f} MACs"
         )  # fmt: skip
-        lines.append(f"{r['design_class']} (k={int(r['members'])}, depth {int(r['depth'])}, width {int(r['width'])}): "
-                     f"{100 * r['acc']:.2f}% at {r['macs']:,.0f} MACs; best under its MACs: {got}")  # fmt: skip
+        lines.append(_fixed_line(r, got))
     if lines:
         page.p("Under each fixed design's MACs (per sample), the best mutual sub-network:")
         page.ul(lines)
     if make_figures:
         paths = figures_accuracy_vs_macs(trials, query, sweep, fig_dir)
         page.img(str(paths[0].relative_to(out)), "accuracy vs MACs — mutual sub-networks and fixed designs")
+
+
+def _coop_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
+    """Add the cooperative depth-adaptive section (per network and scale; accuracy-vs-MACs figure) when the sweep has
+    coop subnets rows."""
+    from analysis.subnets import best_subnet, of_class, query_table
+
+    subnets = of_class(_load_subnets(store, sweep), "coop")
+    if subnets.empty:
+        return
+    page.h(2, "Cooperative depth-adaptive sub-networks (teammates x scale, leader)")
+    query = query_table(subnets)
+    query.to_csv(out / "coop_query_table.csv", index=False)
+    page.p(
+        f"{len(query)} evaluated sub-networks: each teammate at every scaling factor with its learned hard block "
+        "mask, and the leader at full depth. The full table is coop_query_table.csv."
+    )
+    tab = query.sort_values(["network", "scale"], ascending=[True, False], kind="stable")
+    page.table(pd.DataFrame({
+        "family": tab["family"], "depth": tab["depth"], "width": tab["width"], "network": tab["network"],
+        "scale": tab["scale"].round(2), "blocks run": tab["blocks_executed"].round().astype("Int64"),
+        "test acc (%)": (100 * tab["acc_mean"]).round(2), "MACs/sample": tab["macs"].round().astype("Int64"),
+        "params": tab["params"].round().astype("Int64"), "latency p50 (ms)": tab["latency_ms_p50"].round(3),
+    }))  # fmt: skip
+    lines = []
+    for r in _fixed_points(trials):
+        best = best_subnet(query, max_macs=r["macs"])
+        got = "no sub-network fits" if best is None else (
+            f"coop {best['network']} at scale {best['scale']:g}: {100 * best['acc_mean']:.2f}% "
+            f"with {best['macs']:,.0f} MACs"
+        )  # fmt: skip
+        lines.append(_fixed_line(r, got))
+    if lines:
+        page.p("Under each fixed design's MACs (per sample), the best coop sub-network:")
+        page.ul(lines)
+    if make_figures:
+        from analysis import figures
+
+        paths = figures.accuracy_vs_macs(trials, query, sweep or "all sweeps", fig_dir, _slug("coop", sweep or "all"))
+        page.img(str(paths[0].relative_to(out)), "accuracy vs MACs — coop sub-networks and fixed designs")
 
 
 def figures_accuracy_vs_macs(trials: pd.DataFrame, query: pd.DataFrame, sweep: str | None, fig_dir: Path) -> list:
