@@ -317,11 +317,21 @@ MUTUAL_COLOR = "#9467bd"
 COOP_COLOR = "#8c564b"
 
 
-def accuracy_vs_macs(trials: pd.DataFrame, query: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Path]:
-    """Draw test accuracy (%) vs MACs per sample: every adaptive sub-network (`query`, rows of
+# cost column -> (x-axis label with unit, short name) of the accuracy-vs-cost figure
+COST_AXES = {
+    "macs": ("MACs per sample (multiply-accumulates, FLOPs / 2)", "MACs"),
+    "latency_ms_p50": ("inference latency, p50 at batch 1 (ms; members one after another)", "latency"),
+}
+
+
+def accuracy_vs_cost(
+    trials: pd.DataFrame, query: pd.DataFrame, title: str, out_dir: Path, stem: str, cost: str = "macs"
+) -> list[Path]:
+    """Draw test accuracy (%) vs a cost, `cost` = "macs" (MACs per sample) or "latency_ms_p50" (ms, batch 1):
+    every adaptive sub-network (`query`, rows of
     `analysis.subnets.query_table`: mutual with a marker per resolution, coop with a marker per network; each class's
     Pareto front as a line) next to the fixed designs of the same sweep (`trials`: ok rows, seed-mean final_acc at
-    their design-time MACs); return [png, svg]."""
+    their design-time MACs or measured latency); return [png, svg]."""
     from analysis.subnets import of_class, pareto_front
 
     fig = _new_figure(7.5, 4.8)
@@ -330,32 +340,33 @@ def accuracy_vs_macs(trials: pd.DataFrame, query: pd.DataFrame, title: str, out_
     mutual = of_class(query, "mutual")
     for i, side in enumerate(sorted(mutual["resolution"].unique(), reverse=True)):
         q = mutual[mutual["resolution"] == side]
-        ax.scatter(q["macs"], 100.0 * q["acc_mean"], color=MUTUAL_COLOR, marker=markers[i % len(markers)],
+        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=MUTUAL_COLOR, marker=markers[i % len(markers)],
                    alpha=0.75, label=f"mutual sub-network, {int(side)} px")  # fmt: skip
     if not mutual.empty:
-        front = pareto_front(mutual)
-        ax.plot(front["macs"], 100.0 * front["acc_mean"], color=MUTUAL_COLOR, linewidth=1.5, label="mutual: best front")
+        front = pareto_front(mutual, cost)
+        ax.plot(front[cost], 100.0 * front["acc_mean"], color=MUTUAL_COLOR, linewidth=1.5, label="mutual: best front")
     coop = of_class(query, "coop")
     for i, net in enumerate(sorted(coop["network"].dropna().unique()) if "network" in coop else []):
         q = coop[coop["network"] == net]
-        ax.scatter(q["macs"], 100.0 * q["acc_mean"], color=COOP_COLOR, marker=markers[i % len(markers)],
+        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=COOP_COLOR, marker=markers[i % len(markers)],
                    alpha=0.75, label=f"coop {net} (depth scales)")  # fmt: skip
     if not coop.empty:
-        front = pareto_front(coop)
-        ax.plot(front["macs"], 100.0 * front["acc_mean"], color=COOP_COLOR, linewidth=1.5, label="coop: best front")
+        front = pareto_front(coop, cost)
+        ax.plot(front[cost], 100.0 * front["acc_mean"], color=COOP_COLOR, linewidth=1.5, label="coop: best front")
     ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
     for cls in CLASS_ORDER:
         c = ok[ok["design_class"] == cls]
         if c.empty:
             continue
         pts = c.groupby(["members", "budget", "depth", "width"], sort=True).agg(
-            macs=("macs", "mean"), acc=("final_acc", "mean")
+            x=(cost, "mean"), acc=("final_acc", "mean")
         )
-        ax.scatter(pts["macs"], 100.0 * pts["acc"], color=CLASS_COLORS[cls], marker="o", s=70, edgecolor="black",
+        ax.scatter(pts["x"], 100.0 * pts["acc"], color=CLASS_COLORS[cls], marker="o", s=70, edgecolor="black",
                    label=f"{cls} (fixed design)")  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel("MACs per sample (multiply-accumulates, FLOPs / 2)")
+    axis, name = COST_AXES[cost]
+    ax.set_xlabel(axis)
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"Accuracy vs MACs: adaptive sub-networks and fixed designs — {title}", fontsize=11)
+    ax.set_title(f"Accuracy vs {name}: adaptive sub-networks and fixed designs — {title}", fontsize=11)
     return _save(fig, out_dir, stem)

@@ -423,8 +423,7 @@ def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir
         page.p("Under each fixed design's MACs (per sample), the best mutual sub-network:")
         page.ul(lines)
     if make_figures:
-        paths = figures_accuracy_vs_macs(trials, query, sweep, fig_dir)
-        page.img(str(paths[0].relative_to(out)), "accuracy vs MACs — mutual sub-networks and fixed designs")
+        _adaptive_figures(page, trials, query, sweep, out, fig_dir, "mutual")
 
 
 def _coop_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
@@ -461,17 +460,17 @@ def _coop_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: 
         page.p("Under each fixed design's MACs (per sample), the best coop sub-network:")
         page.ul(lines)
     if make_figures:
-        from analysis import figures
-
-        paths = figures.accuracy_vs_macs(trials, query, sweep or "all sweeps", fig_dir, _slug("coop", sweep or "all"))
-        page.img(str(paths[0].relative_to(out)), "accuracy vs MACs — coop sub-networks and fixed designs")
+        _adaptive_figures(page, trials, query, sweep, out, fig_dir, "coop")
 
 
-def figures_accuracy_vs_macs(trials: pd.DataFrame, query: pd.DataFrame, sweep: str | None, fig_dir: Path) -> list:
-    """Draw the accuracy-vs-MACs figure of the sweep; return [png, svg]."""
+def _adaptive_figures(page, trials, query, sweep: str | None, out: Path, fig_dir: Path, kind: str) -> None:
+    """Draw accuracy vs MACs and accuracy vs latency for one adaptive class beside the fixed designs; show both."""
     from analysis import figures
 
-    return figures.accuracy_vs_macs(trials, query, sweep or "all sweeps", fig_dir, _slug("mutual", sweep or "all"))
+    for cost, name in (("macs", "MACs"), ("latency_ms_p50", "latency")):
+        stem = _slug(kind, sweep or "all") + ("" if cost == "macs" else "_latency")
+        paths = figures.accuracy_vs_cost(trials, query, sweep or "all sweeps", fig_dir, stem, cost=cost)
+        page.img(str(paths[0].relative_to(out)), f"accuracy vs {name} — {kind} sub-networks and fixed designs")
 
 
 def _group_rows(df: pd.DataFrame, key: dict) -> pd.DataFrame:

@@ -63,9 +63,10 @@ def best_subnet(
     return fits.sort_values(["acc_mean", "macs"], ascending=[False, True], kind="stable").iloc[0]
 
 
-def pareto_front(table: pd.DataFrame) -> pd.DataFrame:
-    """Return the rows no other row beats in both MACs (fewer or equal) and accuracy (higher), sorted by MACs."""
-    rows = table.sort_values(["macs", "acc_mean"], ascending=[True, False], kind="stable")
+def pareto_front(table: pd.DataFrame, cost: str = "macs") -> pd.DataFrame:
+    """Return the rows no other row beats in both `cost` (lower or equal: "macs" per sample or "latency_ms_p50" in
+    ms) and accuracy (higher), sorted by that cost."""
+    rows = table.dropna(subset=[cost]).sort_values([cost, "acc_mean"], ascending=[True, False], kind="stable")
     best, keep = -1.0, []
     for idx, acc in zip(rows.index, rows["acc_mean"], strict=True):
         if acc > best:

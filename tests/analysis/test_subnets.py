@@ -8,7 +8,7 @@ import pytest
 
 from analysis import figures
 from analysis.report import write_report
-from analysis.store import load_subnets
+from analysis.store import load_subnets, load_trials
 from analysis.subnets import best_subnet, pareto_front, query_table
 from tests.analysis.synth import make_trial, write_store
 
@@ -85,9 +85,7 @@ def test_pareto_front_drops_subnets_that_are_both_costlier_and_less_accurate():
 
 
 def test_accuracy_vs_macs_figure_shows_subnets_beside_fixed_designs(store, tmp_path):
-    from analysis.store import load_trials
-
-    paths = figures.accuracy_vs_macs(load_trials(str(store)), query_table(subnet_rows()), "demo", tmp_path, "acc")
+    paths = figures.accuracy_vs_cost(load_trials(str(store)), query_table(subnet_rows()), "demo", tmp_path, "acc")
     text = paths[1].read_text()
     for label in ("MACs per sample", "test accuracy (%)", "mutual sub-network, 16 px", "single (fixed design)"):
         assert label in text
@@ -109,3 +107,20 @@ def test_advise_considers_each_subnet_as_a_candidate(store):
     assert a.best["design_class"] == "mutual"
     assert (a.best["width_mult"], a.best["resolution"]) == (0.75, 12)
     assert "sub-network 0.75x at 12 px" in a.text
+
+
+def test_accuracy_vs_latency_figure_labels_milliseconds(store, tmp_path):
+    paths = figures.accuracy_vs_cost(
+        load_trials(str(store)), query_table(subnet_rows()), "demo", tmp_path, "acc_lat", cost="latency_ms_p50"
+    )
+    svg = paths[1].read_text()
+    assert paths[0].stat().st_size > 0
+    assert "inference latency, p50 at batch 1 (ms" in svg and "Accuracy vs latency" in svg
+
+
+def test_pareto_front_by_latency_keeps_only_rows_nothing_faster_beats():
+    rows = pd.DataFrame(
+        {"acc_mean": [0.5, 0.7, 0.6, 0.9], "latency_ms_p50": [1.0, 2.0, 3.0, 4.0], "macs": [4, 3, 2, 1]}
+    )
+    front = pareto_front(rows, cost="latency_ms_p50")
+    assert front["latency_ms_p50"].tolist() == [1.0, 2.0, 4.0]
