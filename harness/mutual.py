@@ -38,12 +38,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from harness import measure
 from harness.data import TrialData, load_data
 from harness.trial import (
-    CHECKPOINT_FILE,
     build_members,
     derived_seed,
     evaluate,
+    final_record,
+    load_checkpoint,
     lr_schedule,
     make_optimizer,
+    make_views,
     pick_device,
     print_record,
     resolve_precision,
@@ -275,25 +277,12 @@ def run_mutual_trial(
     device = pick_device(config.get("resources", {}))
     precision, amp_dtype = resolve_precision(recipe["precision"], device)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
-    state = None
-    if ckpt_path and os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["trial_id"] != trial_id:
-            raise ValueError(f"checkpoint {ckpt_path} belongs to trial {state['trial_id']}, not {trial_id}")
+    ckpt_path, state = load_checkpoint(checkpoint_dir, trial_id, device)
 
     data = load_data(
         config["dataset"], device, batch_size=recipe["batch_size"], eval_batch_size=recipe["eval_batch_size"]
     )
-    views = ViewMaker(
-        padding=int(recipe["crop_padding"]),
-        flip=bool(recipe["flip"]),
-        normalize=data.normalize,
-        autoaugment=bool(recipe["autoaugment"]),
-        randaugment=bool(recipe["randaugment"]),
-        random_erasing=float(recipe["random_erasing"]),
-        autoaugment_policy="svhn" if data.name == "svhn" else "cifar10",
-    )
+    views = make_views(recipe, data)
     gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "views"))
     torch.manual_seed(derived_seed(seed, "torch"))
     (model,) = build_members({**design, "members": 1}, seed, device, channels_last=False)
@@ -361,46 +350,9 @@ def run_mutual_trial(
 
     memory = measure.peak_memory(device)
     subnets = evaluate_subnets(model, data, recipe, measure_cfg, seed, device, amp) if status == "ok" else []
-    model.eval()
-    sample = torch.zeros(1, data.in_chans, data.image_size, data.image_size, device=device)
-    macs_fvcore, macs_fvcore_error = measure.fvcore_macs([model], sample)
-    flops_torch, flops_torch_error = measure.torch_flops([model], sample)
-    latency = measure.inference_latency(
-        [model],
-        (data.in_chans, data.image_size, data.image_size),
-        device,
-        int(measure_cfg["latency_warmup"]),
-        int(measure_cfg["latency_runs"]),
-        int(measure_cfg["throughput_batch"]),
-        amp_dtype,
+    final = final_record(
+        config, [model], history, data, memory, device, precision, amp_dtype, status, error, started_at, "sequential"
     )
-    accs = [r["test_acc"] for r in history]
-    best = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
-    params = measure.count_params(model)
-    final = {
-        "kind": "final",
-        "trial_id": trial_id,
-        "status": status,
-        "error": error,
-        "epochs_done": len(history),
-        "final_acc": accs[-1] if accs else None,
-        "best_acc": accs[best] if accs else None,
-        "best_epoch": best + 1 if accs else None,
-        "train_time_s": history[-1]["cum_time_s"] if history else 0.0,
-        "params_member": [params],
-        "params_total": params,
-        "macs_fvcore": macs_fvcore,
-        "macs_fvcore_error": macs_fvcore_error,
-        "flops_torch": flops_torch,
-        "flops_torch_error": flops_torch_error,
-        **memory,
-        **latency,
-        **measure.environment(device, precision, config.get("resources", {}).get("fractional_gpu", False)),
-        "execution": "sequential",
-        "split_id": data.split_id,
-        "started_at": started_at,
-        "finished_at": utc_now(),
-        "subnets": subnets,
-    }
+    final["subnets"] = subnets
     report(final)
     return {"epochs": history, "final": final}

@@ -256,6 +256,93 @@ def save_checkpoint(path: str, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(checkpoint_dir: str | None, trial_id: str, device: torch.device) -> tuple[str | None, dict | None]:
+    """Return (this trial's checkpoint file path or None, its saved state or None); another trial's file is an error."""
+    ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
+    if not (ckpt_path and os.path.exists(ckpt_path)):
+        return ckpt_path, None
+    state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    if state["trial_id"] != trial_id:
+        raise ValueError(f"checkpoint {ckpt_path} belongs to trial {state['trial_id']}, not {trial_id}")
+    return ckpt_path, state
+
+
+def make_views(recipe: dict, data) -> ViewMaker:
+    """Return the augmentation pipeline the recipe asks for, normalising with the data set's statistics."""
+    return ViewMaker(
+        padding=int(recipe["crop_padding"]),
+        flip=bool(recipe["flip"]),
+        normalize=data.normalize,
+        autoaugment=bool(recipe["autoaugment"]),
+        randaugment=bool(recipe["randaugment"]),
+        random_erasing=float(recipe["random_erasing"]),
+        autoaugment_policy="svhn" if data.name == "svhn" else "cifar10",
+    )
+
+
+def final_record(
+    config: dict,
+    models: list[nn.Module],
+    history: list[dict],
+    data,
+    memory: dict,
+    device: torch.device,
+    precision: str,
+    amp_dtype,
+    status: str,
+    error: str | None,
+    started_at: str,
+    execution: str,
+    channels_last: bool = False,
+) -> dict:
+    """Return the FINAL record: the accuracy summary of `history` (fractions) and the trained `models` measured now in
+    eval mode: params (count), forward MACs/FLOPs per sample, batch-1 latency (ms) and throughput (samples/s);
+    `memory` is the peak-memory reading (MiB) taken when training ended."""
+    for model in models:
+        model.eval()
+    measure_cfg = config["measure"]
+    sample = torch.zeros(1, data.in_chans, data.image_size, data.image_size, device=device)
+    macs_fvcore, macs_fvcore_error = measure.fvcore_macs(models, sample)
+    flops_torch, flops_torch_error = measure.torch_flops(models, sample)
+    latency = measure.inference_latency(
+        models,
+        (data.in_chans, data.image_size, data.image_size),
+        device,
+        int(measure_cfg["latency_warmup"]),
+        int(measure_cfg["latency_runs"]),
+        int(measure_cfg["throughput_batch"]),
+        amp_dtype,
+        channels_last,
+    )
+    accs = [r["test_acc"] for r in history]
+    best = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
+    params = [measure.count_params(m) for m in models]
+    return {
+        "kind": "final",
+        "trial_id": config["trial_id"],
+        "status": status,
+        "error": error,
+        "epochs_done": len(history),
+        "final_acc": accs[-1] if accs else None,
+        "best_acc": accs[best] if accs else None,
+        "best_epoch": best + 1 if accs else None,
+        "train_time_s": history[-1]["cum_time_s"] if history else 0.0,
+        "params_member": params,
+        "params_total": sum(params),
+        "macs_fvcore": macs_fvcore,
+        "macs_fvcore_error": macs_fvcore_error,
+        "flops_torch": flops_torch,
+        "flops_torch_error": flops_torch_error,
+        **memory,
+        **latency,
+        **measure.environment(device, precision, config.get("resources", {}).get("fractional_gpu", False)),
+        "execution": execution,
+        "split_id": data.split_id,
+        "started_at": started_at,
+        "finished_at": utc_now(),
+    }
+
+
 def run_trial(config: dict, report: Callable[[dict], None] = print_record, checkpoint_dir: str | None = None) -> dict:
     """Train and measure one trial; return {"epochs": all EPOCH records, "final": the FINAL record}.
 
@@ -285,12 +372,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
 
     # Execution mode. A checkpoint's mode wins over what `auto` would pick now: the optimizer state's layout
     # (per-member or stacked parameters) depends on it.
-    ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
-    state = None
-    if ckpt_path and os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["trial_id"] != trial_id:
-            raise ValueError(f"checkpoint {ckpt_path} belongs to trial {state['trial_id']}, not {trial_id}")
+    ckpt_path, state = load_checkpoint(checkpoint_dir, trial_id, device)
     execution = resolve_execution(recipe.get("execution", "sequential"), device, design["family"], design["members"])
     if state is not None:
         execution = state.get("execution", "sequential")
@@ -306,15 +388,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         batch_size=recipe["batch_size"],
         eval_batch_size=recipe["eval_batch_size"],
     )
-    views = ViewMaker(
-        padding=int(recipe["crop_padding"]),
-        flip=bool(recipe["flip"]),
-        normalize=data.normalize,
-        autoaugment=bool(recipe["autoaugment"]),
-        randaugment=bool(recipe["randaugment"]),
-        random_erasing=float(recipe["random_erasing"]),
-        autoaugment_policy="svhn" if data.name == "svhn" else "cifar10",
-    )
+    views = make_views(recipe, data)
     gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "views"))
     torch.manual_seed(derived_seed(seed, "torch"))  # dropout / stochastic depth draw from the global RNG
     members = build_members(design, seed, device, channels_last)
@@ -388,48 +462,21 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
 
     # Measure once.
     memory = measure.peak_memory(device)
-    for model in members:
-        model.eval()
-    sample = torch.zeros(1, data.in_chans, data.image_size, data.image_size, device=device)
-    macs_fvcore, macs_fvcore_error = measure.fvcore_macs(members, sample)
-    flops_torch, flops_torch_error = measure.torch_flops(members, sample)
-    latency = measure.inference_latency(
+    final = final_record(
+        config,
         members,
-        (data.in_chans, data.image_size, data.image_size),
+        history,
+        data,
+        memory,
         device,
-        int(measure_cfg["latency_warmup"]),
-        int(measure_cfg["latency_runs"]),
-        int(measure_cfg["throughput_batch"]),
+        precision,
         amp_dtype,
+        status,
+        error,
+        started_at,
+        execution,
         channels_last,
     )
-    accs = [r["test_acc"] for r in history]
-    best = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
-    params = [measure.count_params(m) for m in members]
-    final = {
-        "kind": "final",
-        "trial_id": trial_id,
-        "status": status,
-        "error": error,
-        "epochs_done": len(history),
-        "final_acc": accs[-1] if accs else None,
-        "best_acc": accs[best] if accs else None,
-        "best_epoch": best + 1 if accs else None,
-        "train_time_s": history[-1]["cum_time_s"] if history else 0.0,
-        "params_member": params,
-        "params_total": sum(params),
-        "macs_fvcore": macs_fvcore,
-        "macs_fvcore_error": macs_fvcore_error,
-        "flops_torch": flops_torch,
-        "flops_torch_error": flops_torch_error,
-        **memory,
-        **latency,
-        **measure.environment(device, precision, config.get("resources", {}).get("fractional_gpu", False)),
-        "execution": execution,
-        "split_id": data.split_id,
-        "started_at": started_at,
-        "finished_at": utc_now(),
-    }
     report(final)
     return {"epochs": history, "final": final}
 
