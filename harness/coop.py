@@ -29,7 +29,6 @@ its trial-level measurements (params, MACs, latency) are of the three full netwo
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -54,9 +53,8 @@ from harness.trial import (
     pick_device,
     print_record,
     resolve_precision,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+    restore_training,
+    save_training,
     train_batches,
     utc_now,
 )
@@ -262,12 +260,7 @@ def run_coop_trial(
 
     history, step = [], 0
     if state is not None:
-        for model, saved in zip(models, state["models"], strict=True):
-            model.load_state_dict(saved)
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"], gen, device)
-        history, step, started_at = state["history"], state["step"], state["started_at"]
+        history, step, started_at = restore_training(state, models, optimizer, scaler, gen, device)
 
     status, error = "ok", None
     measure.reset_peak_memory(device)
@@ -302,20 +295,8 @@ def run_coop_trial(
         }
         history.append(record)
         if ckpt_path:
-            os.makedirs(checkpoint_dir, exist_ok=True)
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "trial_id": trial_id,
-                    "execution": "sequential",
-                    "models": [m.state_dict() for m in models],
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_state(gen, device),
-                    "history": history,
-                    "step": step,
-                    "started_at": started_at,
-                },
+            save_training(
+                ckpt_path, trial_id, "sequential", models, optimizer, scaler, gen, device, history, step, started_at
             )
         report(record)
 

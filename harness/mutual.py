@@ -24,7 +24,6 @@ network) and the FINAL record additionally holds `subnets`, one dict per grid po
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -49,9 +48,8 @@ from harness.trial import (
     pick_device,
     print_record,
     resolve_precision,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+    restore_training,
+    save_training,
     test_batches,
     train_batches,
     utc_now,
@@ -295,11 +293,7 @@ def run_mutual_trial(
 
     history, step = [], 0
     if state is not None:
-        model.load_state_dict(state["models"][0])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"], gen, device)
-        history, step, started_at = state["history"], state["step"], state["started_at"]
+        history, step, started_at = restore_training(state, [model], optimizer, scaler, gen, device)
 
     status, error = "ok", None
     measure.reset_peak_memory(device)
@@ -331,20 +325,8 @@ def run_mutual_trial(
         }
         history.append(record)
         if ckpt_path:
-            os.makedirs(checkpoint_dir, exist_ok=True)
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "trial_id": trial_id,
-                    "execution": "sequential",
-                    "models": [model.state_dict()],
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_state(gen, device),
-                    "history": history,
-                    "step": step,
-                    "started_at": started_at,
-                },
+            save_training(
+                ckpt_path, trial_id, "sequential", [model], optimizer, scaler, gen, device, history, step, started_at
             )
         report(record)
 

@@ -256,6 +256,50 @@ def save_checkpoint(path: str, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def restore_training(
+    state: dict, models: list[nn.Module], optimizer, scaler, gen: torch.Generator, device: torch.device
+) -> tuple[list[dict], int, str]:
+    """Load a checkpoint's model, optimizer, scaler and RNG states in place; return its (EPOCH history, optimizer
+    step, started_at)."""
+    for model, saved in zip(models, state["models"], strict=True):
+        model.load_state_dict(saved)
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"], gen, device)
+    return state["history"], state["step"], state["started_at"]
+
+
+def save_training(
+    ckpt_path: str,
+    trial_id: str,
+    execution: str,
+    models: list[nn.Module],
+    optimizer,
+    scaler,
+    gen: torch.Generator,
+    device: torch.device,
+    history: list[dict],
+    step: int,
+    started_at: str,
+) -> None:
+    """Write everything `restore_training` needs to `ckpt_path` (atomically, creating its folder)."""
+    os.makedirs(os.path.dirname(ckpt_path), exist_ok=True)
+    save_checkpoint(
+        ckpt_path,
+        {
+            "trial_id": trial_id,
+            "execution": execution,
+            "models": [m.state_dict() for m in models],
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(gen, device),
+            "history": history,
+            "step": step,
+            "started_at": started_at,
+        },
+    )
+
+
 def load_checkpoint(checkpoint_dir: str | None, trial_id: str, device: torch.device) -> tuple[str | None, dict | None]:
     """Return (this trial's checkpoint file path or None, its saved state or None); another trial's file is an error."""
     ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
@@ -402,12 +446,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     # Resume.
     history, step = [], 0
     if state is not None:
-        for model, sd in zip(members, state["models"], strict=True):
-            model.load_state_dict(sd)
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"], gen, device)
-        history, step, started_at = state["history"], state["step"], state["started_at"]
+        history, step, started_at = restore_training(state, members, optimizer, scaler, gen, device)
 
     # Train.
     status, error = "ok", None
@@ -443,20 +482,8 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         }
         history.append(record)
         if ckpt_path:
-            os.makedirs(checkpoint_dir, exist_ok=True)
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "trial_id": trial_id,
-                    "execution": execution,
-                    "models": [m.state_dict() for m in members],
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_state(gen, device),
-                    "history": history,
-                    "step": step,
-                    "started_at": started_at,
-                },
+            save_training(
+                ckpt_path, trial_id, execution, members, optimizer, scaler, gen, device, history, step, started_at
             )
         report(record)
 
