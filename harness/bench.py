@@ -20,6 +20,11 @@ sized by `spaces.designs.ensemble_for` under the budget of a single network, for
 epoch time (first epoch dropped). The budget deviation of each ensemble is in the JSON (WRN's integer widen factor
 fits budgets coarsely).
 
+P6 -- speed options. Trial epoch time of a single resnet and its k = 4 deq ensemble (execution `auto`) with each
+option that means something on the device -- torch.compile on any device; on CUDA also CUDA graphs (compile mode
+reduce-overhead), bf16 autocast, channels_last and bf16 + compile -- over the same trial eager in fp32. Steady
+epoch times are medians after the first epoch; the first epoch's time, which includes compilation, is given beside.
+
 This is a benchmark, not a test: it prints the ratio and writes its figures as JSON (default
 results/bench/bench_trial.json; results/ is the untracked run-output folder).
 """
@@ -67,6 +72,7 @@ def bench_config(
         "cot_warmup_epochs": 0, "cot_floor": 0.005, "member_views": False, "crop_padding": 2, "flip": False,
         "autoaugment": False, "randaugment": False, "random_erasing": 0.0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
         "precision": "fp32", "channels_last": False, "combine": "logits", "execution": execution,
+        "compile": "off", "compile_backend": "inductor",
     }  # fmt: skip
     return {
         "trial_id": f"bench-{design.family}-{design.members}x{design.depth}-{design.width}-{seed}",
@@ -203,6 +209,54 @@ def ensemble_epoch_figures(
     return rows
 
 
+def speed_option_variants(device: torch.device) -> dict[str, dict]:
+    """Return the P6 variants (name -> recipe overrides) that mean something on `device`: autocast and channels_last
+    are CUDA-only (a CPU trial would run fp32, contiguous, and time the same thing twice)."""
+    variants = {"eager_fp32": {}, "compile": {"compile": "default"}}
+    if device.type == "cuda":
+        variants.update({
+            "compile_cuda_graphs": {"compile": "reduce-overhead"},
+            "bf16": {"precision": "bf16"},
+            "bf16_channels_last": {"precision": "bf16", "channels_last": True},
+            "bf16_compile": {"precision": "bf16", "compile": "default"},
+        })  # fmt: skip
+    return variants
+
+
+def speed_option_figures(
+    family: str, depth: int, width: int, k: int, epochs: int, batch_size: int, device: torch.device
+) -> list[dict]:
+    """P6: return one row per (design, variant): trial epoch times (s) of the single network and of its k-member deq
+    ensemble (execution auto) under each speed option of `speed_option_variants` -- the steady epoch time (median
+    after the first epoch), the first epoch's (which includes compilation), and the steady time over eager fp32's."""
+    single = single_at(family, depth, width, DIGITS, {}, "floor")
+    rows = []
+    for design in (single, ensemble_for(single, "deq", k)):
+        baseline = None
+        for name, overrides in speed_option_variants(device).items():
+            config = bench_config(depth, width, epochs, batch_size, design=design, execution="auto")
+            config["recipe"].update(overrides)
+            if device.type == "cuda":
+                config["resources"]["gpus"] = 1
+            try:
+                result = run_trial(config, report=lambda record: None)
+            except ValueError as err:  # an option this device cannot run (see harness.fused.check_compile_supported)
+                rows.append({"family": family, "depth": depth, "members": design.members, "variant": name,
+                             **overrides, "refused": str(err)})  # fmt: skip
+                continue
+            times = [r["epoch_time_s"] for r in result["epochs"]]
+            steady = statistics.median(times[1:])
+            baseline = baseline or steady
+            rows.append({
+                "family": family, "depth": depth, "members": design.members, "member_width": design.width,
+                "variant": name, **overrides, "execution": result["final"]["execution"],
+                "precision_ran": result["final"]["precision"], "epoch_time_s_steady": steady,
+                "first_epoch_time_s": times[0], "over_eager_fp32": steady / baseline,
+                "final_acc": result["final"]["final_acc"],
+            })  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmarks, print a summary and write the JSON figures; return them."""
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
@@ -212,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved (trial, bare) pairs")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
-    parser.add_argument("--parts", default="p1,p4,p5", help="comma-separated parts to run: p1, p4, p5")
+    parser.add_argument("--parts", default="p1,p4,p5,p6", help="comma-separated parts to run: p1, p4, p5, p6")
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the bench, ~1 min on CPU)")
     parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -248,6 +302,20 @@ def main(argv: list[str] | None = None) -> dict:
                 f" {r['member_width']}, {r['budget_deviation_pct']:+.1f}%, {r['execution']})"
                 f" {r['ensemble_epoch_time_s']:.2f} s/epoch vs single {r['single_epoch_time_s']:.2f},"
                 f" ratio {r['ensemble_over_single']:.2f}"
+            )
+    if "p6" in parts:
+        depth, width = (8, 16) if args.quick else (20, 16)
+        rows = speed_option_figures("resnet", depth, width, 4, args.epochs, args.batch_size, device)
+        figures["p6_speed_options"] = rows
+        for r in rows:
+            design = "single" if r["members"] == 1 else f"deq k={r['members']}"
+            if "refused" in r:
+                print(f"P6 resnet-{depth} {design} {r['variant']}: refused: {r['refused']}")
+                continue
+            print(
+                f"P6 resnet-{depth} {design} {r['variant']} ({r['execution']}, {r['precision_ran']}):"
+                f" {r['epoch_time_s_steady']:.3f} s/epoch steady, first epoch {r['first_epoch_time_s']:.2f} s,"
+                f" over eager fp32 {r['over_eager_fp32']:.2f}"
             )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

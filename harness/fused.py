@@ -16,17 +16,30 @@ launches each layer once for all members (a grouped convolution) instead of k ti
   into its output channels instead of copying the input k times. Member views enter as one [k, B, C, H, W] batch.
 - Families whose layers are custom `autograd.Function`s without a vmap rule (ShakeDrop, Shake-Shake) are refused.
 - Fused runs in the contiguous memory format (channels_last is a sequential-only option).
+- `compile` wraps the vmapped call in `torch.compile`; whether the members' inputs are shared is decided outside
+  it, so the compiled graph sees one tensor and a constant flag.
 
 `auto` picks the mode measured fastest for the device (see `resolve_execution`).
+
+Either mode can be compiled (recipe `compile`, `compile_backend`; see `compile_args`): sequential members each go
+through `torch.compile`, fused ones as one vmapped call. Compilation happens inside the first epoch (and again
+when a new input shape or train/eval mode first appears), so that epoch's time includes it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 EXECUTIONS = ("sequential", "fused", "auto")
+# torch.compile modes (inductor's), "off" for eager; "reduce-overhead" adds CUDA graphs.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# "cudagraphs" records CUDA graphs without inductor's kernels; "aot_eager" is torch's debugging backend (traces and
+# runs autograd ahead of time, eager kernels), which shows whether a problem comes from capture or from inductor.
+COMPILE_BACKENDS = ("inductor", "cudagraphs", "aot_eager")
 
 # Families whose training-mode forward calls a custom autograd.Function that has no vmap rule.
 FUSED_UNSUPPORTED = {
@@ -63,6 +76,81 @@ def resolve_execution(requested: str, device: torch.device, family: str, members
     return "sequential"
 
 
+def compile_args(mode: str, backend: str = "inductor") -> dict | None:
+    """Return the keyword arguments of `torch.compile` for a recipe's (`compile`, `compile_backend`), or None for
+    eager ("off"). Only inductor has modes: another backend takes mode "default"."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {mode!r}; allowed: {', '.join(COMPILE_MODES)}")
+    if backend not in COMPILE_BACKENDS:
+        raise ValueError(f"unknown compile backend {backend!r}; allowed: {', '.join(COMPILE_BACKENDS)}")
+    if mode == "off":
+        return None
+    if backend != "inductor":
+        if mode != "default":
+            raise ValueError(f'compile mode {mode!r} is an inductor mode; backend {backend!r} takes "default"')
+        return {"backend": backend}
+    return {"backend": "inductor", "mode": mode}
+
+
+def check_compile_supported(compile_kwargs: dict | None, device: torch.device) -> None:
+    """Return None when the compile settings can run on `device` with this process's torch threads; raise ValueError
+    (one line) when they cannot."""
+    if (
+        compile_kwargs
+        and compile_kwargs["backend"] == "inductor"
+        and device.type == "cpu"
+        and torch.get_num_threads() < 2
+    ):
+        # Seen with torch 2.15: inductor's C++ backward kernels of a CIFAR ResNet on 16x16 inputs corrupted the heap
+        # and aborted the process with one thread (with two they ran), which would take a Ray worker down with it.
+        raise ValueError(
+            "compile with backend inductor on a CPU needs >= 2 torch threads (with 1, inductor's CPU kernels aborted"
+            " the process here); set measure.threads >= 2 with resources.cpus to match, or compile_backend ="
+            ' "aot_eager", or compile = "off"'
+        )
+
+
+def member_forward(
+    members: list[nn.Module], fused: FusedMembers | None, fmt: torch.memory_format, compile_kwargs: dict | None = None
+) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
+    """Return forward(inputs) -> the k members' logits (a list of k tensors) for a list of k member inputs (the same
+    tensor k times for a shared view): through `fused` when given, else member by member in memory format `fmt`;
+    compiled with `torch.compile(**compile_kwargs)` unless that is None. The members stay the modules that own the
+    weights (state_dict, optimizer, measurements); compiled wrappers only run them."""
+    if fused is not None:
+        if compile_kwargs is not None:
+            fused.compile(**compile_kwargs)
+
+        def run_all(inputs):
+            return list(fused(inputs).unbind(0))
+    else:
+        runners = members if compile_kwargs is None else [torch.compile(m, **compile_kwargs) for m in members]
+
+        def run_all(inputs):
+            return [run(x.contiguous(memory_format=fmt)) for run, x in zip(runners, inputs, strict=True)]
+
+    if not uses_cuda_graphs(compile_kwargs):
+        return run_all
+
+    def run_all_graphed(inputs):
+        # A CUDA-graph replay reuses its output memory: one step per call, and outputs copied out of the graph's pool
+        # so that k members' logits (and the loss built from them) stay valid together.
+        torch.compiler.cudagraph_mark_step_begin()
+        return [z.clone() for z in run_all(inputs)]
+
+    return run_all_graphed
+
+
+def uses_cuda_graphs(compile_kwargs: dict | None) -> bool:
+    """Return True when `torch.compile(**compile_kwargs)` records CUDA graphs (on a CUDA device)."""
+    if compile_kwargs is None:
+        return False
+    return compile_kwargs["backend"] == "cudagraphs" or compile_kwargs.get("mode") in (
+        "reduce-overhead",
+        "max-autotune",
+    )
+
+
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     prefix, _, leaf = name.rpartition(".")
     return (model.get_submodule(prefix) if prefix else model), leaf
@@ -92,6 +180,14 @@ class FusedMembers:
     def _one(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.template, (params, buffers), (x,))
 
+    def _run(self, params: dict, buffers: dict, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        in_x = None if shared else 0
+        return vmap(self._one, in_dims=(0, 0, in_x), randomness="different")(params, buffers, x)
+
+    def compile(self, **compile_args) -> None:
+        """Compile the vmapped call with `torch.compile(**compile_args)` (e.g. backend, mode); returns None."""
+        self._run = torch.compile(self._run, **compile_args)
+
     def __call__(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Return the stacked member outputs (k, B, classes).
 
@@ -102,5 +198,4 @@ class FusedMembers:
             x = x[0] if shared else torch.stack(x)
         else:
             shared = x.dim() == 4
-        in_x = None if shared else 0
-        return vmap(self._one, in_dims=(0, 0, in_x), randomness="different")(self.params, self.buffers, x)
+        return self._run(self.params, self.buffers, x, shared)

@@ -79,6 +79,8 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("precision", _S),
         pa.field("combine", _S),
         pa.field("execution", _S),
+        pa.field("compile", _S),
+        pa.field("compile_backend", _S),
         pa.field("recipe_json", _S),
         # FINAL record
         pa.field("final_acc", _F),
@@ -86,6 +88,7 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("best_epoch", _I),
         pa.field("train_time_s", _F),
         pa.field("epoch_time_s_mean", _F),
+        pa.field("epoch_time_s_steady", _F),
         pa.field("macs_fvcore", _I),
         pa.field("macs_fvcore_error", _S),
         pa.field("flops_torch", _I),
@@ -163,7 +166,7 @@ _FINAL_KEYS = (
     "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
 )  # fmt: skip
 _RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
-                "combine", "execution")  # fmt: skip
+                "combine", "execution", "compile", "compile_backend")  # fmt: skip
 _EPOCH_KEYS = ("epoch", "test_acc", "member_acc", "member_acc_mean", "train_loss", "test_loss", "epoch_time_s",
                "cum_time_s", "lr", "lambda_cot")  # fmt: skip
 
@@ -240,6 +243,8 @@ def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (
         row[key] = recipe.get(key)
     times = [r.get("epoch_time_s") for r in epoch_rows if r.get("epoch_time_s") is not None]
     row["epoch_time_s_mean"] = sum(times) / len(times) if times else None
+    # The first epoch also pays one-off costs (torch.compile, cuDNN algorithm search, allocator growth).
+    row["epoch_time_s_steady"] = sum(times[1:]) / len(times[1:]) if len(times) > 1 else None
     if final is None:
         row.update(status="error", error=error or "trial ended without a FINAL record",
                    epochs_done=max((r["epoch"] for r in epoch_rows), default=None))  # fmt: skip

@@ -41,7 +41,7 @@ from torch import nn
 
 from harness import measure
 from harness.data import TrialData, load_data
-from harness.fused import FusedMembers, resolve_execution
+from harness.fused import FusedMembers, check_compile_supported, compile_args, member_forward, resolve_execution
 from harness.losses import COMBINERS, cot_weight, cotraining_loss, ensemble_log_probs
 from harness.views import ViewMaker, apply_mix, draw_mix, soft_targets
 from spaces.families import create_model
@@ -176,10 +176,10 @@ def test_batches(data: TrialData, batch_size: int, device: torch.device):
 
 
 def train_one_epoch(
-    members, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp, fmt, fused=None
+    members, forward, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp
 ) -> tuple[float, int, float]:
-    """Train every member for one epoch (through `fused`, a FusedMembers, when given); return (mean per-sample
-    training loss in nats, next step, last lr)."""
+    """Train every member for one epoch, running them through `forward` (`harness.fused.member_forward`); return
+    (mean per-sample training loss in nats, next step, last lr)."""
     for model in members:
         model.train()
     k, member_views = len(members), bool(recipe["member_views"])
@@ -195,10 +195,7 @@ def train_one_epoch(
             inputs = [mixed[id(x)] for x in inputs]
         targets = y if plan is None else soft_targets(y, data.num_classes, plan, recipe["label_smoothing"])
         with amp:
-            if fused is not None:
-                logits = list(fused(inputs).unbind(0))
-            else:
-                logits = [model(x.contiguous(memory_format=fmt)) for model, x in zip(members, inputs, strict=True)]
+            logits = forward(inputs)
         loss, _ = cotraining_loss(logits, targets, lambda_cot, recipe["label_smoothing"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -211,9 +208,11 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(members, data, combine, batch_size, device, amp, fmt, fused=None) -> tuple[float, list[float], float]:
+def evaluate(members, data, combine, batch_size, device, amp, fmt, forward=None) -> tuple[float, list[float], float]:
     """Return (ensemble accuracy, per-member accuracies, ensemble test loss in nats per sample) on the test split;
-    the members run through `fused` (a FusedMembers) when given."""
+    the members run through `forward` (`harness.fused.member_forward`) when given, else one after another in memory
+    format `fmt`."""
+    forward = forward or member_forward(members, None, fmt)
     for model in members:
         model.eval()
     correct = torch.zeros((), device=device)
@@ -221,10 +220,7 @@ def evaluate(members, data, combine, batch_size, device, amp, fmt, fused=None) -
     nll, n = torch.zeros((), device=device), 0
     for x, y in test_batches(data, batch_size, device):
         with amp:
-            if fused is not None:
-                logits = list(fused(x).unbind(0))
-            else:
-                logits = [model(x.contiguous(memory_format=fmt)) for model in members]
+            logits = forward([x] * len(members))
         log_probs = ensemble_log_probs(logits, combine)
         nll += F.nll_loss(log_probs, y, reduction="sum")
         correct += (log_probs.argmax(1) == y).sum()
@@ -413,6 +409,8 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     device = pick_device(config.get("resources", {}))
     precision, amp_dtype = resolve_precision(recipe["precision"], device)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    compile_kwargs = compile_args(recipe.get("compile", "off"), recipe.get("compile_backend", "inductor"))
+    check_compile_supported(compile_kwargs, device)
 
     # Execution mode. A checkpoint's mode wins over what `auto` would pick now: the optimizer state's layout
     # (per-member or stacked parameters) depends on it.
@@ -439,6 +437,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     # Fused: the members' tensors become views of stacked ones, which the optimizer steps (harness.fused).
     fused = FusedMembers(members) if execution == "fused" else None
     optimizer = make_optimizer(members, recipe, fused.params if fused else None)
+    forward = member_forward(members, fused, fmt, compile_kwargs)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     iters_per_epoch = len(data.train_loader) if data.loader else math.ceil(data.num_train / recipe["batch_size"])
     lr_at = lr_schedule(recipe, epochs, iters_per_epoch)
@@ -456,7 +455,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         measure.sync(device)
         start = time.perf_counter()
         train_loss, step, lr = train_one_epoch(
-            members, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp, fmt, fused
+            members, forward, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp
         )
         measure.sync(device)
         epoch_time = time.perf_counter() - start
@@ -464,7 +463,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
             status, error = "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
             break
         test_acc, member_acc, test_loss = evaluate(
-            members, data, recipe["combine"], recipe["eval_batch_size"], device, amp, fmt, fused
+            members, data, recipe["combine"], recipe["eval_batch_size"], device, amp, fmt, forward
         )
         record = {
             "kind": "epoch",

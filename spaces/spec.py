@@ -163,7 +163,19 @@ RECIPE_KEYS = {
     "channels_last": Key("bool", False, doc="channels_last memory format on CUDA"),
     "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max"), doc="ensemble combiner"),
     "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto"), doc="how members run"),
+    # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes).
+    "compile": Key(
+        "str",
+        "off",
+        allowed=("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        doc="torch.compile mode of the members' forward (off: eager); reduce-overhead adds CUDA graphs",
+    ),
+    "compile_backend": Key(
+        "str", "inductor", allowed=("inductor", "cudagraphs", "aot_eager"), doc="torch.compile backend"
+    ),
 }
+# Classes whose trials train one adaptive network in their own loop, eagerly.
+EAGER_ONLY_CLASSES = ("mutual", "coop")
 
 
 def _width_range(v):
@@ -505,12 +517,30 @@ def _validate(raw: dict) -> dict:
                 raise _fail(
                     f"{where}resolutions", table["resolutions"], f"every resolution must be in 1..{side} (image_size)"
                 )
+    _check_compile(data)
     data["measure"] = _validate_table(data["measure"], MEASURE_KEYS, "measure.")
     data["resources"] = _validate_table(data["resources"], RESOURCE_KEYS, "resources.")
     gpus = data["resources"]["gpus"]
     if gpus != int(gpus) and not data["resources"]["fractional_gpu"]:
         raise _fail("resources.gpus", gpus, "fractional GPUs need resources.fractional_gpu = true (timings shared)")
     return data
+
+
+def _check_compile(data: dict) -> None:
+    """Raise SpecError when a class's effective (compile, compile_backend) cannot run: a mode other than "default"
+    with a non-inductor backend, or any compilation for a class that trains eagerly (EAGER_ONLY_CLASSES)."""
+    raw = data["_raw_recipe"]
+    for cls in data["classes"]:
+        table = raw.get(cls, {})
+        mode = table.get("compile", raw.get("compile", "off"))
+        backend = table.get("compile_backend", raw.get("compile_backend", "inductor"))
+        key = f"recipe.{cls}.compile" if "compile" in table else "recipe.compile"
+        if mode == "off":
+            continue
+        if cls in EAGER_ONLY_CLASSES:
+            raise _fail(key, mode, f'{cls} trials run eagerly; set recipe.{cls}.compile = "off"')
+        if backend != "inductor" and mode != "default":
+            raise _fail(key, mode, f'backend {backend!r} has no modes; use "default" (modes are inductor\'s)')
 
 
 def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:

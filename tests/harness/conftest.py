@@ -40,6 +40,8 @@ RECIPE = {
     "channels_last": False,
     "combine": "logits",
     "execution": "sequential",
+    "compile": "off",
+    "compile_backend": "inductor",
 }
 
 

@@ -1,0 +1,153 @@
+"""torch.compile as a trial option: the recipe keys map onto torch.compile's arguments, a compiled trial computes the
+eager trial (float64: exactly; inductor: it learns), the first epoch carries the compilation, and rows record it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness import trial
+from harness.fused import COMPILE_BACKENDS, COMPILE_MODES, compile_args, uses_cuda_graphs
+from harness.store import rows_from_result
+from harness.trial import run_trial
+from spaces.spec import RECIPE_KEYS, SpecError, load_spec, trial_configs
+from tests.harness.conftest import design_point, make_config
+
+
+def test_compile_off_means_eager():
+    assert compile_args("off") is None
+    assert compile_args("off", "aot_eager") is None
+
+
+def test_inductor_modes_pass_through_to_torch_compile():
+    assert compile_args("default") == {"backend": "inductor", "mode": "default"}
+    assert compile_args("reduce-overhead", "inductor") == {"backend": "inductor", "mode": "reduce-overhead"}
+
+
+def test_other_backends_take_no_mode():
+    assert compile_args("default", "cudagraphs") == {"backend": "cudagraphs"}
+    with pytest.raises(ValueError, match="'max-autotune' is an inductor mode"):
+        compile_args("max-autotune", "aot_eager")
+
+
+def test_unknown_compile_mode_or_backend_is_refused_with_the_allowed_values():
+    with pytest.raises(ValueError, match="unknown compile mode 'fast'; allowed: off, default"):
+        compile_args("fast")
+    with pytest.raises(ValueError, match="unknown compile backend 'tvm'; allowed: inductor, cudagraphs, aot_eager"):
+        compile_args("default", "tvm")
+
+
+def test_cuda_graph_modes_are_recognised():
+    assert uses_cuda_graphs(compile_args("reduce-overhead"))
+    assert uses_cuda_graphs(compile_args("max-autotune"))
+    assert uses_cuda_graphs(compile_args("default", "cudagraphs"))
+    assert not uses_cuda_graphs(compile_args("default"))
+    assert not uses_cuda_graphs(compile_args("max-autotune-no-cudagraphs"))
+    assert not uses_cuda_graphs(None)
+
+
+def test_spec_allows_exactly_the_modes_and_backends_the_harness_runs():
+    assert RECIPE_KEYS["compile"].allowed == COMPILE_MODES
+    assert RECIPE_KEYS["compile_backend"].allowed == COMPILE_BACKENDS
+
+
+def test_spec_default_is_eager_and_a_mode_reaches_every_trial():
+    assert {c["recipe"]["compile"] for c in trial_configs(load_spec("digits", ["epochs=1"]))} == {"off"}
+    configs = trial_configs(load_spec("digits", ["epochs=1", "recipe.compile='reduce-overhead'"]))
+    assert {(c["recipe"]["compile"], c["recipe"]["compile_backend"]) for c in configs} == {
+        ("reduce-overhead", "inductor")
+    }
+
+
+def test_spec_refuses_a_mode_for_a_backend_without_modes():
+    with pytest.raises(SpecError) as info:
+        load_spec("digits", ["recipe.compile='max-autotune'", "recipe.compile_backend='aot_eager'"])
+    assert str(info.value).startswith("recipe.compile = 'max-autotune': backend 'aot_eager' has no modes")
+
+
+@pytest.mark.parametrize("preset", ["mutual_digits", "coop_digits"])
+def test_spec_refuses_compiling_the_eagerly_trained_adaptive_classes(preset):
+    cls = preset.split("_")[0]
+    with pytest.raises(SpecError) as info:
+        load_spec(preset, ["recipe.compile='default'"])
+    assert (
+        str(info.value) == f"recipe.compile = 'default': {cls} trials run eagerly; set recipe.{cls}.compile = \"off\""
+    )
+    # Turning it off for the class alone makes the spec valid again.
+    load_spec(preset, ["recipe.compile='default'", f"recipe.{cls}.compile='off'"])
+
+
+def co_training_config(**recipe) -> dict:
+    """A 2-member dct trial (member views, co-training) on digits, 2 epochs."""
+    return make_config(design_point("dct"), epochs=2, lambda_cot=0.5, cot_warmup_epochs=1, member_views=True, **recipe)
+
+
+@pytest.mark.parametrize("execution", ["sequential", "fused"])
+def test_a_trial_compiled_by_aot_autograd_equals_the_eager_trial_in_float64(monkeypatch, execution):
+    # aot_eager captures the graph (dynamo), traces forward and backward ahead of time (AOTAutograd) and runs them with
+    # eager kernels: in float64 the captured trial must compute the same numbers as the eager one.
+    build = trial.build_members
+
+    def build_float64(*args, **kwargs):
+        members = build(*args, **kwargs)
+        for model in members:
+            model.double().register_forward_pre_hook(lambda module, inputs: tuple(x.double() for x in inputs))
+        return members
+
+    monkeypatch.setattr(trial, "build_members", build_float64)
+    eager = run_trial(co_training_config(execution=execution), lambda r: None)["epochs"]
+    captured = run_trial(
+        co_training_config(execution=execution, compile="default", compile_backend="aot_eager"), lambda r: None
+    )["epochs"]
+    for e, c in zip(eager, captured, strict=True):
+        assert (c["test_acc"], c["member_acc"]) == (e["test_acc"], e["member_acc"])
+        assert c["train_loss"] == pytest.approx(e["train_loss"], rel=1e-9)
+        assert c["test_loss"] == pytest.approx(e["test_loss"], rel=1e-9)
+
+
+@pytest.fixture(scope="module")
+def inductor_trial():
+    """A single resnet-8 (width 8) trained 2 epochs on digits with 2 threads, compiled by inductor: (config, result)."""
+    config = make_config(design_point("single"), epochs=2, compile="default")
+    config["measure"]["threads"] = 2
+    return config, run_trial(config, lambda r: None)
+
+
+def test_inductor_on_a_cpu_with_one_thread_is_refused_before_training():
+    config = make_config(design_point("single"), epochs=1, compile="default")
+    assert config["measure"]["threads"] == 1
+    with pytest.raises(ValueError, match="compile with backend inductor on a CPU needs >= 2 torch threads"):
+        run_trial(config, lambda r: pytest.fail("no epoch may run"))
+
+
+def test_an_inductor_compiled_trial_learns_digits(inductor_trial):
+    _, result = inductor_trial
+    assert result["final"]["status"] == "ok"
+    assert result["epochs"][-1]["test_acc"] > 0.5  # chance is 0.1
+
+
+def test_the_first_compiled_epoch_carries_the_compilation(inductor_trial):
+    first, second = (e["epoch_time_s"] for e in inductor_trial[1]["epochs"])
+    assert first > 3 * second
+
+
+def test_the_store_row_records_compile_and_the_steady_epoch_time(inductor_trial):
+    config, result = inductor_trial
+    row, _ = rows_from_result(config, result)
+    assert (row["compile"], row["compile_backend"]) == ("default", "inductor")
+    assert row["epoch_time_s_steady"] == pytest.approx(result["epochs"][1]["epoch_time_s"])
+    assert row["epoch_time_s_mean"] > row["epoch_time_s_steady"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("execution", ["sequential", "fused"])
+def test_a_cuda_graphed_trial_on_cuda_learns_digits_like_the_eager_one(execution):
+    def cuda(config):
+        config["resources"]["gpus"] = 1
+        return config
+
+    eager = run_trial(cuda(co_training_config(execution=execution)), lambda r: None)
+    graphed = run_trial(cuda(co_training_config(execution=execution, compile="reduce-overhead")), lambda r: None)
+    assert graphed["final"]["status"] == "ok" and graphed["final"]["execution"] == execution
+    assert graphed["epochs"][-1]["test_acc"] == pytest.approx(eager["epochs"][-1]["test_acc"], abs=0.08)
