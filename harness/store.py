@@ -79,6 +79,7 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("precision", _S),
         pa.field("combine", _S),
         pa.field("execution", _S),
+        pa.field("channels_last", _B),
         pa.field("compile", _S),
         pa.field("compile_backend", _S),
         pa.field("recipe_json", _S),
@@ -163,7 +164,7 @@ _FINAL_KEYS = (
     "final_acc", "best_acc", "best_epoch", "train_time_s", "macs_fvcore", "macs_fvcore_error", "flops_torch",
     "flops_torch_error", "peak_mem_mb", "peak_mem_reserved_mb", "nvml_mem_mb", "mem_source", "latency_ms_p50",
     "latency_ms_p90", "throughput_sps", "throughput_batch", "device_name", "device_shared", "torch_version",
-    "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
+    "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at", "channels_last",
 )  # fmt: skip
 _RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
                 "combine", "execution", "compile", "compile_backend")  # fmt: skip

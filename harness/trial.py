@@ -377,6 +377,7 @@ def final_record(
         **latency,
         **measure.environment(device, precision, config.get("resources", {}).get("fractional_gpu", False)),
         "execution": execution,
+        "channels_last": channels_last,
         "split_id": data.split_id,
         "started_at": started_at,
         "finished_at": utc_now(),
