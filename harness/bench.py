@@ -36,6 +36,7 @@ import json
 import os
 import statistics
 import time
+from datetime import UTC, datetime
 
 import torch
 import torch.nn.functional as F
@@ -136,7 +137,7 @@ def step_time_figures(
     gen = torch.Generator(device=device).manual_seed(0)
     raw, labels = data.train_x[:batch_size], data.train_y[:batch_size]
     batches = {"member_views": views.views(raw, k, True, gen), "shared_view": views.views(raw, k, False, gen)}
-    modes = {"sequential": "sequential", "fused": "fused", "auto": resolve_execution("auto", device, family, k)}
+    modes = {"sequential": "sequential", "fused": "fused", "auto": resolve_execution("auto", device, k)}
     figures = {"family": family, "members": k, "member_width": design["width"], "depth": depth,
                "batch_size": batch_size, "rounds": rounds, "steps_per_round": steps,
                "auto_resolves_to": modes["auto"]}  # fmt: skip
@@ -276,7 +277,11 @@ def main(argv: list[str] | None = None) -> dict:
     parts = {p.strip().lower() for p in args.parts.split(",") if p.strip()}
     if args.quick:
         args.epochs, args.repeats = 3, 1
-    figures = {"device": str(device), "num_threads": torch.get_num_threads(), "torch_version": torch.__version__}
+    figures = {
+        "device": str(device), "device_name": measure.device_name(device), "num_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__, "cuda_version": torch.version.cuda if device.type == "cuda" else None,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
     if "p1" in parts:
         figures.update(harness_vs_bare(args, device))
     if "p4" in parts:

@@ -14,7 +14,7 @@ launches each layer once for all members (a grouped convolution) instead of k ti
   not the ones sequential execution would draw; without dropout the two modes compute the same function).
 - A shared view (member_views off) enters unbatched (`in_dims=None`): the first convolution then folds the members
   into its output channels instead of copying the input k times. Member views enter as one [k, B, C, H, W] batch.
-- Families whose layers are custom `autograd.Function`s without a vmap rule (ShakeDrop, Shake-Shake) are refused.
+- Every family runs fused: the custom `autograd.Function`s (ShakeDrop, Shake-Shake) set `generate_vmap_rule`.
 - Fused runs in the contiguous memory format (channels_last is a sequential-only option).
 - `compile` wraps the vmapped call in `torch.compile`; whether the members' inputs are shared is decided outside
   it, so the compiled graph sees one tensor and a constant flag.
@@ -41,37 +41,21 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autot
 # runs autograd ahead of time, eager kernels), which shows whether a problem comes from capture or from inductor.
 COMPILE_BACKENDS = ("inductor", "cudagraphs", "aot_eager")
 
-# Families whose training-mode forward calls a custom autograd.Function that has no vmap rule.
-FUSED_UNSUPPORTED = {
-    "pyramidnet": "ShakeDrop is a custom autograd.Function without a vmap rule",
-    "shake_shake": "Shake-Shake is a custom autograd.Function without a vmap rule",
-}
 
-
-def check_fused_supported(family: str) -> None:
-    """Return None when `family` can run fused; raise ValueError (one line, naming the family) when it cannot."""
-    if family in FUSED_UNSUPPORTED:
-        raise ValueError(
-            f'execution "fused" does not support family {family!r} ({FUSED_UNSUPPORTED[family]}); '
-            f'use execution = "sequential"'
-        )
-
-
-def resolve_execution(requested: str, device: torch.device, family: str, members: int) -> str:
+def resolve_execution(requested: str, device: torch.device, members: int) -> str:
     """Return the concrete execution mode ('sequential' or 'fused') for a requested one ('sequential'|'fused'|'auto').
 
     `auto` is the mode measured fastest on the device type (`python -m harness.bench`, figure P4, written to
     results/bench/bench_trial.json): on a 2-core CPU vmap-fused training steps of a k = 4 resnet ran 1.9-2.4x
     slower than sequential ones (the grouped convolutions it produces are slow on CPU), so `auto` is `sequential`
     there; on CUDA one launch per layer for all members is expected to win (not yet measured here: no GPU), so
-    `auto` is `fused` -- unless there is a single member or the family cannot run fused.
+    `auto` is `fused` -- unless there is a single member.
     """
     if requested not in EXECUTIONS:
         raise ValueError(f"unknown execution {requested!r}; allowed: {', '.join(EXECUTIONS)}")
     if requested == "fused":
-        check_fused_supported(family)
         return "fused"
-    if requested == "auto" and device.type == "cuda" and members > 1 and family not in FUSED_UNSUPPORTED:
+    if requested == "auto" and device.type == "cuda" and members > 1:
         return "fused"
     return "sequential"
 

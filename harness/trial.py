@@ -416,7 +416,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     # Execution mode. A checkpoint's mode wins over what `auto` would pick now: the optimizer state's layout
     # (per-member or stacked parameters) depends on it.
     ckpt_path, state = load_checkpoint(checkpoint_dir, trial_id, device)
-    execution = resolve_execution(recipe.get("execution", "sequential"), device, design["family"], design["members"])
+    execution = resolve_execution(recipe.get("execution", "sequential"), device, design["members"])
     if state is not None:
         execution = state.get("execution", "sequential")
     channels_last = bool(recipe["channels_last"]) and device.type == "cuda" and execution == "sequential"

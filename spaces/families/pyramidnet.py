@@ -35,10 +35,16 @@ EXPANSION = 4
 class ShakeDropFunction(torch.autograd.Function):
     """Scale x by `forward_scale` and its gradient by `backward_scale` (both broadcastable to x)."""
 
+    # forward/setup_context apart, and only torch ops inside, so that torch.func.vmap can batch it (fused members).
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, forward_scale, backward_scale):
-        ctx.save_for_backward(backward_scale)
+    def forward(x, forward_scale, backward_scale):
         return x * forward_scale
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[2])
 
     @staticmethod
     def backward(ctx, grad_output):

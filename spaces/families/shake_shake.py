@@ -32,10 +32,16 @@ STEM_WIDTH = 16
 class ShakeShakeFunction(torch.autograd.Function):
     """Mix two tensors with weights (a, 1 - a) forward and split the gradient with (b, 1 - b) backward."""
 
+    # forward/setup_context apart, and only torch ops inside, so that torch.func.vmap can batch it (fused members).
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x1, x2, alpha, beta):
-        ctx.save_for_backward(beta)
+    def forward(x1, x2, alpha, beta):
         return alpha * x1 + (1 - alpha) * x2
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[3])
 
     @staticmethod
     def backward(ctx, grad_output):

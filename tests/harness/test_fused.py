@@ -1,18 +1,21 @@
 """Fused execution: the same function as sequential members (outputs, gradients, BN running stats, a whole trial),
-refused for families it cannot run, and `auto` resolved per device and recorded as the mode that ran."""
+run by every family (the shake functions batch exactly), and `auto` resolved per device and recorded as the mode
+that ran."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.func import vmap
 
 from harness import trial
 from harness.fused import FusedMembers, resolve_execution
 from harness.losses import cotraining_loss
 from harness.store import rows_from_result
 from harness.trial import make_optimizer, run_trial
-from spaces.designs import Shape, single_at
-from spaces.families import create_model
+from spaces.families import create_model, get_family, list_families
+from spaces.families.pyramidnet import ShakeDropFunction
+from spaces.families.shake_shake import ShakeShakeFunction
 from spaces.spec import load_spec, trial_configs
 from tests.harness.conftest import RECIPE, design_point, make_config
 
@@ -105,38 +108,76 @@ def test_member_modules_are_views_of_the_stacked_weights_the_optimizer_steps():
     assert torch.equal(models[0].get_parameter(name), stacked[0])
 
 
-@pytest.mark.parametrize("family", ["pyramidnet", "shake_shake"])
-def test_fused_is_refused_for_families_with_custom_autograd_functions(family):
-    with pytest.raises(ValueError) as err:
-        resolve_execution("fused", torch.device("cpu"), family, 2)
-    message = str(err.value)
-    assert "\n" not in message and repr(family) in message and 'execution = "sequential"' in message
+def small_members(family: str, k: int = 2) -> tuple[list[torch.nn.Module], torch.Tensor]:
+    """Return k of the smallest valid models of `family` (seeded) and an input batch for them."""
+    spec = get_family(family)
+    in_chans, size = (3, 32) if family.endswith("_imagenet") else (1, 16)
+    models = []
+    for i in range(k):
+        torch.manual_seed(200 + i)
+        models.append(
+            create_model(family, min(spec.valid_depths(60)), spec.min_width, num_classes=10, in_chans=in_chans)
+        )
+    return models, torch.randn(4, in_chans, size, size, generator=torch.Generator().manual_seed(0))
 
 
-def test_a_fused_trial_of_a_refused_family_fails_before_training():
-    single = single_at("shake_shake", 8, 8, Shape(10, 1, 16), {}, "floor")
-    with pytest.raises(ValueError, match="does not support family 'shake_shake'"):
-        run_trial(make_config(single, epochs=1, execution="fused"), lambda r: None)
+@pytest.mark.parametrize("family", list_families())
+def test_every_family_runs_fused_and_computes_the_members_outputs_in_eval_mode(family):
+    models, x = small_members(family)
+    engine = FusedMembers(models)
+    for model in models:
+        model.eval()
+    with torch.no_grad():
+        fused = engine([x, x + 0.1])
+        sequential = torch.stack([models[0](x), models[1](x + 0.1)])
+    torch.testing.assert_close(fused, sequential, **OUT_TOL)
+
+
+@pytest.mark.parametrize("family", list_families())
+def test_every_family_trains_fused_with_a_finite_gradient_for_every_weight(family):
+    models, x = small_members(family)
+    engine = FusedMembers(models)
+    engine([x, x + 0.1]).logsumexp(-1).sum().backward()
+    grads = {name: p.grad for name, p in engine.params.items() if p.requires_grad}
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads.values())
+
+
+@pytest.mark.parametrize(("function", "tensor_inputs"), [(ShakeDropFunction, 1), (ShakeShakeFunction, 2)])
+def test_the_shake_functions_batch_over_members_exactly_as_a_loop(function, tensor_inputs):
+    # 3 members, each with its own forward and gradient weights per image: vmap must keep the members apart.
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(3, 4, 2, 5, 5, generator=g, requires_grad=True) for _ in range(tensor_inputs)]
+    forward_scale, backward_scale = (torch.rand(3, 4, 1, 1, 1, generator=g) for _ in range(2))
+    weights = torch.randn(3, 4, 2, 5, 5, generator=g)
+    batched = vmap(function.apply)(*xs, forward_scale, backward_scale)
+    (batched * weights).sum().backward()
+    batched_grads = [x.grad.clone() for x in xs]
+    for x in xs:
+        x.grad = None
+    looped = torch.stack([function.apply(*(x[i] for x in xs), forward_scale[i], backward_scale[i]) for i in range(3)])
+    (looped * weights).sum().backward()
+    torch.testing.assert_close(batched, looped, rtol=0, atol=0)
+    for got, want in zip(batched_grads, (x.grad for x in xs), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
-    ("requested", "device", "family", "members", "expected"),
+    ("requested", "device", "members", "expected"),
     [
-        ("auto", "cpu", "resnet", 4, "sequential"),  # measured: vmap-fused steps are slower on CPU
-        ("auto", "cuda", "resnet", 4, "fused"),
-        ("auto", "cuda", "resnet", 1, "sequential"),  # nothing to fuse
-        ("auto", "cuda", "pyramidnet", 4, "sequential"),  # cannot fuse; auto never fails
-        ("fused", "cpu", "resnet", 4, "fused"),  # an explicit request is honoured on any device
-        ("sequential", "cuda", "resnet", 4, "sequential"),
+        ("auto", "cpu", 4, "sequential"),  # measured: vmap-fused steps are slower on CPU
+        ("auto", "cuda", 4, "fused"),
+        ("auto", "cuda", 1, "sequential"),  # nothing to fuse
+        ("fused", "cpu", 4, "fused"),  # an explicit request is honoured on any device
+        ("sequential", "cuda", 4, "sequential"),
     ],
 )
-def test_execution_resolves_to_a_concrete_mode(requested, device, family, members, expected):
-    assert resolve_execution(requested, torch.device(device), family, members) == expected
+def test_execution_resolves_to_a_concrete_mode(requested, device, members, expected):
+    assert resolve_execution(requested, torch.device(device), members) == expected
 
 
 def test_unknown_execution_is_rejected_listing_the_modes():
     with pytest.raises(ValueError, match="unknown execution 'parallel'; allowed: sequential, fused, auto"):
-        resolve_execution("parallel", torch.device("cpu"), "resnet", 2)
+        resolve_execution("parallel", torch.device("cpu"), 2)
 
 
 def test_spec_accepts_fused_and_auto_executions():
