@@ -84,3 +84,26 @@ def records():
     """A list and a `report` callable that appends to it."""
     got: list[dict] = []
     return got, got.append
+
+
+def dct_config(execution: str = "sequential", epochs: int = 2, **recipe) -> dict:
+    """A 2-member dct trial on digits (member views, co-training) run with `execution`, overridden by `recipe`."""
+    cotrain = {"lambda_cot": 0.5, "cot_warmup_epochs": 1, "member_views": True}
+    return make_config(design_point("dct"), epochs=epochs, execution=execution, **{**cotrain, **recipe})
+
+
+@pytest.fixture
+def float64_members(monkeypatch):
+    """Make `run_trial` build its members in float64 (inputs cast on entry): float rounding then no longer hides
+    whether two ways of running a trial compute the same numbers."""
+    from harness import trial
+
+    build = trial.build_members
+
+    def build_float64(*args, **kwargs):
+        members = build(*args, **kwargs)
+        for model in members:
+            model.double().register_forward_pre_hook(lambda module, inputs: tuple(x.double() for x in inputs))
+        return members
+
+    monkeypatch.setattr(trial, "build_members", build_float64)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import trial
 from harness.fused import COMPILE_BACKENDS, COMPILE_MODES, compile_args, uses_cuda_graphs
 from harness.store import rows_from_result
 from harness.trial import run_trial
 from spaces.spec import RECIPE_KEYS, SpecError, load_spec, trial_configs
-from tests.harness.conftest import design_point, make_config
+from tests.harness.conftest import dct_config, design_point, make_config
 
 
 def test_compile_off_means_eager():
@@ -77,28 +76,14 @@ def test_spec_refuses_compiling_the_eagerly_trained_adaptive_classes(preset):
     load_spec(preset, ["recipe.compile='default'", f"recipe.{cls}.compile='off'"])
 
 
-def co_training_config(**recipe) -> dict:
-    """A 2-member dct trial (member views, co-training) on digits, 2 epochs."""
-    return make_config(design_point("dct"), epochs=2, lambda_cot=0.5, cot_warmup_epochs=1, member_views=True, **recipe)
-
-
 @pytest.mark.parametrize("execution", ["sequential", "fused"])
-def test_a_trial_compiled_by_aot_autograd_equals_the_eager_trial_in_float64(monkeypatch, execution):
+def test_a_trial_compiled_by_aot_autograd_equals_the_eager_trial_in_float64(float64_members, execution):
     # aot_eager captures the graph (dynamo), traces forward and backward ahead of time (AOTAutograd) and runs them with
     # eager kernels: in float64 the captured trial must compute the same numbers as the eager one.
-    build = trial.build_members
-
-    def build_float64(*args, **kwargs):
-        members = build(*args, **kwargs)
-        for model in members:
-            model.double().register_forward_pre_hook(lambda module, inputs: tuple(x.double() for x in inputs))
-        return members
-
-    monkeypatch.setattr(trial, "build_members", build_float64)
-    eager = run_trial(co_training_config(execution=execution), lambda r: None)["epochs"]
-    captured = run_trial(
-        co_training_config(execution=execution, compile="default", compile_backend="aot_eager"), lambda r: None
-    )["epochs"]
+    eager = run_trial(dct_config(execution), lambda r: None)["epochs"]
+    captured = run_trial(dct_config(execution, compile="default", compile_backend="aot_eager"), lambda r: None)[
+        "epochs"
+    ]
     for e, c in zip(eager, captured, strict=True):
         assert (c["test_acc"], c["member_acc"]) == (e["test_acc"], e["member_acc"])
         assert c["train_loss"] == pytest.approx(e["train_loss"], rel=1e-9)
@@ -143,8 +128,7 @@ def test_the_store_row_records_compile_and_the_steady_epoch_time(inductor_trial)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("execution", ["sequential", "fused"])
 def test_a_cuda_graphed_trial_on_cuda_learns_digits(execution):
-    config = co_training_config(execution=execution, compile="reduce-overhead")
-    config["epochs"] = 3
+    config = dct_config(execution, epochs=3, compile="reduce-overhead")
     config["resources"]["gpus"] = 1
     result = run_trial(config, lambda r: None)
     assert result["final"]["status"] == "ok" and result["final"]["execution"] == execution

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.func import vmap
 
-from harness import trial
 from harness.fused import FusedMembers, resolve_execution
 from harness.losses import cotraining_loss
 from harness.store import rows_from_result
@@ -17,7 +16,7 @@ from spaces.families import create_model, get_family, list_families
 from spaces.families.pyramidnet import ShakeDropFunction
 from spaces.families.shake_shake import ShakeShakeFunction
 from spaces.spec import load_spec, trial_configs
-from tests.harness.conftest import RECIPE, design_point, make_config
+from tests.harness.conftest import RECIPE, dct_config, design_point, make_config
 
 # Small members of three families whose layers differ (post-activation basic blocks, pre-activation wide blocks,
 # dense concatenation), k = 2 or 3; (depth, width) are family knobs.
@@ -186,12 +185,6 @@ def test_spec_accepts_fused_and_auto_executions():
         assert {c["recipe"]["execution"] for c in configs} == {mode}
 
 
-def dct_config(execution: str) -> dict:
-    """A 2-member dct trial on digits (member views, co-training), 2 epochs."""
-    recipe = {"lambda_cot": 0.5, "cot_warmup_epochs": 1, "member_views": True}
-    return make_config(design_point("dct"), epochs=2, execution=execution, **recipe)
-
-
 @pytest.fixture(scope="module")
 def dct_trials():
     """The dct trial run sequential and fused: {mode: result}."""
@@ -211,16 +204,7 @@ def test_fused_trial_trains_digits_to_the_sequential_accuracies_within_float32_d
         assert f["train_loss"] == pytest.approx(s["train_loss"], rel=5e-3)
 
 
-def test_fused_trial_equals_sequential_epoch_by_epoch_in_float64(monkeypatch):
-    build = trial.build_members
-
-    def build_float64(*args, **kwargs):
-        members = build(*args, **kwargs)
-        for model in members:
-            model.double().register_forward_pre_hook(lambda module, inputs: tuple(x.double() for x in inputs))
-        return members
-
-    monkeypatch.setattr(trial, "build_members", build_float64)
+def test_fused_trial_equals_sequential_epoch_by_epoch_in_float64(float64_members):
     runs = {mode: run_trial(dct_config(mode), lambda r: None)["epochs"] for mode in ("sequential", "fused")}
     for s, f in zip(runs["sequential"], runs["fused"], strict=True):
         assert (f["test_acc"], f["member_acc"]) == (s["test_acc"], s["member_acc"])
