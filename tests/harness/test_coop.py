@@ -98,3 +98,23 @@ def test_coop_trial_writes_its_subnets_rows_to_the_store(coop_run, tmp_path):
     assert sorted(subnets["scale"].unique()) == [0.25, 0.5, 1.0]
     assert set(subnets["network"]) == {"teammate_1", "teammate_2", "leader"}
     assert load_trials(str(tmp_path))["members"].tolist() == [3]
+
+
+def test_a_killed_coop_trial_resumes_to_the_uninterrupted_result(coop_run, tmp_path):
+    config, uninterrupted, _ = coop_run
+
+    def kill_after_epoch_1(record):
+        if record["kind"] == "epoch" and record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(config, kill_after_epoch_1, checkpoint_dir=str(tmp_path))
+    reported = []
+    resumed = run_trial(config, reported.append, checkpoint_dir=str(tmp_path))
+    assert [r["kind"] for r in reported] == ["epoch", "final"]  # epoch 1 came from the checkpoint, not again
+    keys = ("test_acc", "member_acc", "train_loss", "test_loss")
+    assert [[r[k] for k in keys] for r in resumed["epochs"]] == [[r[k] for k in keys] for r in uninterrupted["epochs"]]
+    grid = ("network", "scale", "blocks_executed", "test_acc")
+    assert [[s[k] for k in grid] for s in resumed["final"]["subnets"]] == [
+        [s[k] for k in grid] for s in uninterrupted["final"]["subnets"]
+    ]

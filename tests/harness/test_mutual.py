@@ -92,3 +92,23 @@ def test_fixed_designs_write_no_subnets_file(tmp_path):
     write_trial(str(tmp_path), "s", row, epochs, build_subnet_rows(config, result))
     assert not (tmp_path / "subnets").exists()
     assert load_subnets(str(tmp_path)).empty
+
+
+def test_a_killed_mutual_trial_resumes_to_the_uninterrupted_result(mutual_run, tmp_path):
+    config, uninterrupted, _ = mutual_run
+
+    def kill_after_epoch_1(record):
+        if record["kind"] == "epoch" and record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(config, kill_after_epoch_1, checkpoint_dir=str(tmp_path))
+    reported = []
+    resumed = run_trial(config, reported.append, checkpoint_dir=str(tmp_path))
+    assert [r["kind"] for r in reported] == ["epoch", "final"]  # epoch 1 came from the checkpoint, not again
+    keys = ("test_acc", "member_acc", "train_loss", "test_loss")
+    assert [[r[k] for k in keys] for r in resumed["epochs"]] == [[r[k] for k in keys] for r in uninterrupted["epochs"]]
+    grid = ("width_mult", "resolution", "test_acc")
+    assert [[s[k] for k in grid] for s in resumed["final"]["subnets"]] == [
+        [s[k] for k in grid] for s in uninterrupted["final"]["subnets"]
+    ]
