@@ -73,7 +73,7 @@ def bench_config(
         "cot_warmup_epochs": 0, "cot_floor": 0.005, "member_views": False, "crop_padding": 2, "flip": False,
         "autoaugment": False, "randaugment": False, "random_erasing": 0.0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
         "precision": "fp32", "channels_last": False, "combine": "logits", "execution": execution,
-        "compile": "off", "compile_backend": "inductor",
+        "compile": "off", "compile_backend": "inductor", "cudnn_benchmark": True,
     }  # fmt: skip
     return {
         "trial_id": f"bench-{design.family}-{design.members}x{design.depth}-{design.width}-{seed}",
@@ -101,6 +101,7 @@ def bare_epoch_times(config: dict, device: torch.device) -> list[float]:
     steps = epochs * ((n + bs - 1) // bs)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     grid = torch.arange(size, device=device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as the trial does (recipe cudnn_benchmark)
     times = []
     for _ in range(epochs):
         model.train()

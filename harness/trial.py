@@ -412,6 +412,9 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     compile_kwargs = compile_args(recipe.get("compile", "off"), recipe.get("compile_backend", "inductor"))
     check_compile_supported(compile_kwargs, device)
+    if device.type == "cuda":
+        # Input shapes are fixed, so timing cuDNN's algorithms once pays off; off gives run-to-run reproducibility.
+        torch.backends.cudnn.benchmark = bool(recipe.get("cudnn_benchmark", True))
 
     # Execution mode. A checkpoint's mode wins over what `auto` would pick now: the optimizer state's layout
     # (per-member or stacked parameters) depends on it.

@@ -161,6 +161,9 @@ RECIPE_KEYS = {
     "cutmix_alpha": Key("float", 0.0, check=_non_negative),
     "precision": Key("str", "fp32", allowed=("fp32", "bf16", "fp16"), doc="autocast dtype on CUDA"),
     "channels_last": Key("bool", False, doc="channels_last memory format on CUDA"),
+    "cudnn_benchmark": Key(
+        "bool", True, doc="CUDA: cuDNN times its convolution algorithms (first epoch) and keeps the fastest"
+    ),
     "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max"), doc="ensemble combiner"),
     "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto"), doc="how members run"),
     # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes).

@@ -42,6 +42,7 @@ RECIPE = {
     "execution": "sequential",
     "compile": "off",
     "compile_backend": "inductor",
+    "cudnn_benchmark": True,
 }
 
 

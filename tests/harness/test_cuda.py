@@ -68,3 +68,9 @@ def test_an_fp16_trial_runs_with_loss_scaling_and_learns():
     result = run_trial(on_cuda(make_config(design_point("single"), epochs=3, precision="fp16")), lambda r: None)
     assert result["final"]["precision"] == "fp16" and result["final"]["status"] == "ok"
     assert result["epochs"][-1]["test_acc"] > 0.5
+
+
+@pytest.mark.parametrize("wanted", [False, True])
+def test_a_cuda_trial_sets_cudnn_benchmark_as_its_recipe_says(wanted):
+    run_trial(on_cuda(make_config(design_point("single"), epochs=1, cudnn_benchmark=wanted)), lambda r: None)
+    assert torch.backends.cudnn.benchmark is wanted

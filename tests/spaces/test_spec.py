@@ -243,3 +243,9 @@ def test_dry_run_table_prints_one_row_per_design(tmp_path):
     assert "4 design points x 1 seeds = 4 trials" in lines[0]
     assert lines[1].split()[:3] == ["class", "family", "depth"]
     assert [line.split()[0] for line in lines[3:]] == ["single", "deq", "weq", "dct"]
+
+
+def test_cudnn_benchmark_is_on_unless_the_recipe_turns_it_off():
+    assert {c["recipe"]["cudnn_benchmark"] for c in trial_configs(load_spec("digits", ["epochs=1"]))} == {True}
+    off = trial_configs(load_spec("digits", ["epochs=1", "recipe.cudnn_benchmark=false"]))
+    assert {c["recipe"]["cudnn_benchmark"] for c in off} == {False}
