@@ -129,10 +129,8 @@ def uses_cuda_graphs(compile_kwargs: dict | None) -> bool:
     """Return True when `torch.compile(**compile_kwargs)` records CUDA graphs (on a CUDA device)."""
     if compile_kwargs is None:
         return False
-    return compile_kwargs["backend"] == "cudagraphs" or compile_kwargs.get("mode") in (
-        "reduce-overhead",
-        "max-autotune",
-    )
+    graphed_modes = ("reduce-overhead", "max-autotune")
+    return compile_kwargs["backend"] == "cudagraphs" or compile_kwargs.get("mode") in graphed_modes
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -170,6 +168,10 @@ class FusedMembers:
 
     def compile(self, **compile_args) -> None:
         """Compile the vmapped call with `torch.compile(**compile_args)` (e.g. backend, mode); returns None."""
+        # The stacked tensors are plain leaves, not nn.Parameters: marked static, a CUDA graph reads them in place
+        # instead of copying every weight into its own input buffers on each replay.
+        for tensor in (*self.params.values(), *self.buffers.values()):
+            torch._dynamo.mark_static_address(tensor)
         self._run = torch.compile(self._run, **compile_args)
 
     def __call__(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
