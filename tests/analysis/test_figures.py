@@ -1,5 +1,7 @@
 """Figures: PNG and SVG written, axes labelled with units, legend names the classes, title names the group."""
 
+import pandas as pd
+
 from analysis import figures
 from analysis.est import compute_est
 from tests.analysis.synth import assign, frames, grid_trials
@@ -53,3 +55,13 @@ def test_cost_figure_labels_seconds_milliseconds_and_megabytes(tmp_path):
     text = svg_text(figures.costs(assign(t), TITLE, tmp_path, "costs"))
     for label in ("training time per epoch (s)", "inference latency, p50 at batch 1 (ms)", "peak training memory (MB)"):
         assert label in text
+
+
+def test_the_cost_figure_times_epochs_after_the_first_and_falls_back_to_the_mean():
+    trials = pd.DataFrame({
+        "budget": [1000, 1000], "role": ["single", "deq"], "status": ["ok", "ok"],
+        "epoch_time_s_mean": [20.0, 3.0], "epoch_time_s_steady": [2.0, None],  # compiled single; one-epoch deq
+        "latency_ms_p50": [1.0, 2.0], "peak_mem_mb": [5.0, 6.0],
+    })  # fmt: skip
+    tab = figures.cost_table(trials).set_index("role")
+    assert tab.loc["single", "epoch_time"] == 2.0 and tab.loc["deq", "epoch_time"] == 3.0
