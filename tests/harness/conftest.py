@@ -108,3 +108,31 @@ def float64_members(monkeypatch):
         return members
 
     monkeypatch.setattr(trial, "build_members", build_float64)
+
+
+class Killed(Exception):
+    """Stands in for the process being killed right after an epoch's checkpoint was written."""
+
+
+def kill_and_resume(config: dict, checkpoint_dir, after_epoch: int) -> tuple[dict, list[dict]]:
+    """Run the trial with checkpoints until it is killed after epoch `after_epoch`, then run it again from the
+    checkpoint; return (the resumed run's result, the records the resumed run reported)."""
+    from harness.trial import run_trial
+
+    def kill(record):
+        if record["kind"] == "epoch" and record["epoch"] == after_epoch:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_trial(config, kill, checkpoint_dir=str(checkpoint_dir))
+    reported = []
+    return run_trial(config, reported.append, checkpoint_dir=str(checkpoint_dir)), reported
+
+
+# The EPOCH fields a resumed trial must reproduce exactly.
+CURVE_KEYS = ("test_acc", "member_acc", "train_loss", "test_loss")
+
+
+def curve_of(result: dict) -> list[list]:
+    """Return the trial's per-epoch CURVE_KEYS values."""
+    return [[r[k] for k in CURVE_KEYS] for r in result["epochs"]]

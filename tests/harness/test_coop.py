@@ -13,6 +13,7 @@ from harness.trial import run_trial
 from spaces.families import create_model
 from spaces.families.depthmask import DepthMaskedNet
 from spaces.spec import load_spec, trial_configs
+from tests.harness.conftest import curve_of, kill_and_resume
 
 OVERRIDES = [
     "epochs=2",
@@ -102,18 +103,9 @@ def test_coop_trial_writes_its_subnets_rows_to_the_store(coop_run, tmp_path):
 
 def test_a_killed_coop_trial_resumes_to_the_uninterrupted_result(coop_run, tmp_path):
     config, uninterrupted, _ = coop_run
-
-    def kill_after_epoch_1(record):
-        if record["kind"] == "epoch" and record["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_trial(config, kill_after_epoch_1, checkpoint_dir=str(tmp_path))
-    reported = []
-    resumed = run_trial(config, reported.append, checkpoint_dir=str(tmp_path))
+    resumed, reported = kill_and_resume(config, tmp_path, after_epoch=1)
     assert [r["kind"] for r in reported] == ["epoch", "final"]  # epoch 1 came from the checkpoint, not again
-    keys = ("test_acc", "member_acc", "train_loss", "test_loss")
-    assert [[r[k] for k in keys] for r in resumed["epochs"]] == [[r[k] for k in keys] for r in uninterrupted["epochs"]]
+    assert curve_of(resumed) == curve_of(uninterrupted)
     grid = ("network", "scale", "blocks_executed", "test_acc")
     assert [[s[k] for k in grid] for s in resumed["final"]["subnets"]] == [
         [s[k] for k in grid] for s in uninterrupted["final"]["subnets"]

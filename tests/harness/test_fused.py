@@ -16,7 +16,7 @@ from spaces.families import create_model, get_family, list_families
 from spaces.families.pyramidnet import ShakeDropFunction
 from spaces.families.shake_shake import ShakeShakeFunction
 from spaces.spec import load_spec, trial_configs
-from tests.harness.conftest import RECIPE, dct_config, design_point, make_config
+from tests.harness.conftest import RECIPE, curve_of, dct_config, design_point, kill_and_resume, make_config
 
 # Small members of three families whose layers differ (post-activation basic blocks, pre-activation wide blocks,
 # dense concatenation), k = 2 or 3; (depth, width) are family knobs.
@@ -225,19 +225,8 @@ def test_auto_on_cpu_runs_sequential_and_the_store_row_shows_it():
 
 
 def test_a_killed_fused_trial_resumes_to_the_uninterrupted_result(dct_trials, tmp_path):
-    config = dct_config("fused")
-
-    def kill_after_epoch_1(record):
-        if record["kind"] == "epoch" and record["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_trial(config, kill_after_epoch_1, checkpoint_dir=str(tmp_path))
-    resumed = run_trial(config, lambda r: None, checkpoint_dir=str(tmp_path))
-    keys = ("test_acc", "member_acc", "train_loss", "test_loss")
-    assert [[r[k] for k in keys] for r in resumed["epochs"]] == [
-        [r[k] for k in keys] for r in dct_trials["fused"]["epochs"]
-    ]
+    resumed, _ = kill_and_resume(dct_config("fused"), tmp_path, after_epoch=1)
+    assert curve_of(resumed) == curve_of(dct_trials["fused"])
     assert resumed["final"]["execution"] == "fused"
 
 

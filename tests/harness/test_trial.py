@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.trial import run_trial
-from tests.harness.conftest import design_point, make_config
+from tests.harness.conftest import design_point, kill_and_resume, make_config
 
 EPOCHS = 3
 # resnet-8 width 8 is the single network; deq (width 5) and dct (width 6) divide its budget; weq keeps width 6
@@ -116,21 +116,8 @@ def test_a_huge_learning_rate_ends_the_trial_as_diverged():
     assert got[-1] == final
 
 
-class Killed(Exception):
-    """Stands in for the process being killed right after an epoch's checkpoint was written."""
-
-
 def test_a_killed_trial_resumes_from_its_checkpoint_with_history_intact(trained, tmp_path):
-    config = config_for("single")
-
-    def kill_after_epoch_2(record):
-        if record["kind"] == "epoch" and record["epoch"] == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        run_trial(config, kill_after_epoch_2, checkpoint_dir=str(tmp_path))
-    got = []
-    resumed = run_trial(config, got.append, checkpoint_dir=str(tmp_path))
+    resumed, got = kill_and_resume(config_for("single"), tmp_path, after_epoch=2)
     assert [r["epoch"] for r in got if r["kind"] == "epoch"] == [3]  # only the new epoch is reported
     assert [r["epoch"] for r in resumed["epochs"]] == [1, 2, 3]
     assert curve(resumed) == curve(trained["single"][0])  # equal to the uninterrupted run
