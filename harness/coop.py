@@ -29,7 +29,6 @@ its trial-level measurements (params, MACs, latency) are of the three full netwo
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -54,6 +53,7 @@ from harness.trial import (
     print_record,
     resolve_precision,
     restore_training,
+    run_epochs,
     save_training,
     train_batches,
     utc_now,
@@ -262,43 +262,27 @@ def run_coop_trial(
     if state is not None:
         history, step, started_at = restore_training(state, models, optimizer, scaler, gen, device)
 
-    status, error = "ok", None
-    measure.reset_peak_memory(device)
-    for epoch in range(len(history), epochs):
-        measure.sync(device)
-        start = time.perf_counter()
+    def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float]:
         train_loss, step, lr = train_one_epoch_coop(
             teammates, leader, optimizer, scaler, data, views, recipe, lr_at, step, gen, device, amp
         )
-        measure.sync(device)
-        epoch_time = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            status, error = "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
-            break
+        return train_loss, step, lr, 0.0
+
+    def evaluate_epoch() -> tuple[float, list[float], float]:
+        # The leader is the trial's network; the teammates' full-depth accuracies stand beside it in member_acc.
         bs = recipe["eval_batch_size"]
         lead_acc, _, lead_loss = evaluate([leader], data, "logits", bs, device, amp, fmt)
         _, mate_acc, _ = evaluate([m.net for m in teammates], data, "logits", bs, device, amp, fmt)
-        member_acc = [*mate_acc, lead_acc]
-        record = {
-            "kind": "epoch",
-            "trial_id": trial_id,
-            "epoch": epoch + 1,
-            "test_acc": lead_acc,
-            "member_acc": member_acc,
-            "member_acc_mean": sum(member_acc) / len(member_acc),
-            "train_loss": train_loss,
-            "test_loss": lead_loss,
-            "epoch_time_s": epoch_time,
-            "cum_time_s": (history[-1]["cum_time_s"] if history else 0.0) + epoch_time,
-            "lr": lr,
-            "lambda_cot": 0.0,
-        }
-        history.append(record)
-        if ckpt_path:
-            save_training(
-                ckpt_path, trial_id, "sequential", models, optimizer, scaler, gen, device, history, step, started_at
-            )
-        report(record)
+        return lead_acc, [*mate_acc, lead_acc], lead_loss
+
+    def save(history: list[dict], step: int) -> None:
+        save_training(
+            ckpt_path, trial_id, "sequential", models, optimizer, scaler, gen, device, history, step, started_at
+        )
+
+    status, error = run_epochs(
+        trial_id, epochs, history, step, device, train_epoch, evaluate_epoch, save if ckpt_path else None, report
+    )
 
     memory = measure.peak_memory(device)
     full = [teammates[0].net, teammates[1].net, leader]

@@ -49,6 +49,7 @@ from harness.trial import (
     print_record,
     resolve_precision,
     restore_training,
+    run_epochs,
     save_training,
     test_batches,
     train_batches,
@@ -295,40 +296,23 @@ def run_mutual_trial(
     if state is not None:
         history, step, started_at = restore_training(state, [model], optimizer, scaler, gen, device)
 
-    status, error = "ok", None
-    measure.reset_peak_memory(device)
-    for epoch in range(len(history), epochs):
-        measure.sync(device)
-        start = time.perf_counter()
+    def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float]:
         train_loss, step, lr = train_one_epoch_mutual(
             model, optimizer, scaler, data, views, recipe, lr_at, step, gen, device, amp
         )
-        measure.sync(device)
-        epoch_time = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            status, error = "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
-            break
-        test_acc, member_acc, test_loss = evaluate([model], data, "logits", recipe["eval_batch_size"], device, amp, fmt)
-        record = {
-            "kind": "epoch",
-            "trial_id": trial_id,
-            "epoch": epoch + 1,
-            "test_acc": test_acc,
-            "member_acc": member_acc,
-            "member_acc_mean": member_acc[0],
-            "train_loss": train_loss,
-            "test_loss": test_loss,
-            "epoch_time_s": epoch_time,
-            "cum_time_s": (history[-1]["cum_time_s"] if history else 0.0) + epoch_time,
-            "lr": lr,
-            "lambda_cot": 0.0,
-        }
-        history.append(record)
-        if ckpt_path:
-            save_training(
-                ckpt_path, trial_id, "sequential", [model], optimizer, scaler, gen, device, history, step, started_at
-            )
-        report(record)
+        return train_loss, step, lr, 0.0
+
+    def evaluate_epoch() -> tuple[float, list[float], float]:
+        return evaluate([model], data, "logits", recipe["eval_batch_size"], device, amp, fmt)
+
+    def save(history: list[dict], step: int) -> None:
+        save_training(
+            ckpt_path, trial_id, "sequential", [model], optimizer, scaler, gen, device, history, step, started_at
+        )
+
+    status, error = run_epochs(
+        trial_id, epochs, history, step, device, train_epoch, evaluate_epoch, save if ckpt_path else None, report
+    )
 
     memory = measure.peak_memory(device)
     subnets = evaluate_subnets(model, data, recipe, measure_cfg, seed, device, amp) if status == "ok" else []

@@ -320,6 +320,57 @@ def make_views(recipe: dict, data) -> ViewMaker:
     )
 
 
+def run_epochs(
+    trial_id: str,
+    epochs: int,
+    history: list[dict],
+    step: int,
+    device: torch.device,
+    train_epoch: Callable[[int, int], tuple[float, int, float, float]],
+    evaluate_epoch: Callable[[], tuple[float, list[float], float]],
+    save: Callable[[list[dict], int], None] | None,
+    report: Callable[[dict], None],
+) -> tuple[str, str | None]:
+    """Run epochs len(history)+1..epochs of one trial, appending each EPOCH record to `history`; return (status,
+    error): ("ok", None), or ("diverged", why) at the first non-finite training loss.
+
+    `train_epoch(epoch, step)` trains 0-based `epoch` from optimizer step `step` and returns (mean training loss in
+    nats, next step, last lr, lambda_cot); its time (device-synchronized, s) is the epoch's `epoch_time_s`.
+    `evaluate_epoch()` returns (test accuracy, per-member accuracies, test loss in nats). After each epoch
+    `save(history, step)` checkpoints (when given) and then `report` gets the record. Peak memory is measured from
+    here on.
+    """
+    measure.reset_peak_memory(device)
+    for epoch in range(len(history), epochs):
+        measure.sync(device)
+        start = time.perf_counter()
+        train_loss, step, lr, lambda_cot = train_epoch(epoch, step)
+        measure.sync(device)
+        epoch_time = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            return "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
+        test_acc, member_acc, test_loss = evaluate_epoch()
+        record = {
+            "kind": "epoch",
+            "trial_id": trial_id,
+            "epoch": epoch + 1,
+            "test_acc": test_acc,
+            "member_acc": member_acc,
+            "member_acc_mean": sum(member_acc) / len(member_acc),
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "epoch_time_s": epoch_time,
+            "cum_time_s": (history[-1]["cum_time_s"] if history else 0.0) + epoch_time,
+            "lr": lr,
+            "lambda_cot": lambda_cot,
+        }
+        history.append(record)
+        if save is not None:
+            save(history, step)
+        report(record)
+    return "ok", None
+
+
 def final_record(
     config: dict,
     models: list[nn.Module],
@@ -452,43 +503,24 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         history, step, started_at = restore_training(state, members, optimizer, scaler, gen, device)
 
     # Train.
-    status, error = "ok", None
-    measure.reset_peak_memory(device)
-    for epoch in range(len(history), epochs):
+    def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float]:
         lambda_cot = cot_weight(epoch, recipe["lambda_cot"], recipe["cot_warmup_epochs"], recipe["cot_floor"])
-        measure.sync(device)
-        start = time.perf_counter()
         train_loss, step, lr = train_one_epoch(
             members, forward, optimizer, scaler, data, views, recipe, lambda_cot, lr_at, step, gen, device, amp
         )
-        measure.sync(device)
-        epoch_time = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            status, error = "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
-            break
-        test_acc, member_acc, test_loss = evaluate(
-            members, data, recipe["combine"], recipe["eval_batch_size"], device, amp, fmt, forward
+        return train_loss, step, lr, lambda_cot
+
+    def evaluate_epoch() -> tuple[float, list[float], float]:
+        return evaluate(members, data, recipe["combine"], recipe["eval_batch_size"], device, amp, fmt, forward)
+
+    def save(history: list[dict], step: int) -> None:
+        save_training(
+            ckpt_path, trial_id, execution, members, optimizer, scaler, gen, device, history, step, started_at
         )
-        record = {
-            "kind": "epoch",
-            "trial_id": trial_id,
-            "epoch": epoch + 1,
-            "test_acc": test_acc,
-            "member_acc": member_acc,
-            "member_acc_mean": sum(member_acc) / len(member_acc),
-            "train_loss": train_loss,
-            "test_loss": test_loss,
-            "epoch_time_s": epoch_time,
-            "cum_time_s": (history[-1]["cum_time_s"] if history else 0.0) + epoch_time,
-            "lr": lr,
-            "lambda_cot": lambda_cot,
-        }
-        history.append(record)
-        if ckpt_path:
-            save_training(
-                ckpt_path, trial_id, execution, members, optimizer, scaler, gen, device, history, step, started_at
-            )
-        report(record)
+
+    status, error = run_epochs(
+        trial_id, epochs, history, step, device, train_epoch, evaluate_epoch, save if ckpt_path else None, report
+    )
 
     # Measure once.
     memory = measure.peak_memory(device)
