@@ -160,6 +160,13 @@ def _timed_ms(run, device: torch.device, warmup: int, runs: int) -> list[float]:
     return times
 
 
+def latency_p50_p90_ms(run, device: torch.device, warmup: int, runs: int) -> tuple[float, float]:
+    """Return the median and 90th-percentile time (ms, device-synchronized) of `runs` calls of `run()` after
+    `warmup` untimed ones."""
+    times = sorted(_timed_ms(run, device, warmup, runs))
+    return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+
+
 def inference_latency(
     models: list[nn.Module],
     shape: tuple[int, int, int],
@@ -187,12 +194,12 @@ def inference_latency(
 
         return run
 
-    lat = sorted(_timed_ms(runner(1), device, warmup, runs))
+    p50, p90 = latency_p50_p90_ms(runner(1), device, warmup, runs)
     # Big batches take long on a CPU; a handful of runs gives a stable median.
     thr = _timed_ms(runner(throughput_batch), device, min(warmup, 2), max(3, min(runs, 10)))
     return {
-        "latency_ms_p50": statistics.median(lat),
-        "latency_ms_p90": lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))],
+        "latency_ms_p50": p50,
+        "latency_ms_p90": p90,
         "throughput_sps": throughput_batch / (statistics.median(thr) / 1000.0),
         "throughput_batch": throughput_batch,
     }

@@ -24,8 +24,6 @@ network) and the FINAL record additionally holds `subnets`, one dict per grid po
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -195,19 +193,12 @@ def subnet_accuracy(model: nn.Module, data: TrialData, side: int, batch_size: in
 def batch1_latency_ms(model: nn.Module, shape: tuple[int, int, int], device, warmup: int, runs: int, amp) -> tuple:
     """Return (p50, p90) batch-1 inference latency in ms of the model at its current width."""
     x = torch.randn(1, *shape, device=device)
-    for _ in range(warmup):
+
+    def run():
         with amp:
             model(x)
-    measure.sync(device)
-    times = []
-    for _ in range(max(1, runs)):
-        start = time.perf_counter()
-        with amp:
-            model(x)
-        measure.sync(device)
-        times.append((time.perf_counter() - start) * 1000.0)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+
+    return measure.latency_p50_p90_ms(run, device, warmup, max(1, runs))
 
 
 def evaluate_subnets(
