@@ -392,7 +392,7 @@ def _fixed_line(r: dict, got: str) -> str:
 
 def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
     """Add the MutualNet section (query table, accuracy-vs-MACs figure) when the sweep has mutual subnets rows."""
-    from analysis.subnets import best_subnet, of_class, pareto_front, query_table
+    from analysis.subnets import of_class, pareto_front, query_table
 
     subnets = of_class(_load_subnets(store, sweep), "mutual")
     if subnets.empty:
@@ -411,17 +411,10 @@ def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir
         "test acc (%)": (100 * front["acc_mean"]).round(2), "MACs/sample": front["macs"].round().astype("Int64"),
         "params": front["params"].round().astype("Int64"), "latency p50 (ms)": front["latency_ms_p50"].round(3),
     }))  # fmt: skip
-    lines = []
-    for r in _fixed_points(trials):
-        best = best_subnet(query, max_macs=r["macs"])
-        got = "no sub-network fits" if best is None else (
-            f"mutual width {best['width_mult']:g} at {int(best['resolution'])} px: {100 * best['acc_mean']:.2f}% "
-            f"with {best['macs']:,.0f} MACs"
-        )  # fmt: skip
-        lines.append(_fixed_line(r, got))
-    if lines:
-        page.p("Under each fixed design's MACs (per sample), the best mutual sub-network:")
-        page.ul(lines)
+    _best_under_fixed_macs(
+        page, trials, query, "mutual",
+        lambda best: f"mutual width {best['width_mult']:g} at {int(best['resolution'])} px",
+    )  # fmt: skip
     if make_figures:
         _adaptive_figures(page, trials, query, sweep, out, fig_dir, "mutual")
 
@@ -429,7 +422,7 @@ def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir
 def _coop_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
     """Add the cooperative depth-adaptive section (per network and scale; accuracy-vs-MACs figure) when the sweep has
     coop subnets rows."""
-    from analysis.subnets import best_subnet, of_class, query_table
+    from analysis.subnets import of_class, query_table
 
     subnets = of_class(_load_subnets(store, sweep), "coop")
     if subnets.empty:
@@ -448,19 +441,28 @@ def _coop_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: 
         "test acc (%)": (100 * tab["acc_mean"]).round(2), "MACs/sample": tab["macs"].round().astype("Int64"),
         "params": tab["params"].round().astype("Int64"), "latency p50 (ms)": tab["latency_ms_p50"].round(3),
     }))  # fmt: skip
+    _best_under_fixed_macs(
+        page, trials, query, "coop", lambda best: f"coop {best['network']} at scale {best['scale']:g}"
+    )
+    if make_figures:
+        _adaptive_figures(page, trials, query, sweep, out, fig_dir, "coop")
+
+
+def _best_under_fixed_macs(page, trials: pd.DataFrame, query: pd.DataFrame, kind: str, name_of) -> None:
+    """Add, for each fixed design, the most accurate `kind` sub-network within its MACs per sample (named by
+    `name_of(row)`), or that none fits."""
+    from analysis.subnets import best_subnet
+
     lines = []
     for r in _fixed_points(trials):
         best = best_subnet(query, max_macs=r["macs"])
         got = "no sub-network fits" if best is None else (
-            f"coop {best['network']} at scale {best['scale']:g}: {100 * best['acc_mean']:.2f}% "
-            f"with {best['macs']:,.0f} MACs"
+            f"{name_of(best)}: {100 * best['acc_mean']:.2f}% with {best['macs']:,.0f} MACs"
         )  # fmt: skip
         lines.append(_fixed_line(r, got))
     if lines:
-        page.p("Under each fixed design's MACs (per sample), the best coop sub-network:")
+        page.p(f"Under each fixed design's MACs (per sample), the best {kind} sub-network:")
         page.ul(lines)
-    if make_figures:
-        _adaptive_figures(page, trials, query, sweep, out, fig_dir, "coop")
 
 
 def _adaptive_figures(page, trials, query, sweep: str | None, out: Path, fig_dir: Path, kind: str) -> None:
