@@ -177,8 +177,6 @@ RECIPE_KEYS = {
         "str", "inductor", allowed=("inductor", "cudagraphs", "aot_eager"), doc="torch.compile backend"
     ),
 }
-# Classes whose trials train one adaptive network in their own loop, eagerly.
-EAGER_ONLY_CLASSES = ("mutual", "coop")
 
 
 def _width_range(v):
@@ -531,7 +529,7 @@ def _validate(raw: dict) -> dict:
 
 def _check_compile(data: dict) -> None:
     """Raise SpecError when a class's effective (compile, compile_backend) cannot run: a mode other than "default"
-    with a non-inductor backend, or any compilation for a class that trains eagerly (EAGER_ONLY_CLASSES)."""
+    with a non-inductor backend, or any compilation for an adaptive class (ADAPTIVE_CLASSES; they train eagerly)."""
     raw = data["_raw_recipe"]
     for cls in data["classes"]:
         table = raw.get(cls, {})
@@ -540,10 +538,17 @@ def _check_compile(data: dict) -> None:
         key = f"recipe.{cls}.compile" if "compile" in table else "recipe.compile"
         if mode == "off":
             continue
-        if cls in EAGER_ONLY_CLASSES:
+        if cls in ADAPTIVE_CLASSES:
             raise _fail(key, mode, f'{cls} trials run eagerly; set recipe.{cls}.compile = "off"')
         if backend != "inductor" and mode != "default":
             raise _fail(key, mode, f'backend {backend!r} has no modes; use "default" (modes are inductor\'s)')
+
+
+# Classes that train one adaptive network at a single's budget: (families that support it, what those are, design).
+ADAPTIVE_CLASSES = {
+    "mutual": (SLIMMABLE_FAMILIES, "slimmable", mutual_for),
+    "coop": (DEPTH_MASKABLE_FAMILIES, "depth-maskable", coop_for),
+}
 
 
 def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
@@ -574,25 +579,15 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
                 if cls == "single":
                     designs.append(single)
                     continue
-                if cls == "mutual":
-                    if fam["name"] not in SLIMMABLE_FAMILIES:
+                if cls in ADAPTIVE_CLASSES:
+                    families, kind, design_for = ADAPTIVE_CLASSES[cls]
+                    if fam["name"] not in families:
                         raise _fail(
                             "classes",
                             data["classes"],
-                            f"'mutual' needs a slimmable family ({', '.join(SLIMMABLE_FAMILIES)}); "
-                            f"families.{i} is {fam['name']!r}",
+                            f"{cls!r} needs a {kind} family ({', '.join(families)}); families.{i} is {fam['name']!r}",
                         )
-                    designs.append(mutual_for(single))
-                    continue
-                if cls == "coop":
-                    if fam["name"] not in DEPTH_MASKABLE_FAMILIES:
-                        raise _fail(
-                            "classes",
-                            data["classes"],
-                            f"'coop' needs a depth-maskable family ({', '.join(DEPTH_MASKABLE_FAMILIES)}); "
-                            f"families.{i} is {fam['name']!r}",
-                        )
-                    designs.append(coop_for(single))
+                    designs.append(design_for(single))
                     continue
                 for k in data["members"]:
                     divide = _resolve_recipe(data, cls, k)["divide_regularization"]
