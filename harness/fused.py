@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from harness.compile_probe import check_inductor_cpu_works
+
 EXECUTIONS = ("sequential", "fused", "auto")
 # torch.compile modes (inductor's), "off" for eager; "reduce-overhead" adds CUDA graphs.
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -78,7 +80,8 @@ def compile_args(mode: str, backend: str = "inductor") -> dict | None:
 
 def check_compile_supported(compile_kwargs: dict | None, device: torch.device) -> None:
     """Return None when the compile settings can run on `device` with this process's torch threads; raise ValueError
-    (one line) when they cannot."""
+    (one line) when they cannot: inductor on a CPU with 1 thread, or on a torch build whose compile probe crashed
+    (`harness.compile_probe`; the first call per torch version and thread count takes the probe's minute)."""
     if (
         compile_kwargs
         and compile_kwargs["backend"] == "inductor"
@@ -92,6 +95,10 @@ def check_compile_supported(compile_kwargs: dict | None, device: torch.device) -
             " the process here); set measure.threads >= 2 with resources.cpus to match, or compile_backend ="
             ' "aot_eager", or compile = "off"'
         )
+    if compile_kwargs and compile_kwargs["backend"] == "inductor" and device.type == "cpu":
+        # Some torch builds abort in inductor's CPU kernels with more threads too (2.14.1 with 2, seen here): a probe in
+        # a child process, cached per torch version and thread count, refuses those before anything compiles.
+        check_inductor_cpu_works(torch.get_num_threads())
 
 
 def member_forward(
