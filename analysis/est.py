@@ -64,7 +64,7 @@ def half_width(std: float, n: int, tie_rule: str = "std") -> float:
         return float("nan")
     if tie_rule == "std":
         return float(std)
-    from scipy.stats import t  # scipy ships with scikit-learn, a project dependency
+    from scipy.stats import t  # a declared dependency; imported here so importing est stays light
 
     return float(t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
