@@ -132,10 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         for reason in spec.skipped:
             print(f"skipped (skip_unfit): {reason}", file=sys.stderr)
         return 0
-    from harness.preflight import PreflightError
-    from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
+    from harness.preflight import PreflightError, preflight_local
+    from harness.store import completed_trial_ids
+    from spaces.spec import trial_configs
 
     try:
+        # Checked before Ray is imported, so that a missing data set or store fails in seconds.
+        done = completed_trial_ids(args.store, spec.name)
+        pending = [c for c in trial_configs(spec) if c["trial_id"] not in done]
+        if pending:
+            preflight_local(pending, args.store, args.address)
+        from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
+
         summary = run_sweep(spec, store=args.store, address=args.address, verbose=args.verbose)
     except PreflightError as err:
         print(err, file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from urllib.parse import urlsplit
 
 from harness.errors import DatasetMissingError
@@ -65,6 +66,9 @@ def check_dataset(dataset: dict) -> None:
     else:
         paths = [os.path.join(root, part) for part in _FOLDER_PARTS]
     absent = [p for p in paths if not os.path.exists(p)]
+    if absent and name in _TORCHVISION_FILES and _TORCHVISION_FILES[name][0]:
+        folder = os.path.join(root, _TORCHVISION_FILES[name][0])
+        absent = [folder] if not os.path.isdir(folder) else absent  # name the folder when it is the thing missing
     if absent and dataset.get("download") and name in _TORCHVISION_FILES:
         parent = root
         while not os.path.exists(parent):
@@ -167,3 +171,25 @@ def check_address(address: str, source: str = "--address", timeout_s: float = AD
             f"address error: nothing answers at {what} ({why} within {timeout_s:g} s); start the cluster "
             "there (`ray start --head`), fix the address, or leave out --address for an embedded local Ray"
         ) from None
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")  # not imported here: a failed check must not pay for importing Ray
+    return bool(ray is not None and ray.is_initialized())
+
+
+def preflight_local(configs: list[dict], store: str, address: str | None) -> None:
+    """Run the checks that need no Ray, before it starts: the Ray address answers (when one is given), the data sets
+    of `configs` can be read (embedded Ray only; on a cluster the path is the workers', see `check_nodes`), the store
+    is writable. Raise PreflightError with one line."""
+    given = address or os.environ.get("RAY_ADDRESS") or None
+    if given and not _ray_running():
+        check_address(given, source="--address" if address else "RAY_ADDRESS")
+    if not given and not _ray_running():
+        check_datasets(configs)
+    from harness.store import check_store_writable
+
+    try:
+        check_store_writable(store)
+    except PermissionError as err:
+        raise PreflightError(str(err)) from None

@@ -104,6 +104,7 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("throughput_batch", _I),
         pa.field("device_name", _S),
         pa.field("device_shared", _B),
+        pa.field("device_share", _S),
         pa.field("torch_version", _S),
         pa.field("cuda_version", _S),
         pa.field("num_threads", _I),
@@ -163,8 +164,9 @@ SUBNETS_SCHEMA = pa.schema(
 _FINAL_KEYS = (
     "final_acc", "best_acc", "best_epoch", "train_time_s", "macs_fvcore", "macs_fvcore_error", "flops_torch",
     "flops_torch_error", "peak_mem_mb", "peak_mem_reserved_mb", "nvml_mem_mb", "mem_source", "latency_ms_p50",
-    "latency_ms_p90", "throughput_sps", "throughput_batch", "device_name", "device_shared", "torch_version",
-    "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at", "channels_last",
+    "latency_ms_p90", "throughput_sps", "throughput_batch", "device_name", "device_shared", "device_share",
+    "torch_version", "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
+    "channels_last",
 )  # fmt: skip
 _RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
                 "combine", "execution", "compile", "compile_backend")  # fmt: skip

@@ -33,11 +33,10 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from harness.errors import InjectedTransientError, is_deterministic, one_line
-from harness.preflight import PreflightError, check_address, check_datasets, check_nodes
+from harness.preflight import PreflightError, check_nodes, preflight_local
 from harness.store import (
     COMPLETE_STATUSES,
     build_subnet_rows,
-    check_store_writable,
     completed_trial_ids,
     filesystem,
     rows_from_result,
@@ -267,6 +266,10 @@ class SweepProgress(tune.Callback):
         self._last_print = 0.0
         self._trials = []
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment state; an open stream cannot be, and is not needed there.
+        return {**self.__dict__, "stream": None}
+
     def _print(self, line: str) -> None:
         if self.enabled:
             print(line, file=self.stream or sys.stdout, flush=True)
@@ -373,21 +376,6 @@ def _check_feasible(configs: list[dict], embedded: bool, out=None) -> None:
                                      "reach a bigger cluster")  # fmt: skip
             print(f"warning: {msg} unless the cluster grows", file=out or sys.stderr, flush=True)
             return
-
-
-def preflight_local(configs: list[dict], store: str, address: str | None) -> None:
-    """The checks that need no Ray, run before it starts: the Ray address answers (when one is given), the data sets
-    can be read (embedded Ray only: on a cluster the path is the workers'), the store is writable. Raise
-    PreflightError with one line."""
-    given = address or os.environ.get("RAY_ADDRESS") or None
-    if given and not ray.is_initialized():
-        check_address(given, source="--address" if address else "RAY_ADDRESS")
-    if not given and not ray.is_initialized():
-        check_datasets(configs)
-    try:
-        check_store_writable(store)
-    except PermissionError as err:
-        raise PreflightError(str(err)) from None
 
 
 def ray_log_path(store: str, run_name: str) -> str:
