@@ -421,7 +421,8 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     if pending:
         preflight_local(pending, store, address)
     say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
-    say(f"[{sweep}] {len(configs)} trials: {skipped} already in the store {store}, {len(pending)} to run")
+    trials = f"{len(configs)} trial{'' if len(configs) == 1 else 's'}"
+    say(f"[{sweep}] {trials}: {skipped} already in the store {store}, {len(pending)} to run")
 
     best, log_path = None, None
     if pending:
