@@ -5,7 +5,9 @@
 to the store from the worker (so on a cluster the store must be a shared filesystem or an object-store URI).
 
 Reruns are cheap and safe: trials whose row is already in the store are skipped, interrupted trials resume from their
-checkpoint folder, a failing trial is retried `max_failures` times and then recorded with status "error".
+checkpoint folder. A trial error that will recur (`harness.errors.is_deterministic`) is recorded at once with status
+"error"; a transient one is retried `max_failures` times first. Before any trial, `harness.preflight` checks the data
+sets, the store and the address (one line, `PreflightError`). Ray's own output goes to a log file (`ray_log_path`).
 
 Ray: with no address (and no RAY_ADDRESS) an embedded local Ray sized to the machine is started and stopped; an address
 (or RAY_ADDRESS, which `ray job submit` sets for its entrypoint) connects to an existing cluster; a Ray already
