@@ -2,9 +2,11 @@
 
     python run_sweep.py                          # the default `digits` preset on an embedded local Ray
     python run_sweep.py --spec FILE --dry-run    # print the design table; nothing trains, no Ray starts
-    python run_sweep.py --spec FILE --address ray://host:10001   # or RAY_ADDRESS; `ray job submit -- ...` works too
+    python run_sweep.py --spec FILE --address host:6379   # or RAY_ADDRESS; `ray job submit -- ...` works too
 
-Exit code 2 means the spec is invalid; the one-line message names the key, the value and what is allowed.
+Exit code 2 means nothing ran: the spec is invalid, or a pre-flight check failed (a data set that cannot be read, a
+store that cannot be written, a Ray address where nothing answers); the one-line message names the thing, the value
+and the fix.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from spaces.designs import DesignPoint
 from spaces.spec import DEFAULT_PRESET, SpecError, list_presets, load_spec
 
 DRY_RUN_COLUMNS = (
+    ("trials", "trials", "{}"),
     ("class", "design_class", "{}"),
     ("family", "family", "{}"),
     ("depth", "depth", "{}"),
@@ -25,23 +28,47 @@ DRY_RUN_COLUMNS = (
     ("params/member", "params_member", "{:,}"),
     ("params total", "params_total", "{:,}"),
     ("budget", "budget", "{:,}"),
-    ("dev %", "budget_deviation", "{:+.2f}"),
+    ("dev %", "budget_deviation_pct", "{:+.2f}"),
     ("MACs/sample", "macs", "{:,}"),
 )
 
 
-def design_table(designs: list[DesignPoint]) -> str:
-    """Return the dry-run design table as aligned text, one row per design point."""
-    rows = [[title for title, _, _ in DRY_RUN_COLUMNS]]
-    for d in designs:
+def dry_run_rows(designs: list[DesignPoint], n_seeds: int) -> list[dict]:
+    """Return one dict per design point for the dry run: the design, `budget_deviation_pct` (% of the budget, the
+    store's name for it) and `trials`, the trial indices of its seeds (what `python -m harness.trial --index N`
+    takes; trials are numbered design-major, seeds inner)."""
+    rows = []
+    for i, d in enumerate(designs):
         values = d.as_dict()
+        values["budget_deviation_pct"] = values.pop("budget_deviation")
+        rows.append({"trials": list(range(i * n_seeds, (i + 1) * n_seeds)), **values})
+    return rows
+
+
+def _index_range(indices: list[int]) -> str:
+    return str(indices[0]) if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"
+
+
+def design_table(designs: list[DesignPoint], n_seeds: int = 1) -> str:
+    """Return the dry-run design table as aligned text, one row per design point; its first column holds the trial
+    indices of the point's seeds."""
+    rows = [[title for title, _, _ in DRY_RUN_COLUMNS]]
+    for values in dry_run_rows(designs, n_seeds):
+        values["trials"] = _index_range(values["trials"])
         rows.append([fmt.format(values[key]) for _, key, fmt in DRY_RUN_COLUMNS])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    text_columns = (1, 2)  # class and family read left-aligned; numbers right-aligned
     lines = [
-        "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        "  ".join(
+            c.ljust(w) if i in text_columns else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
         for r in rows
     ]
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,13 +97,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-report", action="store_true", help="skip the analysis report at the end")
     parser.add_argument(
-        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)"
+        "--address",
+        default=None,
+        help="Ray cluster address host:port (default: RAY_ADDRESS, else an embedded local Ray); ray://host:port "
+        "needs pip install 'ray[client]'",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="let Ray print to the terminal (default: to a log file in <store>/_tune)"
     )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the process exit code (2 for an invalid spec)."""
+    """Run the command line; return the process exit code (2: invalid spec or failed pre-flight check; 1: some trial
+    failed)."""
     args = parse_args(argv)
     try:
         spec = load_spec(args.spec, args.overrides)
@@ -84,22 +118,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spec error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
+        n_seeds = len(spec.data["seeds"])
         if args.json:
-            print(json.dumps([d.as_dict() for d in spec.designs], indent=2))
+            print(json.dumps(dry_run_rows(spec.designs, n_seeds), indent=2))
         else:
-            n_seeds = len(spec.data["seeds"])
+            n_trials = len(spec.designs) * n_seeds
             print(
-                f"sweep {spec.name!r} from {spec.source}: {len(spec.designs)} design points x {n_seeds} seeds "
-                f"= {len(spec.designs) * n_seeds} trials of {spec.data['epochs']} epochs on "
-                f"{spec.data['dataset']['name']}"
+                f"sweep {spec.name!r} from {spec.source}: {_plural(len(spec.designs), 'design point')} x "
+                f"{_plural(n_seeds, 'seed')} = {_plural(n_trials, 'trial')} of {_plural(spec.data['epochs'], 'epoch')} "
+                f"on {spec.data['dataset']['name']} (the trials column is `python -m harness.trial --index N`)"
             )
-            print(design_table(spec.designs))
+            print(design_table(spec.designs, n_seeds))
         for reason in spec.skipped:
             print(f"skipped (skip_unfit): {reason}", file=sys.stderr)
         return 0
-    from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
+    from harness.preflight import PreflightError, preflight_local
+    from harness.store import completed_trial_ids
+    from spaces.spec import trial_configs
 
-    summary = run_sweep(spec, store=args.store, address=args.address)
+    try:
+        # Checked before Ray is imported, so that a missing data set or store fails in seconds.
+        done = completed_trial_ids(args.store, spec.name)
+        pending = [c for c in trial_configs(spec) if c["trial_id"] not in done]
+        if pending:
+            preflight_local(pending, args.store, args.address)
+        from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
+
+        summary = run_sweep(spec, store=args.store, address=args.address, verbose=args.verbose)
+    except PreflightError as err:
+        print(err, file=sys.stderr)
+        return 2
     if not args.no_report:
         from analysis.report import write_report
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from analysis.est import TIE_RULES
 
@@ -33,13 +34,34 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _store_problem(store: str) -> str | None:
+    """Return why `store` is not a results store (one line, with the stores beside it), or None when it is one."""
+    if "://" in str(store):
+        return None  # an object store has no folders to look at cheaply; the readers report what they find
+    path = Path(store).expanduser()
+    if (path / "trials").is_dir():
+        return None
+    parent = path.parent if str(path.parent) else Path(".")
+    near = sorted(p.name for p in parent.iterdir() if (p / "trials").is_dir()) if parent.is_dir() else []
+    what = "no results store" if not path.exists() else "no trials folder, so no results store,"
+    return f"{what} at {store}; stores in {parent}: {', '.join(near) or 'none'}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return the process exit code (0 ok, 1 nothing fits / no data, 2 usage error)."""
     args = _parser().parse_args(argv)
     from analysis import report
 
+    problem = _store_problem(args.store)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.cmd == "report":
         sweep = args.sweep
+        if sweep is not None and sweep not in report.sweeps_in(args.store):
+            names = ", ".join(report.sweeps_in(args.store)) or "none"
+            print(f"error: the store {args.store} holds no sweep {sweep!r}; it holds: {names}", file=sys.stderr)
+            return 2
         if sweep is None:
             names = report.sweeps_in(args.store)
             if len(names) != 1:

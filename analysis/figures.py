@@ -59,6 +59,16 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
+# Horizontal offset between the classes' points at one budget on the log budget axis (a factor of the budget).
+DODGE_FACTOR = 1.04
+
+
+def dodge(budgets: np.ndarray, index: int, count: int) -> np.ndarray:
+    """Return the x positions of class `index` of `count` at `budgets` on a log axis: spread symmetrically around
+    each budget by DODGE_FACTOR per class, so that error bars at one budget sit side by side."""
+    return np.asarray(budgets, dtype=float) * DODGE_FACTOR ** (index - (count - 1) / 2)
+
+
 def _budget_axis(ax, budgets: list[int]) -> None:
     """Log x-axis over the budgets, one tick per budget labelled in millions of parameters."""
     ax.set_xscale("log")
@@ -106,6 +116,7 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     # Per-epoch EST: left edge of the first cell from which every larger budget is an ensemble win.
     wins = np.isin(mat, [code[c] for c in ("deq", "weq", "dct", "all ensembles")])
     present = mat != code[MISSING]
+    drew_est = False
     for i in range(len(epochs)):
         cols = [j for j in range(len(budgets)) if present[i, j]]
         if not cols or not wins[i, cols[-1]]:
@@ -116,6 +127,7 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
                 break
             j0 = j
         ax.plot([j0 - 0.5, j0 - 0.5], [i - 0.5, i + 0.5], color="black", linewidth=2.5)
+        drew_est = True
     ax.set_xticks(range(len(budgets)))
     ax.set_xticklabels([fmt_params(b) for b in budgets], rotation=45, ha="right")
     ax.set_yticks(range(len(epochs)))
@@ -123,9 +135,11 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     ax.set_xlabel("parameter budget (parameters, M = 10^6)")
     ax.set_ylabel("training epochs (epoch)")
     ax.grid(False)
-    shown = [c for c in CATEGORY_ORDER if c != MISSING or (mat == code[MISSING]).any()]
+    # The legend lists only what is drawn: the categories of some cell, the EST line where there is one.
+    shown = [c for c in CATEGORY_ORDER if (mat == code[c]).any()]
     handles = [Patch(facecolor=CATEGORY_COLORS[c], edgecolor="#666666", label=c) for c in shown]
-    handles.append(Line2D([], [], color="black", linewidth=2.5, label="EST (per epoch)"))
+    if drew_est:
+        handles.append(Line2D([], [], color="black", linewidth=2.5, label="EST (per epoch)"))
     if (~grid["assessable"].astype(bool) & (grid["winner"] != MISSING)).any():
         handles.append(Patch(facecolor="white", edgecolor="#444444", hatch="//", label="1-seed class: by mean"))
     ax.legend(handles=handles, title="winner", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=True)
@@ -146,16 +160,17 @@ def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, e
     fig = _new_figure(7.5, 4.8)
     ax = fig.add_subplot()
     budgets = sorted(int(b) for b in stats["budget"].unique())
-    for cls in CLASS_ORDER:
+    drawn = [cls for cls in CLASS_ORDER if (at["role"] == cls).any()]
+    for i, cls in enumerate(drawn):
         c = at[at["role"] == cls].sort_values("budget")
-        if c.empty:
-            continue
+        # Dodged: each class a little to the side of the budget (log axis, so a factor), so error bars do not overlap.
+        x = dodge(c["budget"].to_numpy(float), i, len(drawn))
         err = 100.0 * (1.0 - c["mean_acc"].to_numpy(float))
         hw = 100.0 * np.nan_to_num(c["hw_acc"].to_numpy(float))
-        ax.errorbar(c["budget"], err, yerr=hw, color=CLASS_COLORS[cls], marker="o", capsize=3, label=cls)
+        ax.errorbar(x, err, yerr=hw, color=CLASS_COLORS[cls], marker="o", capsize=3, label=cls)
         if cls in ENSEMBLE_CLASSES and c["member_mean_acc"].notna().any():
             ax.plot(
-                c["budget"],
+                x,
                 100.0 * (1.0 - c["member_mean_acc"].to_numpy(float)),
                 color=CLASS_COLORS[cls],
                 linestyle=":",
@@ -253,7 +268,8 @@ def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str) 
     ax.legend(
         handles=handles, title="class", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9
     )  # outside: bars fill the axes
-    ax.set_title(f"Time to the single network's best accuracy — {title}", fontsize=11)
+    # Wrapped: centred over axes narrower than the figure (the legend sits outside), a long title reaches the edge.
+    ax.set_title(textwrap.fill(f"Time to the single network's best accuracy — {title}", 60), fontsize=11)
     return _save(fig, out_dir, stem)
 
 

@@ -332,7 +332,9 @@ def write_report(
     page.h(2, "Divide and co-train comparison")
     dct_paths = tables.write_dct_table(trials, out)
     if dct_paths:
-        page.p(tables.to_markdown(tables.dct_table(trials)).strip())
+        dct = tables.dct_table(trials)
+        page.table(tables.display_frame(dct))  # a table block: a real <table> in the HTML page
+        page.p(tables.caption(dct))
         page.p("Files: " + ", ".join(p.name for p in dct_paths.values()) + ".")
     else:
         page.p("No dct designs with finished (ok) trials in this sweep: no comparison table.")

@@ -103,6 +103,11 @@ def _latex_escape(text: str) -> str:
     return text
 
 
+def display_frame(tab: pd.DataFrame) -> pd.DataFrame:
+    """Return the table as the strings it is shown with (error as mean ± std in %, parameters in M, GFLOPs)."""
+    return _display(tab, "±")
+
+
 def to_markdown(tab: pd.DataFrame) -> str:
     """Return the table as Markdown with its caption as a paragraph below."""
     if tab.empty:

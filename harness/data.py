@@ -20,16 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.errors import DatasetMissingError  # defined torch-free, for the pre-flight
 from spaces.datasets import DATASETS
 
 SMALL_IMAGE_SETS = ("digits", "cifar10", "cifar100", "svhn")
 FOLDER_SETS = ("tinyimagenet", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class DatasetMissingError(FileNotFoundError):
-    """A data set is not where the config says; the message names the path and how to get it."""
 
 
 @dataclass

@@ -104,6 +104,7 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("throughput_batch", _I),
         pa.field("device_name", _S),
         pa.field("device_shared", _B),
+        pa.field("device_share", _S),
         pa.field("torch_version", _S),
         pa.field("cuda_version", _S),
         pa.field("num_threads", _I),
@@ -163,8 +164,9 @@ SUBNETS_SCHEMA = pa.schema(
 _FINAL_KEYS = (
     "final_acc", "best_acc", "best_epoch", "train_time_s", "macs_fvcore", "macs_fvcore_error", "flops_torch",
     "flops_torch_error", "peak_mem_mb", "peak_mem_reserved_mb", "nvml_mem_mb", "mem_source", "latency_ms_p50",
-    "latency_ms_p90", "throughput_sps", "throughput_batch", "device_name", "device_shared", "torch_version",
-    "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at", "channels_last",
+    "latency_ms_p90", "throughput_sps", "throughput_batch", "device_name", "device_shared", "device_share",
+    "torch_version", "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
+    "channels_last",
 )  # fmt: skip
 _RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
                 "combine", "execution", "compile", "compile_backend")  # fmt: skip
@@ -393,3 +395,41 @@ def completed_trial_ids(store: str, sweep: str, statuses: tuple[str, ...] = COMP
         if read_trial_status(store, sweep, trial_id) in statuses:
             done.add(trial_id)
     return done
+
+
+TABLES = ("trials", "epochs", "subnets")
+
+
+def check_store_writable(store: str) -> None:
+    """Raise PermissionError (one line: the folder, the reason, the fix) unless a file can be written in each table
+    folder of the store; the probe files, and any folder made for them, are removed again.
+
+    Run before Ray starts, so that an unwritable store fails in a second rather than after every trial trained.
+    """
+    fs, root = filesystem(store)
+    for table in TABLES:
+        folder = f"{root}/{table}"
+        made = []
+        probe = f"{folder}/.probe-{uuid.uuid4().hex[:8]}"
+        try:
+            # Remember which folders did not exist, to leave the store as it was.
+            parent = folder
+            while parent and fs.get_file_info(parent).type == pafs.FileType.NotFound:
+                made.append(parent)
+                parent = parent.rsplit("/", 1)[0] if "/" in parent.strip("/") else ""
+            fs.create_dir(folder, recursive=True)
+            with fs.open_output_stream(probe) as out:
+                out.write(b"probe")
+            fs.delete_file(probe)
+        except (OSError, pa.ArrowException) as err:
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            raise PermissionError(
+                f"store error: cannot write to {folder} ({reason}); pass --store a folder you can write to, or fix "
+                "its permissions"
+            ) from None
+        finally:
+            for path in made:  # innermost first
+                try:
+                    fs.delete_dir(path)
+                except (OSError, pa.ArrowException):
+                    break

@@ -5,7 +5,9 @@
 to the store from the worker (so on a cluster the store must be a shared filesystem or an object-store URI).
 
 Reruns are cheap and safe: trials whose row is already in the store are skipped, interrupted trials resume from their
-checkpoint folder, a failing trial is retried `max_failures` times and then recorded with status "error".
+checkpoint folder. A trial error that will recur (`harness.errors.is_deterministic`) is recorded at once with status
+"error"; a transient one is retried `max_failures` times first. Before any trial, `harness.preflight` checks the data
+sets, the store and the address (one line, `PreflightError`). Ray's own output goes to a log file (`ray_log_path`).
 
 Ray: with no address (and no RAY_ADDRESS) an embedded local Ray sized to the machine is started and stopped; an address
 (or RAY_ADDRESS, which `ray job submit` sets for its entrypoint) connects to an existing cluster; a Ray already
@@ -16,18 +18,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import math
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 
+import ray
 from ray import tune
 from ray.tune.experiment import Trial
 
+from harness.errors import InjectedTransientError, is_deterministic, one_line
+from harness.preflight import PreflightError, check_nodes, preflight_local
 from harness.store import (
     COMPLETE_STATUSES,
     build_subnet_rows,
@@ -36,8 +44,13 @@ from harness.store import (
     rows_from_result,
     write_trial,
 )
+from harness.terminal import ray_output_to
 
 DEFAULT_MAX_FAILURES = 2
+# A data set whose first this-many trials fail with the same deterministic error, none succeeding, is stopped.
+DETERMINISTIC_STOP_AFTER = 2
+# Test-only trial config key: a folder; the trial's first attempt leaves a marker there and raises a transient error.
+TEST_FAIL_FIRST_ATTEMPT = "test_fail_first_attempt"
 
 
 def checkpoint_root(store: str, sweep: str) -> str | None:
@@ -74,18 +87,114 @@ def _metrics(record: dict) -> dict:
             if k != "trial_id" and (isinstance(v, int | float | str | bool))}  # fmt: skip
 
 
+def dataset_key(config: dict) -> str:
+    """Return the text that identifies a trial's data set (its whole `dataset` section) for the stop rule."""
+    return json.dumps(config.get("dataset") or {}, sort_keys=True, default=str)
+
+
+def _dataset_name(config: dict) -> str:
+    dataset = config.get("dataset") or {}
+    return dataset.get("name", "?") + (f" at {dataset['root']}" if dataset.get("root") else "")
+
+
+class DeterministicGuard:
+    """A Ray actor shared by the sweep's trials: it stops a data set whose trials all fail with one deterministic error.
+
+    A data set is stopped once `stop_after` of its trials failed with the same error text and none of it succeeded;
+    a trial of a stopped data set is not run.
+    """
+
+    def __init__(self, stop_after: int = DETERMINISTIC_STOP_AFTER):
+        self.stop_after, self.ok, self.fails, self.stopped = stop_after, set(), {}, {}
+
+    def succeeded(self, key: str) -> None:
+        self.ok.add(key)
+
+    def failed(self, key: str, text: str) -> bool:
+        """Count a deterministic failure; return True when it stops the data set (only once)."""
+        counts = self.fails.setdefault(key, {})
+        counts[text] = counts.get(text, 0) + 1
+        if key in self.ok or key in self.stopped or counts[text] < self.stop_after:
+            return False
+        self.stopped[key] = text
+        return True
+
+    def stopped_by(self, key: str) -> str | None:
+        return self.stopped.get(key)
+
+
+def _guard(name: str | None):
+    if not name:
+        return None
+    try:
+        return ray.get_actor(name)
+    except ValueError:  # no such actor: the trainable runs outside run_sweep
+        return None
+
+
+def device_share(config: dict) -> tuple[bool, str | None]:
+    """Return (shared, what was shared) for a trial running under Ray: a CPU trial shares its node when it holds fewer
+    CPUs than the node has; a GPU trial when its GPU is fractional. The text names the share, e.g. "1 of 2 CPUs".
+    """
+    need = trial_resources(config)
+    try:
+        node_id = ray.get_runtime_context().get_node_id()
+        have = next(n["Resources"] for n in ray.nodes() if n.get("NodeID") == node_id)
+    except Exception:  # outside Ray, or the GCS did not answer: nothing known
+        return bool(need["GPU"] and need["GPU"] < 1), None
+    if need["GPU"]:
+        shared = need["GPU"] < 1
+        return shared, f"{need['GPU']:g} of a GPU" if shared else None
+    cpus = have.get("CPU", 0)
+    if need["CPU"] and need["CPU"] < cpus:
+        return True, f"{need['CPU']:g} of {cpus:g} CPUs (up to {int(cpus // need['CPU'])} trials at once on the node)"
+    return False, None
+
+
+def _record_error(tune_config: dict, config: dict, text: str, **extra) -> None:
+    """Write the trial's error row and report it to Tune as its FINAL record; the trial ends normally (no retry)."""
+    row, epochs = rows_from_result(config, None, error=text)
+    write_trial(tune_config["store"], tune_config["sweep"], row, epochs)
+    tune.report({"kind": "final", "status": "error", "error": text, "deterministic": True, **extra})
+
+
 def _train(tune_config: dict) -> None:
-    """The Tune function trainable: run one trial, forward its records to Tune, write its rows to the store."""
+    """The Tune function trainable: run one trial, forward its records to Tune, write its rows to the store.
+
+    A deterministic error (`harness.errors.is_deterministic`) is recorded at once as an error row and ends the trial
+    normally, so Tune does not retry it; any other error is raised for Tune to retry.
+    """
     from harness.trial import run_trial  # imported in the worker: the driver needs no torch
 
     config, store, sweep = tune_config["trial"], tune_config["store"], tune_config["sweep"]
+    guard, key = _guard(tune_config.get("guard")), dataset_key(config)
+    stopped = ray.get(guard.stopped_by.remote(key)) if guard else None
+    if stopped:
+        tune.report({"kind": "final", "status": "not_run", "error": f"not run: its data set is stopped ({stopped})"})
+        return
+    marker_dir = config.get(TEST_FAIL_FIRST_ATTEMPT)  # test-only: a transient failure on the first attempt
+    if marker_dir and not os.path.exists(os.path.join(marker_dir, config["trial_id"])):
+        open(os.path.join(marker_dir, config["trial_id"]), "w").close()
+        raise InjectedTransientError("injected failure on the first attempt (test only)")
+
     root = checkpoint_root(store, sweep)
     ckpt = os.path.join(root, config["trial_id"]) if root else None
 
     def report(record: dict) -> None:
         tune.report(_metrics(record))
 
-    result = run_trial(config, report=report, checkpoint_dir=ckpt)
+    try:
+        result = run_trial(config, report=report, checkpoint_dir=ckpt)
+    except Exception as err:
+        if not is_deterministic(err):
+            raise
+        text = one_line(err)
+        stops = bool(guard and ray.get(guard.failed.remote(key, text)))
+        _record_error(tune_config, config, text, stops_dataset=stops)
+        return
+    if guard:
+        guard.succeeded.remote(key)
+    result["final"]["device_shared"], result["final"]["device_share"] = device_share(config)
     trial_row, epoch_rows = rows_from_result(config, result)
     write_trial(store, sweep, trial_row, epoch_rows, build_subnet_rows(config, result))
     if ckpt and not tune_config.get("keep_checkpoints", False):
@@ -133,6 +242,7 @@ class SweepSummary:
     wall_time_s: float = 0.0
     best_acc: float | None = None
     missing: list = field(default_factory=list)  # trial ids with no row in the store after the run
+    log_path: str | None = None  # where Ray's output went (None: to the terminal, or nothing ran)
 
     @property
     def ok(self) -> bool:
@@ -152,11 +262,15 @@ class SweepProgress(tune.Callback):
                  enabled: bool = True, stream=None):  # fmt: skip
         self.store, self.sweep, self.total, self.skipped = store, sweep, total, skipped
         self.every_s, self.enabled, self.stream = every_s, enabled, stream
-        self.counts = {"ok": 0, "diverged": 0, "error": 0}
+        self.counts = {"ok": 0, "diverged": 0, "error": 0, "not_run": 0}
         self.best_acc, self.best_what = None, ""
         self.start = time.monotonic()
         self._last_print = 0.0
         self._trials = []
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment state; an open stream cannot be, and is not needed there.
+        return {**self.__dict__, "stream": None}
 
     def _print(self, line: str) -> None:
         if self.enabled:
@@ -167,8 +281,10 @@ class SweepProgress(tune.Callback):
         pending = sum(t.status == Trial.PENDING for t in self._trials)
         done = self.skipped + sum(self.counts.values())
         best = f"{self.best_acc:.4f} ({self.best_what})" if self.best_acc is not None else "-"
+        not_run = self.counts["not_run"]
         return (f"[{self.sweep} {_fmt_duration(time.monotonic() - self.start)}] {done}/{self.total} done "
                 f"(ok {self.counts['ok']}, diverged {self.counts['diverged']}, error {self.counts['error']}"
+                f"{f', not run {not_run}' if not_run else ''}"
                 f"{f', skipped {self.skipped}' if self.skipped else ''}) | running {running} | pending {pending} "
                 f"| best acc {best}")  # fmt: skip
 
@@ -191,9 +307,16 @@ class SweepProgress(tune.Callback):
         config, last = trial.config["trial"], trial.last_result or {}
         status = last.get("status", "ok") if last.get("kind") == "final" else "ok"
         self.counts[status] = self.counts.get(status, 0) + 1
-        acc = last.get("final_acc")
-        self._print(f"[{self.sweep}] trial {config['trial_id']} {_describe(config)}: {status}"
-                    + (f", final acc {acc:.4f}" if isinstance(acc, int | float) else ""))  # fmt: skip
+        acc, head = last.get("final_acc"), f"[{self.sweep}] trial {config['trial_id']} {_describe(config)}"
+        if status == "not_run":
+            self._print(f"{head}: not run (its data set is stopped)")
+        elif status == "error":
+            self._print(f"{head}: error (not retried, it would recur): {last.get('error')}")
+        else:
+            self._print(f"{head}: {status}" + (f", final acc {acc:.4f}" if isinstance(acc, int | float) else ""))
+        if last.get("stops_dataset"):
+            self._print(f"[{self.sweep}] stopping data set {_dataset_name(config)}: {DETERMINISTIC_STOP_AFTER} of "
+                        "its trials failed with the same error, none succeeded; its other trials are not run")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         config = trial.config["trial"]
@@ -221,8 +344,6 @@ class SweepProgress(tune.Callback):
 
 def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     """Connect to or start Ray; return True when this call started it (and so must shut it down)."""
-    import ray
-
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -232,21 +353,20 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
             ray.init(address=address, **quiet)
         except Exception as err:
             if "auth" in str(err).lower() or type(err).__name__ == "AuthenticationError":
-                raise RuntimeError(
-                    f"could not connect to the Ray cluster at {address}: {err}. The cluster uses token "
-                    "authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token)."
-                ) from err
-            raise
+                raise PreflightError(
+                    f"address error: the Ray cluster at {address} refused the connection ({one_line(err)}); it uses "
+                    "token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token)"
+                ) from None
+            raise PreflightError(f"address error: could not connect to the Ray cluster at {address}: "
+                                 f"{one_line(err)}") from None  # fmt: skip
     else:
         # "local" always starts a fresh embedded Ray, even if a `ray start` cluster runs on this machine.
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     return True
 
 
-def _check_feasible(configs: list[dict], embedded: bool) -> None:
+def _check_feasible(configs: list[dict], embedded: bool, out=None) -> None:
     """Fail fast (embedded Ray) or warn (cluster, which may autoscale) when a trial asks for more than exists."""
-    import ray
-
     have = ray.cluster_resources()
     for config in configs:
         need = trial_resources(config)
@@ -254,21 +374,34 @@ def _check_feasible(configs: list[dict], embedded: bool) -> None:
         if short:
             msg = f"trial {config['trial_id']} asks for {', '.join(short)}; it would never start"
             if embedded:
-                raise ValueError(msg + "; lower [resources] in the spec or use --address to reach a bigger cluster")
-            print(f"warning: {msg} unless the cluster grows", file=sys.stderr)
+                raise PreflightError(f"resources error: {msg}; lower [resources] in the spec or use --address to "
+                                     "reach a bigger cluster")  # fmt: skip
+            print(f"warning: {msg} unless the cluster grows", file=out or sys.stderr, flush=True)
             return
+
+
+def ray_log_path(store: str, run_name: str) -> str:
+    """Return the file Ray's output goes to: `<store>/_tune/<run>.log`, or a local temp file for a URI store."""
+    if "://" in store:
+        return os.path.join(tempfile.gettempdir(), "harness-logs", f"{run_name}.log")
+    return os.path.join(store, "_tune", f"{run_name}.log")
 
 
 def run_sweep(spec, store: str = "results", address: str | None = None, max_failures: int = DEFAULT_MAX_FAILURES,
               progress: bool = True, progress_every_s: float = 5.0, rerun_errors: bool = False,
               keep_checkpoints: bool = False, num_cpus: int | None = None, reuse_actors: bool = True,
-              configs: list[dict] | None = None) -> SweepSummary:  # fmt: skip
+              configs: list[dict] | None = None, verbose: bool = False) -> SweepSummary:  # fmt: skip
     """Run every trial of `spec` on Ray Tune into the results store; return a SweepSummary.
 
     `store`: local path (made absolute) or URI; must be shared by all nodes on a cluster. `address`: Ray cluster
     address (default RAY_ADDRESS, else an embedded local Ray with `num_cpus` CPUs, default all). `max_failures`:
-    retries of a failing trial before it is recorded with status "error". `rerun_errors`: train trials recorded as
-    errors again. `configs`: trial configs to run instead of `spaces.spec.trial_configs(spec)` (same shape).
+    retries of a trial that failed with a transient error before it is recorded with status "error" (a deterministic
+    error is recorded at once). `rerun_errors`: train trials recorded as errors again. `configs`: trial configs to run
+    instead of `spaces.spec.trial_configs(spec)` (same shape). `verbose`: let Ray print to the terminal; by default
+    its output goes to a log file (`ray_log_path`) that the footer names.
+
+    Raises PreflightError (one line) before any trial starts and before anything is written to the store when a data
+    set cannot be read, the store is not writable or the Ray address does not answer.
     """
     t0 = time.monotonic()
     if configs is None:
@@ -287,17 +420,49 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     done = completed_trial_ids(store, sweep, statuses)
     pending = [c for c in configs if c["trial_id"] not in done]
     skipped = len(configs) - len(pending)
-    say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
-    say(f"[{sweep}] {len(configs)} trials: {skipped} already in the store {store}, {len(pending)} to run")
-
-    best = None
     if pending:
-        started = _init_ray(address, num_cpus)
+        preflight_local(pending, store, address)
+    say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
+    trials = f"{len(configs)} trial{'' if len(configs) == 1 else 's'}"
+    say(f"[{sweep}] {trials}: {skipped} already in the store {store}, {len(pending)} to run")
+
+    best, log_path = None, None
+    if pending:
+        run_name = f"{sweep}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        log_path = None if verbose else ray_log_path(store, run_name)
         try:
-            _check_feasible(pending, embedded=started and not (address or os.environ.get("RAY_ADDRESS")))
-            tracker = SweepProgress(store, sweep, len(configs), skipped, every_s=progress_every_s, enabled=progress)
+            best = _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
+                        progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose)  # fmt: skip
+        except PreflightError:
+            if log_path:  # nothing ran: leave no trace in the store
+                with contextlib.suppress(OSError):
+                    os.remove(log_path)
+                    os.rmdir(os.path.dirname(log_path))
+            raise
+
+    summary = _summarize(store, sweep, configs, skipped, time.monotonic() - t0, best)
+    summary.log_path = log_path
+    if progress:
+        print_footer(summary)
+    return summary
+
+
+def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
+         progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose):  # fmt: skip
+    """Start or join Ray, check the nodes, run the Tune experiment; return the best accuracy seen (or None)."""
+    with ray_output_to(log_path) as term:
+        started = _init_ray(address, num_cpus)
+        guard = None
+        try:
+            embedded = started and not (address or os.environ.get("RAY_ADDRESS"))
+            if not embedded:
+                check_nodes(pending)  # the data paths are the workers'
+            _check_feasible(pending, embedded=embedded, out=term)
+            guard_name = f"harness-guard-{sweep}-{uuid.uuid4().hex[:8]}"
+            guard = ray.remote(num_cpus=0)(DeterministicGuard).options(name=guard_name).remote()
+            tracker = SweepProgress(store, sweep, len(configs), skipped, every_s=progress_every_s, enabled=progress,
+                                    stream=term)  # fmt: skip
             local = "://" not in store
-            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             tuner = tune.Tuner(
                 tune.with_resources(_train, _placement),
                 param_space={
@@ -305,6 +470,7 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
                     "store": store,
                     "sweep": sweep,
                     "keep_checkpoints": keep_checkpoints,
+                    "guard": guard_name,
                 },  # fmt: skip
                 tune_config=tune.TuneConfig(
                     num_samples=1,
@@ -313,26 +479,22 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
                     trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
                 ),
                 run_config=tune.RunConfig(
-                    name=f"{sweep}-{stamp}",
+                    name=run_name,
                     # Tune's own experiment state sits next to the results (shared on a cluster) but outside the tables.
                     storage_path=os.path.join(store, "_tune") if local else f"{store.rstrip('/')}/_tune",
                     failure_config=tune.FailureConfig(max_failures=max_failures),
-                    verbose=0,
+                    verbose=1 if verbose else 0,
                     callbacks=[tracker],
                 ),
             )
             tuner.fit()
-            best = tracker.best_acc
+            return tracker.best_acc
         finally:
+            if guard is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(guard)
             if started:
-                import ray
-
                 ray.shutdown()
-
-    summary = _summarize(store, sweep, configs, skipped, time.monotonic() - t0, best)
-    if progress:
-        print_footer(summary)
-    return summary
 
 
 def _summarize(store: str, sweep: str, configs: list[dict], skipped: int, wall: float, best) -> SweepSummary:
@@ -354,9 +516,11 @@ def print_footer(summary: SweepSummary, stream=None) -> None:
     out = stream or sys.stdout
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items())) or "none"
     print(f"[{summary.sweep}] finished in {_fmt_duration(summary.wall_time_s)}: {counts}"
-          + (f"; {len(summary.missing)} trials have no row" if summary.missing else ""), file=out)  # fmt: skip
+          + (f"; {len(summary.missing)} trials not run (no row)" if summary.missing else ""), file=out)  # fmt: skip
     print(f"results: {summary.store}/trials/sweep={summary.sweep}/ and {summary.store}/epochs/sweep={summary.sweep}/ "
           "(schema: results/README.md)", file=out)  # fmt: skip
+    if summary.log_path:
+        print(f"Ray's output (banners, warnings, tracebacks of failed attempts): {summary.log_path}", file=out)
     print("query them with pandas:", file=out)
     print(f"    import pandas as pd; t = pd.read_parquet({summary.store + '/trials'!r}, "
           f"filters=[('sweep', '=', {summary.sweep!r})])", file=out)  # fmt: skip

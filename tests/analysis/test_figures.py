@@ -27,8 +27,27 @@ def test_winner_heatmap_has_budget_and_epoch_axes_and_a_category_legend(tmp_path
     text = svg_text(figures.winner_heatmap(res.grid, TITLE, tmp_path, "heat"))
     for label in ("parameter budget (parameters, M = 10^6)", "training epochs (epoch)", "0.04M", TITLE):
         assert label in text
-    for category in ("single", "deq", "weq", "dct", "all ensembles", "tie", "EST (per epoch)"):
-        assert f">{category}<" in text
+    drawn = set(res.grid["winner"])
+    assert ">EST (per epoch)<" in text
+    for category in ("single", "deq", "weq", "dct", "all ensembles", "tie"):
+        assert (f">{category}<" in text) == (category in drawn), category
+
+
+def test_winner_heatmap_legend_lists_only_what_is_drawn(tmp_path):
+    res, _ = est_and_trials()
+    grid = res.grid.assign(winner="single")  # the single network wins everywhere: no ensemble colour, no EST line
+    text = svg_text(figures.winner_heatmap(grid, TITLE, tmp_path, "heat"))
+    assert ">single<" in text
+    for absent in ("deq", "weq", "dct", "all ensembles", "tie", "EST (per epoch)"):
+        assert f">{absent}<" not in text
+
+
+def test_error_bars_of_the_classes_are_dodged_around_each_budget():
+    xs = [float(figures.dodge([10_000], i, 4)[0]) for i in range(4)]
+    assert xs == sorted(xs) and len(set(xs)) == 4  # side by side, in class order
+    assert abs(xs[0] * xs[3] - 10_000**2) < 1e-3 and abs(xs[1] * xs[2] - 10_000**2) < 1e-3  # centred (log axis)
+    assert xs[3] / xs[0] < 1.15  # still read as one budget
+    assert float(figures.dodge([10_000], 0, 1)[0]) == 10_000  # one class: on the budget
 
 
 def test_error_plot_shows_percent_error_per_class_and_members_mean(tmp_path):

@@ -49,6 +49,14 @@ def test_report_writes_the_page_figures_and_tables(partial_report):
     assert f"![winner heatmap — digits / resnet / k=2, fit=floor](figures/{SLUG}_winners.png)" in text
 
 
+def test_the_html_page_shows_the_dct_comparison_as_a_table(partial_report):
+    _, out = partial_report
+    page = (out / "index.html").read_text()
+    section = page.split("<h2>Divide and co-train comparison</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<table" in section and "| dataset" not in section
+    assert "<th>S</th>" in section
+
+
 def test_report_states_the_est_with_its_interval(partial_report):
     page, out = partial_report
     text = page.read_text()
@@ -111,3 +119,17 @@ def test_cli_report_writes_the_page(tmp_path, capsys):
     )
     assert "report written" in capsys.readouterr().out
     assert (tmp_path / "r" / "index.md").exists() and not (tmp_path / "r" / "index.html").exists()
+
+
+def test_the_cli_refuses_a_store_that_does_not_exist_and_lists_the_folder(tmp_path, capsys):
+    (tmp_path / "results" / "trials" / "sweep=digits").mkdir(parents=True)
+    assert main(["report", "--store", str(tmp_path / "resluts"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: no results store at {tmp_path / 'resluts'}; stores in {tmp_path}: results"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_cli_refuses_a_sweep_the_store_does_not_hold_and_lists_those_it_does(tmp_path, capsys):
+    write_store(tmp_path / "s", "demo", grid_trials(known_est_acc, BUDGETS[-2:], epochs=2))
+    assert main(["report", "--store", str(tmp_path / "s"), "--sweep", "dmeo", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: the store {tmp_path / 's'} holds no sweep 'dmeo'; it holds: demo"

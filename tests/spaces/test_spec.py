@@ -227,22 +227,30 @@ def test_dry_run_json_has_the_documented_keys(tmp_path):
         "params_member",
         "params_total",
         "budget",
-        "budget_deviation",
+        "budget_deviation_pct",
         "macs",
         "budget_depth",
         "budget_width",
     }
     assert [r["design_class"] for r in rows] == ["single", "deq", "weq", "dct"]
     assert all(required <= set(r) for r in rows)
+    assert [r["trials"] for r in rows] == [[0], [1], [2], [3]]  # the `python -m harness.trial --index` numbers
 
 
 def test_dry_run_table_prints_one_row_per_design(tmp_path):
     result = run_cli("--spec", str(write(tmp_path, MINIMAL)), "--dry-run")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "4 design points x 1 seeds = 4 trials" in lines[0]
-    assert lines[1].split()[:3] == ["class", "family", "depth"]
-    assert [line.split()[0] for line in lines[3:]] == ["single", "deq", "weq", "dct"]
+    assert "4 design points x 1 seed = 4 trials" in lines[0]
+    assert lines[1].split()[:4] == ["trials", "class", "family", "depth"]
+    assert [line.split()[:2] for line in lines[3:]] == [["0", "single"], ["1", "deq"], ["2", "weq"], ["3", "dct"]]
+
+
+def test_dry_run_table_numbers_each_design_points_trials_as_harness_trial_does(tmp_path):
+    result = run_cli("--spec", str(write(tmp_path, MINIMAL)), "--set", "seeds=[0, 1]", "--dry-run")
+    lines = result.stdout.splitlines()
+    assert "4 design points x 2 seeds = 8 trials" in lines[0]
+    assert [line.split()[0] for line in lines[3:]] == ["0-1", "2-3", "4-5", "6-7"]
 
 
 def test_cudnn_benchmark_is_on_unless_the_recipe_turns_it_off():

@@ -21,11 +21,13 @@ def tiny_spec(*overrides: str):
     return load_spec("digits", [*base, *overrides])
 
 
-def failing_config(config: dict, root: str) -> dict:
-    """Return a copy of `config` that fails in run_trial (CIFAR-10 asked for in an empty folder), with its own id."""
+def refused_config(config: dict, n: int) -> dict:
+    """Return a copy of `config` with its own id whose data set the trial refuses every time (a test fraction of 2,
+    which scikit-learn's split rejects with a ValueError subclass): an invalid config that slipped past the spec."""
     bad = copy.deepcopy(config)
-    bad["dataset"].update(name="cifar10", root=root, in_chans=3, image_size=32)
-    bad["trial_id"] = "badbadbadbadbad0"
+    bad.pop("test_fail_first_attempt", None)
+    bad["dataset"]["test_fraction"] = 2.0
+    bad["trial_id"] = f"refused{n:09d}"
     return bad
 
 

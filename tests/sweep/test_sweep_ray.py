@@ -9,17 +9,18 @@ import pandas as pd
 import pytest
 
 from analysis.store import load_epochs, load_trials
-from harness.sweep import run_sweep, trial_resources
-from tests.sweep.conftest import failing_config, tiny_spec
+from harness.sweep import TEST_FAIL_FIRST_ATTEMPT, run_sweep, trial_resources
+from tests.sweep.conftest import refused_config, tiny_spec
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def swept(ray_local, tmp_path_factory):
-    """Run 4 real trials (single + weq at two budgets, 2 epochs) plus one that always fails; return what we saw.
+    """Run 4 real trials (single + weq at two budgets, 2 epochs), the first of which fails once with a test-only
+    transient error, plus 4 trials whose data set config the trial refuses (a deterministic error); return what we saw.
 
-    The failing trial goes first so that its retries overlap the good trials on the 2 CPUs."""
+    The failing trials go first so that they overlap the good trials on the 2 CPUs."""
     import io
     from contextlib import redirect_stdout
 
@@ -28,10 +29,11 @@ def swept(ray_local, tmp_path_factory):
     store = str(tmp_path_factory.mktemp("sweep") / "store")
     spec = tiny_spec('classes=["single","weq"]', "epochs=2")
     good = trial_configs(spec)
-    bad = failing_config(good[0], str(tmp_path_factory.mktemp("no-cifar-here")))
+    good[0][TEST_FAIL_FIRST_ATTEMPT] = str(tmp_path_factory.mktemp("markers"))
+    bad = [refused_config(good[0], i) for i in range(4)]
     out = io.StringIO()
     with redirect_stdout(out):
-        summary = run_sweep(spec, store=store, configs=[bad, *good], max_failures=1, progress_every_s=1)
+        summary = run_sweep(spec, store=store, configs=[*bad, *good], max_failures=1, progress_every_s=1)
     return {"store": store, "spec": spec, "good": good, "bad": bad, "summary": summary, "out": out.getvalue()}
 
 
@@ -41,11 +43,17 @@ def test_trial_resources_are_whole_gpus_unless_fractional():
     assert trial_resources({"resources": {"cpus": 1, "gpus": 0}}) == {"CPU": 1.0, "GPU": 0.0}
 
 
-def test_every_trial_has_exactly_one_row_and_its_epochs(swept):
+def _recorded_bad(swept) -> list[str]:
+    ids = {c["trial_id"] for c in swept["bad"]}
+    return sorted(set(load_trials(swept["store"])["trial_id"]) & ids)
+
+
+def test_every_trial_that_ran_has_exactly_one_row_and_its_epochs(swept):
     store, good = swept["store"], swept["good"]
-    assert swept["summary"].total == 5 and swept["summary"].statuses == {"ok": 4, "error": 1}
+    recorded = _recorded_bad(swept)
+    assert swept["summary"].total == 8 and swept["summary"].statuses == {"ok": 4, "error": len(recorded)}
     trials = pd.read_parquet(os.path.join(store, "trials"))
-    assert sorted(trials["trial_id"]) == sorted(c["trial_id"] for c in [*good, swept["bad"]])
+    assert sorted(trials["trial_id"]) == sorted([c["trial_id"] for c in good] + recorded)
     ok = trials[trials["status"] == "ok"]
     assert ((ok["final_acc"] > 0) & (ok["final_acc"] <= 1)).all() and (ok["epochs_done"] == 2).all()
     epochs = load_epochs(store, sweep="digits")
@@ -64,22 +72,51 @@ def test_duckdb_reads_the_sweep_store(swept):
     assert n == 4
 
 
-def test_progress_is_printed_as_plain_lines_with_the_pandas_example(swept):
-    out = swept["out"]
-    assert "5/5 done (ok 4, diverged 0, error 1)" in out
+def test_progress_is_printed_as_plain_lines_with_the_pandas_example_and_no_traceback(swept):
+    out, n_err = swept["out"], len(_recorded_bad(swept))
+    assert f"8/8 done (ok 4, diverged 0, error {n_err}, not run {4 - n_err})" in out
     assert "best acc 0." in out and "pd.read_parquet(" in out and "\x1b" not in out
+    assert "Traceback" not in out and "Configuration for experiment" not in out
+    assert f"Ray's output (banners, warnings, tracebacks of failed attempts): {swept['summary'].log_path}" in out
+    assert os.path.exists(swept["summary"].log_path)
 
 
-def test_a_failing_trial_is_retried_then_recorded_as_error_with_its_text(swept):
-    bad = swept["bad"]["trial_id"]
-    row = load_trials(swept["store"]).set_index("trial_id").loc[bad]
-    assert row["status"] == "error" and "cifar10 not found" in row["error"]
-    assert f"trial {bad} failed (attempt 1); retrying" in swept["out"] and "error after 2 attempt(s)" in swept["out"]
+def test_a_deterministic_error_is_recorded_at_once_without_retries(swept):
+    recorded, out = _recorded_bad(swept), swept["out"]
+    assert 2 <= len(recorded) <= 3  # two failures stop the data set; a third may already have been running
+    rows = load_trials(swept["store"]).set_index("trial_id").loc[recorded]
+    assert (rows["status"] == "error").all() and rows["error"].str.contains("test_size").all()
+    for trial_id in recorded:
+        assert f"trial {trial_id} single k=1 resnet-14 w=8 seed=0: error (not retried, it would recur): " in out
+        assert f"trial {trial_id} failed (attempt" not in out
+
+
+def test_a_data_set_whose_trials_all_fail_alike_is_stopped_and_its_other_trials_do_not_run(swept):
+    not_run = sorted({c["trial_id"] for c in swept["bad"]} - set(_recorded_bad(swept)))
+    assert not_run and sorted(swept["summary"].missing) == not_run
+    assert "stopping data set digits at " in swept["out"]
+    assert ": 2 of its trials failed with the same error, none succeeded; its other trials are not run" in swept["out"]
+    assert all(f"trial {t} single k=1 resnet-14 w=8 seed=0: not run" in swept["out"] for t in not_run)
+
+
+def test_a_transient_error_is_retried_and_the_trial_then_succeeds(swept):
+    first = swept["good"][0]["trial_id"]
+    assert f"trial {first} failed (attempt 1); retrying: " in swept["out"]
+    assert "injected failure on the first attempt (test only)" in swept["out"]
+    row = load_trials(swept["store"]).set_index("trial_id").loc[first]
+    assert row["status"] == "ok" and row["epochs_done"] == 2
+
+
+def test_cpu_trials_record_the_share_of_the_node_they_had(swept):
+    ok = load_trials(swept["store"], status="ok")
+    assert ok["device_shared"].all()
+    assert (ok["device_share"] == "1 of 2 CPUs (up to 2 trials at once on the node)").all()
 
 
 def test_a_rerun_skips_completed_trials_and_trains_nothing(swept):
     store = swept["store"]
+    recorded = [c for c in swept["bad"] if c["trial_id"] in _recorded_bad(swept)]
     before = dict(load_trials(store)[["trial_id", "written_at"]].values)
-    again = run_sweep(swept["spec"], store=store, configs=[*swept["good"], swept["bad"]], progress=False)
-    assert again.skipped == 5 and again.statuses == {"ok": 4, "error": 1}
+    again = run_sweep(swept["spec"], store=store, configs=[*swept["good"], *recorded], progress=False)
+    assert again.skipped == 4 + len(recorded) and again.statuses == {"ok": 4, "error": len(recorded)}
     assert dict(load_trials(store)[["trial_id", "written_at"]].values) == before
