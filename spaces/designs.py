@@ -257,6 +257,7 @@ def ensemble_for(
             depth, _ = fit_depth(family, width, depth, per_member, shape, options, fit)
         elif design_class == "dct":
             fam = get_family(family)
+            options.update(fam.divided_options(width, members))
             width = fam.divide_width(width, members)
             if divide_regularization:
                 options = fam.divide_regularization(options, members)

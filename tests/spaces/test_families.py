@@ -405,3 +405,58 @@ def test_shake_shake_mixes_forward_with_alpha_and_splits_gradient_with_independe
 
 def test_shake_shake_in_eval_averages_the_branches():
     assert torch.equal(shake_shake(torch.zeros(2, 2), torch.full((2, 2), 4.0), training=False), torch.full((2, 2), 2.0))
+
+
+# --- numbers of the papers: SE reduction, option-A shortcuts, PyramidNet division, More-or-Less DenseNet ----------
+
+
+@pytest.mark.parametrize(("depth", "published"), [(110, 1.69e6), (164, 2.51e6)])
+def test_se_resnet_on_cifar100_matches_dct_table_2(depth, published):
+    # Divide and Co-training, Table 2: SE-ResNet-110 1.69M, SE-ResNet-164 2.51M (SE reduction 4, as its code on CIFAR).
+    assert round(count_params("se_resnet_bottleneck", depth, 16, 100), -4) == published
+
+
+def test_se_reduction_stays_4_in_a_divided_member():
+    model = _meta("se_resnet_bottleneck", 164, get_family("se_resnet_bottleneck").divide_width(16, 2))
+    se = model.layers[0].se
+    assert se.fc1.in_channels // se.fc1.out_channels == 4
+
+
+@pytest.mark.parametrize(("depth", "width", "published"), [(38, 32, 2.24e6), (26, 48, 3.28e6), (38, 48, 5.03e6)])
+def test_option_a_resnet_matches_the_more_or_less_appendix_totals(depth, width, published):
+    # More or Less, appendix (k = 4 tables): ResNet (depth 38, width 32) 2.24M, (26, 48) 3.28M, (38, 48) 5.03M.
+    assert round(count_params("resnet", depth, width, 10, options={"shortcut": "A"}), -4) == published
+
+
+def test_option_a_shortcut_has_no_parameters_and_zero_pads_the_strided_input():
+    torch.manual_seed(0)
+    model = create_model("resnet", 8, 4, num_classes=3, shortcut="A")
+    block = model.layers[1]  # first block of stage two: stride 2, 4 -> 8 channels
+    x = torch.randn(2, 4, 8, 8)
+    out = block.shortcut(x)
+    assert sum(p.numel() for p in block.shortcut.parameters()) == 0
+    assert torch.equal(out[:, 2:6], x[:, :, ::2, ::2])
+    assert out[:, :2].abs().sum() == 0 and out[:, 6:].abs().sum() == 0
+
+
+def test_option_b_is_the_default_cifar_resnet_shortcut():
+    assert count_params("resnet", 38, 32, 10) == count_params("resnet", 38, 32, 10, options={"shortcut": "B"})
+
+
+def test_pyramidnet_272_divided_by_2_uses_the_unrounded_rate_and_totals_28_87m():
+    from spaces.designs import Shape, ensemble_for, single_at
+
+    single = single_at("pyramidnet", 272, 200, Shape(100, 3, 32), {}, "floor")
+    member = ensemble_for(single, "dct", 2)
+    assert member.family_args["exact_alpha"] == pytest.approx(200 / math.sqrt(2))
+    assert round(member.params_total, -4) == 28.87e6  # DCT Table 2; rounding alpha to 141 gave 28.72M
+
+
+def test_densenet_with_a_24_channel_stem_and_compression_1_is_densenet_b():
+    # The More-or-Less code's DenseNet: a fixed 24-channel stem, transitions that keep every channel.
+    model = _meta("densenet_bc", 40, 12, stem_channels=24, compression=1.0)
+    transitions = [m for m in model.features if type(m).__name__ == "Transition"]
+    assert model.stem.out_channels == 24
+    assert [(t.conv.in_channels, t.conv.out_channels) for t in transitions] == [(24 + 6 * 12,) * 2, (24 + 12 * 12,) * 2]
+    assert model.features[0].conv1.out_channels == 4 * 12  # 4 x growth bottleneck
+    assert sum(type(m).__name__ == "DenseLayer" for m in model.features) == 3 * (40 - 4) // 6
