@@ -57,6 +57,19 @@ def test_one_coop_loss_gives_gradients_to_all_three_networks_and_the_mask_logits
     assert leader.fc.weight.grad.abs().sum() > 0
 
 
+
+def test_in_the_coop_loss_the_leader_learns_from_the_labels_only():
+    # Cooperative learning, Eq. 18: the leader's output is a detached target of the teammates' KL terms.
+    torch.manual_seed(0)
+    mates = [DepthMaskedNet(create_model("resnet", 14, 4, num_classes=10, in_chans=1)) for _ in range(2)]
+    leader = create_model("resnet", 14, 4, num_classes=10, in_chans=1)
+    x, y = torch.randn(8, 1, 16, 16), torch.randint(0, 10, (8,))
+    coop_loss(mates, leader, x, y, [1.0, 0.5], 1.0, torch.Generator().manual_seed(0)).backward()
+    full = [p.grad.clone() for p in leader.parameters()]
+    leader.zero_grad()
+    torch.nn.functional.cross_entropy(leader(x), y).backward()
+    assert all(torch.allclose(g, p.grad, atol=1e-6) for g, p in zip(full, leader.parameters(), strict=True))
+
 def test_coop_trial_learns_digits_and_reports_each_epoch_then_the_final_record(coop_run):
     config, result, got = coop_run
     assert [r["kind"] for r in got] == ["epoch", "epoch", "final"]
