@@ -8,6 +8,10 @@ Bottleneck blocks expand by 4. SE-ResNet adds squeeze-and-excitation with reduct
 Divide-and-Co-train reference does on CIFAR (its Table 2: SE-ResNet-110 1.69M, SE-ResNet-164 2.51M on CIFAR-100);
 the reduction is not divided.
 
+`resnet_bottleneck_4stage`: the bottleneck ResNet-50/101/152 stage layout of ImageNet ([3, 4, 6, 3], [3, 4, 23, 3],
+[3, 8, 36, 3] blocks, planes [w, 2w, 4w, 8w] at strides 1, 2, 2, 2, w = 64) with the CIFAR 3x3 stem (no max-pool):
+the ResNet-152 backbone of the cooperative-learning paper on CIFAR (its section 5.1).
+
 Division rule (Divide-and-Co-train): the base width is divided by sqrt(S) and rounded to an even channel count,
 which reproduces the reference table 16 -> 12 (S=2) -> 8 (S=4) -> 6 (S=8) -> 4 (S=16).
 """
@@ -117,17 +121,20 @@ class CifarResNet(nn.Module):
         se: bool = False,
         drop_rate: float = 0.0,
         shortcut: str = "B",
+        stage_blocks: tuple[int, ...] | None = None,
     ):
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut {shortcut!r}: allowed {', '.join(SHORTCUTS)}")
         per_block = 2 if block is BasicBlock else 3
-        n = (depth - 2) // (3 * per_block)
+        # Three stages of n blocks (depth 6n+2 / 9n+2) unless the stages are given (the four-stage layout).
+        stage_blocks = stage_blocks or (((depth - 2) // (3 * per_block),) * 3)
         self.stem = nn.Sequential(
             nn.Conv2d(in_chans, base_width, 3, 1, 1, bias=False), nn.BatchNorm2d(base_width), nn.ReLU(inplace=True)
         )
         layers, in_ch = [], base_width
-        for stage, planes in enumerate((base_width, 2 * base_width, 4 * base_width)):
+        for stage, n in enumerate(stage_blocks):
+            planes = base_width * 2**stage
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
                 layers.append(block(in_ch, planes, stride, se, shortcut))
@@ -160,6 +167,36 @@ def _builder(block, se):
 
     return build
 
+
+FOUR_STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def build_resnet_bottleneck_4stage(depth, width, num_classes=10, in_chans=3, drop_rate=0.0, shortcut="B"):
+    """Return the four-stage bottleneck ResNet-depth (50, 101, 152) with base width `width` and a CIFAR stem."""
+    return CifarResNet(
+        Bottleneck, depth, width, num_classes, in_chans, drop_rate=drop_rate, shortcut=shortcut,
+        stage_blocks=FOUR_STAGE_BLOCKS[depth],
+    )  # fmt: skip
+
+
+register_family(
+    Family(
+        name="resnet_bottleneck_4stage",
+        builder=build_resnet_bottleneck_4stage,
+        width_knob="base_width",
+        default_depth=152,
+        default_width=64,
+        divide_width=divide_base_width,
+        depths=tuple(FOUR_STAGE_BLOCKS),
+        min_width=2,
+        input_size=32,
+        num_classes=10,
+        options={"drop_rate": 0.0},
+        regularization=("drop_rate",),
+        option_rules={"shortcut": _shortcut_rule},
+        description="CIFAR-stem bottleneck ResNet-50/101/152 with ImageNet's four stages (coop's ResNet-152)",
+    )
+)
 
 for _name, _block, _se, _step, _depth in (
     ("resnet", BasicBlock, False, 6, 110),

@@ -123,3 +123,13 @@ def test_a_killed_coop_trial_resumes_to_the_uninterrupted_result(coop_run, tmp_p
     assert [[s[k] for k in grid] for s in resumed["final"]["subnets"]] == [
         [s[k] for k in grid] for s in uninterrupted["final"]["subnets"]
     ]
+
+
+def test_with_the_papers_scales_an_epoch_trains_1_0_and_0_2_and_two_of_0_3_to_0_9():
+    # Cooperative learning, section 5.1; the coop_cifar100 preset's scales.
+    gen = torch.Generator().manual_seed(0)
+    scales = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    draws = [epoch_scales(scales, gen) for _ in range(50)]
+    assert all(d[0] == 1.0 and d[-1] == 0.2 and len(d) == 4 for d in draws)
+    middle = {s for d in draws for s in d[1:3]}
+    assert middle == {0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}

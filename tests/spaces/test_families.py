@@ -460,3 +460,15 @@ def test_densenet_with_a_24_channel_stem_and_compression_1_is_densenet_b():
     assert [(t.conv.in_channels, t.conv.out_channels) for t in transitions] == [(24 + 6 * 12,) * 2, (24 + 12 * 12,) * 2]
     assert model.features[0].conv1.out_channels == 4 * 12  # 4 x growth bottleneck
     assert sum(type(m).__name__ == "DenseLayer" for m in model.features) == 3 * (40 - 4) // 6
+
+
+def test_cifar_stem_resnet_152_has_four_stages_of_3_8_36_3_bottlenecks_and_46_skippable_blocks():
+    # Cooperative learning, section 5.1: ResNet-152 (bottleneck, [3, 8, 36, 3]) with a CIFAR 3x3 stem.
+    from spaces.families.depthmask import skippable_blocks
+
+    model = _meta("resnet_bottleneck_4stage", 152, 64, num_classes=10)
+    assert model.stem[0].kernel_size == (3, 3) and model.stem[0].stride == (1, 1)
+    widths = [block.conv1.out_channels for block in model.layers]
+    assert [widths.count(w) for w in (64, 128, 256, 512)] == [3, 8, 36, 3]
+    assert len(skippable_blocks(model)) == 50 - 4
+    assert count_params("resnet_bottleneck_4stage", 152, 64, 10) == pytest.approx(58.16e6, rel=1e-3)
