@@ -12,7 +12,8 @@ F.kl_div(log p, q) (the distillation direction: the detached target q, the train
   where sub_t,s runs the Gumbel top-k straight-through block mask of t's logits (k = max(1, round(s * blocks)));
 - between the teammates, at every sampled factor (1.0 included): KL(B_s.detach() || A_s) + KL(A_s.detach() || B_s),
   i.e. symmetric, each teammate towards the other's detached output (deep mutual learning);
-- the leader: CE(leader, y) + KL(full_A.detach() || leader) + KL(full_B.detach() || leader).
+- the leader (paper Eq. 18, `harness.losses.leader_loss`): CE(leader, y) + KL(leader.detach() || full_A) +
+  KL(leader.detach() || full_B): the leader learns from the labels only, the full teammates learn toward it.
 
 One backward of the sum and ONE optimizer step over all three networks and the mask logits. Mask logits get no
 weight decay (they are neither conv nor linear weights). BatchNorm running statistics follow the full networks: the
@@ -39,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness import measure
 from harness.data import TrialData, load_data
+from harness.losses import leader_loss
 from harness.mutual import batch1_latency_ms, subnet_accuracy
 from harness.trial import (
     build_members,
@@ -114,11 +116,7 @@ def coop_loss(
         a, b = outputs
         for s in a:
             loss = loss + kl_to(b[s], a[s]) + kl_to(a[s], b[s])
-    lead = leader(x)
-    loss = loss + F.cross_entropy(lead.float(), y, label_smoothing=label_smoothing)
-    for out in outputs:
-        loss = loss + kl_to(out[1.0], lead)
-    return loss
+    return loss + leader_loss(leader(x), [out[1.0] for out in outputs], y, label_smoothing)
 
 
 def train_one_epoch_coop(

@@ -484,6 +484,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         member_views=k if recipe["member_views"] else 1,
         batch_size=recipe["batch_size"],
         eval_batch_size=recipe["eval_batch_size"],
+        augment=recipe,
     )
     views = make_views(recipe, data)
     gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "views"))

@@ -3,8 +3,9 @@
 `coop` (cooperative depth-adaptive training: two teammates and a leader of the single network's shape).
 
 Budgets are exact parameter counts of instantiated models (see `spaces.counting`). `fit="floor"` takes the largest
-member that keeps k members within the budget (the papers' rule); `fit="nearest"` takes the member whose total is
-closest to the budget (what the public More-or-Less code did), so it may exceed the budget.
+member that keeps k members within the budget (the papers' rule); `fit="nearest"` takes the member E whose k copies
+come closest to the budget B relative to the ensemble, the smallest |1 - B / (k |E|)| with ties to the smaller member
+(what the public More-or-Less code did), so it may exceed the budget.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def _pick(candidates: list[tuple[int, int]], target: float, fit: str) -> tuple[i
         return below[-1] if below else None
     above = [c for c in candidates if c[1] > target]
     near = ([below[-1]] if below else []) + ([above[0]] if above else [])
-    # A tie goes to the member under the budget.
-    return min(near, key=lambda c: (abs(c[1] - target), c[1] > target)) if near else None
+    # More-or-Less: the smallest |1 - target / params| (target = B / k per member); a tie goes to the smaller member.
+    return min(near, key=lambda c: (abs(1 - target / c[1]), c[1])) if near else None
 
 
 def _floor_index(params_at, guess: int, lo: int, hi: int | None, budget: float) -> int:
@@ -237,26 +238,29 @@ def coop_for(single: DesignPoint) -> DesignPoint:
 
 
 def ensemble_for(
-    single: DesignPoint, design_class: str, members: int, divide_regularization: bool = True
+    single: DesignPoint, design_class: str, members: int, divide_regularization: bool = True, rule: str | None = None
 ) -> DesignPoint:
     """Return the `design_class` ensemble of `members` networks under the budget that `single` defines.
 
-    deq keeps the depth and fits the width; weq keeps the width and fits the depth; dct divides the width by the
-    family's division rule (and, if asked, the regularization probabilities by sqrt(members)).
+    deq keeps the depth and fits the width; weq keeps the width and fits the depth, both by the fit rule `rule`
+    (default `single.fit`; the design's `fit` label stays `single.fit`, the sweep's rule); dct divides the width by
+    the family's division rule (and, if asked, the regularization probabilities by sqrt(members)).
     Raises BudgetError naming the class and budget when no valid member fits.
     """
     family, shape, fit = single.family, Shape(single.num_classes, single.in_chans, single.image_size), single.fit
+    rule = rule or fit
     options = dict(single.family_args)
     per_member = single.budget / members
     depth, width = single.depth, single.width
     try:
         if design_class == "deq":
             guess = round(width * math.sqrt(per_member / single.params_member))
-            width, _ = fit_width(family, depth, per_member, shape, options, fit, guess=guess)
+            width, _ = fit_width(family, depth, per_member, shape, options, rule, guess=guess)
         elif design_class == "weq":
-            depth, _ = fit_depth(family, width, depth, per_member, shape, options, fit)
+            depth, _ = fit_depth(family, width, depth, per_member, shape, options, rule)
         elif design_class == "dct":
             fam = get_family(family)
+            options.update(fam.divided_options(width, members))
             width = fam.divide_width(width, members)
             if divide_regularization:
                 options = fam.divide_regularization(options, members)
