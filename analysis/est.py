@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-ENSEMBLE_CLASSES = ("deq", "weq", "dct")
-CLASS_ORDER = ("single", "deq", "weq", "dct")
-CATEGORIES = ("single", "deq", "weq", "dct", "all ensembles", "tie")
+from spaces.classes import ENSEMBLE_CLASSES, FIXED_CLASSES
+
+# The classes EST compares, in a fixed order (ties in the mean go to the earlier one).
+CLASS_ORDER = FIXED_CLASSES
 MISSING = "missing"
-WIN_CATEGORIES = ("deq", "weq", "dct", "all ensembles")
+WIN_CATEGORIES = (*ENSEMBLE_CLASSES, "all ensembles")
 TIE_RULES = ("std", "ci95")
 GROUP_KEYS = ["dataset", "family", "k", "fit"]
 
@@ -201,8 +202,9 @@ def _decide(cell: pd.DataFrame) -> dict:
 def winner_grid(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Return (grid, stats, notes): one grid row per (dataset, family, k, fit, budget, epoch).
 
-    grid columns: GROUP_KEYS, budget, epoch, winner (one of CATEGORIES or "missing"), best_class, ensembles_win,
-    n_seeds_min/max, assessable, classes, single_mean_acc, best_ensemble, best_ensemble_mean_acc (fractions),
+    grid columns: GROUP_KEYS, budget, epoch, winner (a class of CLASS_ORDER, "all ensembles", "tie" or "missing"),
+    best_class, ensembles_win, n_seeds_min/max, assessable, classes, single_mean_acc, best_ensemble,
+    best_ensemble_mean_acc (fractions),
     margin_pp (best ensemble minus single, percentage points), noise_pp (sum of the two half-widths, pp).
     stats is `cell_stats`'s table.
     """

@@ -12,14 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from spaces.classes import ENSEMBLE_CLASSES
 from spaces.counting import count_params, forward_macs
 from spaces.families import get_family
 
-DESIGN_CLASSES = ("single", "deq", "weq", "dct", "mutual", "coop")
-# The fixed designs (one trained network per member); `mutual` is one slimmable network serving many sub-networks,
-# `coop` trains three networks (two depth-adaptive teammates and a leader) whose sub-networks are the candidates.
-FIXED_CLASSES = ("single", "deq", "weq", "dct")
-ENSEMBLE_CLASSES = ("deq", "weq", "dct")
 FIT_RULES = ("floor", "nearest")
 
 

@@ -29,20 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spaces import designs as design_builders
+from spaces.classes import CLASSES, DESIGN_CLASSES, FIXED_CLASSES
 from spaces.datasets import DATASETS
-from spaces.designs import (
-    DESIGN_CLASSES,
-    FIT_RULES,
-    FIXED_CLASSES,
-    BudgetError,
-    DesignPoint,
-    Shape,
-    coop_for,
-    ensemble_for,
-    mutual_for,
-    single_at,
-    single_for_budget,
-)
+from spaces.designs import FIT_RULES, BudgetError, DesignPoint, Shape, single_at, single_for_budget
 from spaces.families import get_family, list_families
 from spaces.families.depthmask import DEPTH_MASKABLE_FAMILIES
 from spaces.families.slimmable import SLIMMABLE_FAMILIES
@@ -53,12 +43,8 @@ DEFAULT_PRESET = "digits"
 # Divide-and-Co-train trains members on their own views with a JS co-training loss; More-or-Less trained members
 # independently on one view. Reference run length for scaling the co-training warm-up: DCT's 300 CIFAR epochs.
 CLASS_DEFAULTS = {
-    "single": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "deq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "weq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
+    **{cls: {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False} for cls in DESIGN_CLASSES},
     "dct": {"lambda_cot": 0.5, "member_views": True, "divide_regularization": True},
-    "mutual": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "coop": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
 }
 COT_WARMUP_REFERENCE = (40, 300)  # 40 warm-up epochs in a 300-epoch run
 
@@ -529,7 +515,8 @@ def _validate(raw: dict) -> dict:
 
 def _check_compile(data: dict) -> None:
     """Raise SpecError when a class's effective (compile, compile_backend) cannot run: a mode other than "default"
-    with a non-inductor backend, or any compilation for an adaptive class (ADAPTIVE_CLASSES; they train eagerly)."""
+    with a non-inductor backend, or any compilation for an adaptive class (one with sub-networks in
+    `spaces.classes`; they train eagerly)."""
     raw = data["_raw_recipe"]
     for cls in data["classes"]:
         table = raw.get(cls, {})
@@ -538,16 +525,16 @@ def _check_compile(data: dict) -> None:
         key = f"recipe.{cls}.compile" if "compile" in table else "recipe.compile"
         if mode == "off":
             continue
-        if cls in ADAPTIVE_CLASSES:
+        if CLASSES[cls].subnet_kind is not None:
             raise _fail(key, mode, f'{cls} trials run eagerly; set recipe.{cls}.compile = "off"')
         if backend != "inductor" and mode != "default":
             raise _fail(key, mode, f'backend {backend!r} has no modes; use "default" (modes are inductor\'s)')
 
 
-# Classes that train one adaptive network at a single's budget: (families that support it, what those are, design).
-ADAPTIVE_CLASSES = {
-    "mutual": (SLIMMABLE_FAMILIES, "slimmable", mutual_for),
-    "coop": (DEPTH_MASKABLE_FAMILIES, "depth-maskable", coop_for),
+# Classes that only some families support: (those families, what they are).
+SUPPORTED_FAMILIES = {
+    "mutual": (SLIMMABLE_FAMILIES, "slimmable"),
+    "coop": (DEPTH_MASKABLE_FAMILIES, "depth-maskable"),
 }
 
 
@@ -576,23 +563,25 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
             ]
         for single in singles:
             for cls in data["classes"]:
-                if cls == "single":
+                if cls == "single":  # the class that defines the budget
                     designs.append(single)
                     continue
-                if cls in ADAPTIVE_CLASSES:
-                    families, kind, design_for = ADAPTIVE_CLASSES[cls]
+                design_for = getattr(design_builders, CLASSES[cls].builder)
+                if cls in SUPPORTED_FAMILIES:
+                    families, kind = SUPPORTED_FAMILIES[cls]
                     if fam["name"] not in families:
                         raise _fail(
                             "classes",
                             data["classes"],
                             f"{cls!r} needs a {kind} family ({', '.join(families)}); families.{i} is {fam['name']!r}",
                         )
+                if not CLASSES[cls].ensemble:
                     designs.append(design_for(single))
                     continue
                 for k in data["members"]:
                     divide = _resolve_recipe(data, cls, k)["divide_regularization"]
                     try:
-                        designs.append(ensemble_for(single, cls, k, divide_regularization=divide))
+                        designs.append(design_for(single, cls, k, divide_regularization=divide))
                     except BudgetError as err:
                         if not data["skip_unfit"]:
                             raise SpecError(
