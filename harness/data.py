@@ -264,3 +264,13 @@ def _load_image_folder(dataset: dict, root: str, member_views: int, batch_size: 
         train_loader=train_loader,
         test_loader=test_loader,
     )
+
+
+def test_batches(data: TrialData, batch_size: int, device: torch.device):
+    """Yield normalized (inputs, labels) test batches in a fixed order."""
+    if data.loader:
+        for x, y in data.test_loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return
+    for start in range(0, data.num_test, batch_size):
+        yield data.test_x[start : start + batch_size], data.test_y[start : start + batch_size]

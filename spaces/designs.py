@@ -217,14 +217,15 @@ def single_for_budget(family: str, depth: int, budget: int, shape: Shape, option
 
 def mutual_for(single: DesignPoint) -> DesignPoint:
     """Return the MutualNet design at `single`'s budget: one slimmable network of the same depth and width
-    (members 1) whose sub-networks of smaller width and input resolution share its weights (harness/mutual.py)."""
+    (members 1) whose sub-networks of smaller width and input resolution share its weights (harness/kinds/mutual.py)."""
     return replace(single, design_class="mutual")
 
 
 def coop_for(single: DesignPoint) -> DesignPoint:
     """Return the cooperative depth-adaptive design at `single`'s point: three networks of its family, depth and width
-    (two teammates and a leader, harness/coop.py), so members 3 and params_total / macs are three times the single's
-    (what training costs; a deployed sub-network runs one teammate's selected blocks, see the subnets table)."""
+    (two teammates and a leader, harness/kinds/coop.py), so members 3 and params_total / macs are three times the
+    single's (what training costs; a deployed sub-network runs one teammate's selected blocks, see the subnets
+    table)."""
     total = 3 * single.params_member
     deviation = round(100.0 * (total - single.budget) / single.budget, 3)
     return replace(
