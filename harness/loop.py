@@ -11,6 +11,7 @@ batch's forward and backward, the per-epoch evaluation, extra FINAL fields (sub-
 line in `spaces/classes.py` and one kind file; this loop does not change. A toy example:
 
     # harness/kinds/toy.py -- one network trained on plain cross-entropy
+    import torch
     import torch.nn.functional as F
     from harness.kinds.base import TrialKind, register_kind
     from harness.networks import build_members, evaluate, make_optimizer
@@ -29,12 +30,13 @@ line in `spaces/classes.py` and one kind file; this loop does not change. A toy 
 
         def evaluate(self):
             s = self.setup
-            return evaluate(self.models, s.data, "logits", 512, s.device, s.amp, torch.contiguous_format)
+            bs = s.recipe["eval_batch_size"]
+            return evaluate(self.models, s.data, "logits", bs, s.device, s.amp, torch.contiguous_format)
 
     register_kind("toy", ToyKind)
 
     # spaces/classes.py, in CLASSES (and `from harness.kinds import toy` in harness/kinds/__init__.py):
-    DesignClass("toy", False, "mutual_for", "toy", None, "#17becf"),
+    DesignClass("toy", False, "same_network_for", "toy", None, "#17becf"),
 
 Decisions that are visible in the numbers:
 - The learning rate is stepped **per iteration**: cosine decays smoothly over all iterations after a linear warm-up

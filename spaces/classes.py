@@ -40,7 +40,7 @@ CLASSES: dict[str, DesignClass] = {
         DesignClass("deq", True, "ensemble_for", "fixed", None, "#ff7f0e"),
         DesignClass("weq", True, "ensemble_for", "fixed", None, "#2ca02c"),
         DesignClass("dct", True, "ensemble_for", "fixed", None, "#d62728"),
-        DesignClass("mutual", False, "mutual_for", "mutual", "width_resolution", "#9467bd"),
+        DesignClass("mutual", False, "same_network_for", "mutual", "width_resolution", "#9467bd"),
         DesignClass("coop", False, "coop_for", "coop", "depth", "#8c564b"),
     )
 }

@@ -576,7 +576,7 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
                             f"{cls!r} needs a {kind} family ({', '.join(families)}); families.{i} is {fam['name']!r}",
                         )
                 if not CLASSES[cls].ensemble:
-                    designs.append(design_for(single))
+                    designs.append(design_for(single, cls))
                     continue
                 for k in data["members"]:
                     divide = _resolve_recipe(data, cls, k)["divide_regularization"]
