@@ -22,8 +22,6 @@ import torch.nn.functional as F
 
 from spaces.datasets import DATASETS
 
-SMALL_IMAGE_SETS = ("digits", "cifar10", "cifar100", "svhn")
-FOLDER_SETS = ("tinyimagenet", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -244,7 +242,7 @@ def _load_image_folder(dataset: dict, root: str, member_views: int, batch_size: 
     test_tf = T.Compose([T.Resize(int(round(size / 0.875)), antialias=True), T.CenterCrop(size), *norm])
     train = tvd.ImageFolder(os.path.join(root, "train"), transform=MultiView(train_tf, max(1, member_views)))
     test = tvd.ImageFolder(os.path.join(root, "val"), transform=test_tf)
-    workers = int(dataset.get("workers", min(8, os.cpu_count() or 1)))
+    workers = min(8, os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(int(dataset.get("split_seed", 0)))
     common = {"num_workers": workers, "pin_memory": torch.cuda.is_available(), "persistent_workers": workers > 0}
     train_loader = torch.utils.data.DataLoader(

@@ -76,7 +76,7 @@ def _metrics(record: dict) -> dict:
 
 def _train(tune_config: dict) -> None:
     """The Tune function trainable: run one trial, forward its records to Tune, write its rows to the store."""
-    from harness.trial import run_trial  # imported in the worker: the driver needs no torch
+    from harness.trial import run_trial  # imported in the worker, where the trial runs
 
     config, store, sweep = tune_config["trial"], tune_config["store"], tune_config["sweep"]
     root = checkpoint_root(store, sweep)

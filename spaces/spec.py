@@ -152,7 +152,10 @@ RECIPE_KEYS = {
     ),
     "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max"), doc="ensemble combiner"),
     "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto"), doc="how members run"),
-    # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes).
+    # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes). "reduce-overhead" adds
+    # CUDA graphs. Backend "cudagraphs" records CUDA graphs without inductor's kernels; "aot_eager" is torch's
+    # debugging backend (traces and runs autograd ahead of time, eager kernels): it shows whether a problem comes
+    # from capture or from inductor.
     "compile": Key(
         "str",
         "off",
@@ -505,6 +508,7 @@ def _validate(raw: dict) -> dict:
                     f"{where}resolutions", table["resolutions"], f"every resolution must be in 1..{side} (image_size)"
                 )
     _check_compile(data)
+    _check_mixing(data)
     data["measure"] = _validate_table(data["measure"], MEASURE_KEYS, "measure.")
     data["resources"] = _validate_table(data["resources"], RESOURCE_KEYS, "resources.")
     gpus = data["resources"]["gpus"]
@@ -513,22 +517,43 @@ def _validate(raw: dict) -> dict:
     return data
 
 
+def _effective(raw: dict, cls: str, key: str) -> tuple[Any, str]:
+    """Return (the value recipe key `key` takes for class `cls`, the spec key that sets it) from the validated raw
+    recipe: [recipe.<cls>] over [recipe] over the default."""
+    table = raw.get(cls, {})
+    if key in table:
+        return table[key], f"recipe.{cls}.{key}"
+    return raw.get(key, RECIPE_KEYS[key].default), f"recipe.{key}"
+
+
 def _check_compile(data: dict) -> None:
     """Raise SpecError when a class's effective (compile, compile_backend) cannot run: a mode other than "default"
     with a non-inductor backend, or any compilation for an adaptive class (one with sub-networks in
     `spaces.classes`; they train eagerly)."""
     raw = data["_raw_recipe"]
     for cls in data["classes"]:
-        table = raw.get(cls, {})
-        mode = table.get("compile", raw.get("compile", "off"))
-        backend = table.get("compile_backend", raw.get("compile_backend", "inductor"))
-        key = f"recipe.{cls}.compile" if "compile" in table else "recipe.compile"
+        mode, key = _effective(raw, cls, "compile")
+        backend, _ = _effective(raw, cls, "compile_backend")
         if mode == "off":
             continue
         if CLASSES[cls].subnet_kind is not None:
             raise _fail(key, mode, f'{cls} trials run eagerly; set recipe.{cls}.compile = "off"')
         if backend != "inductor" and mode != "default":
             raise _fail(key, mode, f'backend {backend!r} has no modes; use "default" (modes are inductor\'s)')
+
+
+def _check_mixing(data: dict) -> None:
+    """Raise SpecError when an adaptive class (one with sub-networks in `spaces.classes`) would train with mixup or
+    cutmix: its sub-networks distil networks trained on hard labels."""
+    raw = data["_raw_recipe"]
+    for cls in data["classes"]:
+        if CLASSES[cls].subnet_kind is None:
+            continue
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            value, key = _effective(raw, cls, name)
+            if value > 0:
+                raise _fail(key, value, f"{cls} trials train on hard labels (sub-networks distil a full network); "
+                            f"set recipe.{cls}.{name} = 0")  # fmt: skip
 
 
 # Classes that only some families support: (those families, what they are).

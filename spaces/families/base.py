@@ -31,11 +31,9 @@ class Family:
     depth_offset: int = 0
     depths: tuple[int, ...] = ()
     min_width: int = 1
-    input_size: int = 32
     num_classes: int = 10
     options: dict = field(default_factory=dict)
     regularization: tuple[str, ...] = ()
-    description: str = ""
 
     def is_valid_depth(self, depth: int) -> bool:
         """Return True when `depth` is one this family can build."""

@@ -148,10 +148,9 @@ for _name, _block, _se, _step, _depth in (
             depth_step=_step,
             depth_offset=2,
             min_width=2,
-            input_size=32,
             num_classes=10,
             options={"drop_rate": 0.0},
             regularization=("drop_rate",),
-            description=f"CIFAR {'SE-' if _se else ''}ResNet, {_block.__name__} blocks",
+            # CIFAR ResNet or SE-ResNet, basic or bottleneck blocks
         )
     )

@@ -115,10 +115,9 @@ register_family(
         depth_step=6,
         depth_offset=4,
         min_width=1,
-        input_size=32,
         num_classes=10,
         options={"drop_rate": 0.0},
         regularization=("drop_rate",),
-        description="DenseNet-BC (bottleneck, compression 0.5), CIFAR",
+        # DenseNet-BC (bottleneck, compression 0.5), CIFAR
     )
 )

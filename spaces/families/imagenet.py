@@ -71,11 +71,10 @@ register_family(
         divide_width=divide_width_per_group,
         depths=tuple(STAGE_BLOCKS),
         min_width=2,
-        input_size=224,
         num_classes=1000,
         options={},
         regularization=(),
-        description="ImageNet ResNet / Wide ResNet (torchvision Bottleneck; width = width_per_group)",
+        # ImageNet ResNet / Wide ResNet (torchvision Bottleneck; width = width_per_group)
     )
 )
 
@@ -89,10 +88,9 @@ register_family(
         divide_width=divide_groups,
         depths=tuple(STAGE_BLOCKS),
         min_width=1,
-        input_size=224,
         num_classes=1000,
         options={"width_per_group": 4},
         regularization=(),
-        description="ImageNet ResNeXt (torchvision Bottleneck; width = groups, option width_per_group)",
+        # ImageNet ResNeXt (torchvision Bottleneck; width = groups, option width_per_group)
     )
 )

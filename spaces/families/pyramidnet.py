@@ -161,10 +161,9 @@ register_family(
         depth_step=9,
         depth_offset=2,
         min_width=1,
-        input_size=32,
         num_classes=10,
         options={"shakedrop_p": 0.5},
         regularization=("shakedrop_p",),
-        description="PyramidNet (bottleneck) + ShakeDrop, CIFAR",
+        # PyramidNet (bottleneck) + ShakeDrop, CIFAR
     )
 )

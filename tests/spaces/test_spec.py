@@ -249,3 +249,19 @@ def test_cudnn_benchmark_is_on_unless_the_recipe_turns_it_off():
     assert {c["recipe"]["cudnn_benchmark"] for c in trial_configs(load_spec("digits", ["epochs=1"]))} == {True}
     off = trial_configs(load_spec("digits", ["epochs=1", "recipe.cudnn_benchmark=false"]))
     assert {c["recipe"]["cudnn_benchmark"] for c in off} == {False}
+
+
+@pytest.mark.parametrize("preset", ["mutual_digits", "coop_digits"])
+@pytest.mark.parametrize("key", ["mixup_alpha", "cutmix_alpha"])
+def test_spec_refuses_mixing_for_the_adaptive_classes_before_anything_runs(preset, key):
+    cls = preset.split("_")[0]
+    with pytest.raises(SpecError) as info:
+        load_spec(preset, [f"recipe.{key}=0.2"])
+    assert str(info.value) == (
+        f"recipe.{key} = 0.2: {cls} trials train on hard labels (sub-networks distil a full network); "
+        f"set recipe.{cls}.{key} = 0"
+    )
+    # Turning it off for the class alone keeps mixing for the others and makes the spec valid again.
+    spec = load_spec(preset, [f"recipe.{key}=0.2", f"recipe.{cls}.{key}=0.0"])
+    recipes = {c["design"]["design_class"]: c["recipe"] for c in trial_configs(spec)}
+    assert recipes[cls][key] == 0.0 and recipes["single"][key] == 0.2
