@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis.store import over_seeds
 from spaces.classes import ENSEMBLE_CLASSES, FIXED_CLASSES
 
 # The classes EST compares, in a fixed order (ties in the mean go to the earlier one).
@@ -133,14 +134,8 @@ def cell_stats(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFram
         notes.append(
             f"{len(pooled)} (class, budget, seed, epoch) cells hold rows of several configurations; they were averaged"
         )
-    stats = per_seed.groupby(cols, sort=True).agg(
-        n_seeds=("test_acc", "size"),
-        mean_acc=("test_acc", "mean"),
-        std_acc=("test_acc", lambda s: float(s.std(ddof=1)) if len(s) > 1 else float("nan")),
-        member_mean_acc=("member_acc_mean", "mean"),
-        cum_time_s=("cum_time_s", "mean"),
-    )
-    stats = stats.reset_index()
+    stats = over_seeds(per_seed.reset_index(), cols, "test_acc", "mean_acc", "std_acc",
+                       member_mean_acc="member_acc_mean", cum_time_s="cum_time_s")  # fmt: skip
     stats["hw_acc"] = [half_width(s, n, tie_rule) for s, n in zip(stats["std_acc"], stats["n_seeds"], strict=True)]
     return stats, notes
 
