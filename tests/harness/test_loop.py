@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import textwrap
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from harness.kinds import KINDS
-from harness.kinds.base import TrialKind
-from harness.networks import build_members, evaluate, make_optimizer
+from harness import loop
+from harness.kinds import base
 from harness.trial import run_trial
 from spaces.classes import CLASSES, DesignClass
 from tests.harness.conftest import curve_of, design_point, make_config
@@ -88,29 +85,21 @@ def test_no_trial_kind_file_imports_another():
         assert not graph[kind] & (kinds | {"harness.kinds", "harness.loop", "harness.trial"}), kind
 
 
-class ToyKind(TrialKind):
-    """The loop docstring's toy kind: one network of the design trained on plain cross-entropy."""
-
-    def __init__(self, setup):
-        super().__init__(setup)
-        self.models = build_members({**setup.design, "members": 1}, setup.seed, setup.device, False)
-        self.optimizer = make_optimizer(self.models, setup.recipe)
-
-    def train_batch(self, inputs, y, scale):
-        with self.setup.amp:
-            loss = F.cross_entropy(self.models[0](inputs[0]).float(), y)
-        scale(loss).backward()
-        return loss.detach()
-
-    def evaluate(self):
-        s = self.setup
-        bs = s.recipe["eval_batch_size"]
-        return evaluate(self.models, s.data, "logits", bs, s.device, s.amp, torch.contiguous_format)
+def docstring_example() -> tuple[str, str]:
+    """Return (the toy kind's file, the toy's vocabulary line) as the loop module's docstring shows them."""
+    example = loop.__doc__.split("A toy example:")[1].split("\nDecisions")[0]
+    lines = textwrap.dedent(example).splitlines()
+    file_end = next(i for i, line in enumerate(lines) if line.startswith("register_kind("))
+    vocabulary = next(line for line in lines if line.startswith("DesignClass("))
+    return "\n".join(lines[: file_end + 1]), vocabulary.rstrip(",")
 
 
 def test_a_new_design_class_is_one_trial_kind_and_one_vocabulary_line(monkeypatch):
-    monkeypatch.setitem(KINDS, "toy", ToyKind)
-    monkeypatch.setitem(CLASSES, "toy", DesignClass("toy", False, "same_network_for", "toy", None, "#17becf"))
+    # The loop docstring's toy, as written there: its kind file registers itself, its line joins the vocabulary.
+    kind_file, vocabulary_line = docstring_example()
+    monkeypatch.setattr(base, "KINDS", dict(base.KINDS))
+    exec(compile(kind_file, "harness/kinds/toy.py", "exec"), {})
+    monkeypatch.setitem(CLASSES, "toy", eval(vocabulary_line, {"DesignClass": DesignClass}))
     single = make_config(design_point("single"), epochs=2)
     toy = make_config(dataclasses.replace(design_point("single"), design_class="toy"), epochs=2)
     toy_result, single_result = run_trial(toy, lambda r: None), run_trial(single, lambda r: None)
