@@ -21,17 +21,16 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from analysis.est import CLASS_ORDER, ENSEMBLE_CLASSES, MISSING, TIE_RULE_TEXT, fmt_params  # noqa: E402
+from analysis.est import CLASS_ORDER, MISSING, TIE_RULE_TEXT, fmt_params  # noqa: E402
+from spaces.classes import CLASS_COLORS, ENSEMBLE_CLASSES  # noqa: E402  (the same colour in every figure)
 
-# Fixed colours: the same class has the same colour in every figure and report.
-CLASS_COLORS = {"single": "#1f77b4", "deq": "#ff7f0e", "weq": "#2ca02c", "dct": "#d62728"}
 CATEGORY_COLORS = {
     **CLASS_COLORS,
     "all ensembles": "#6a3d9a",
     "tie": "#bdbdbd",
     MISSING: "#ffffff",
 }
-CATEGORY_ORDER = ["single", "deq", "weq", "dct", "all ensembles", "tie", MISSING]
+CATEGORY_ORDER = [*CLASS_ORDER, "all ensembles", "tie", MISSING]
 FORMATS = ("png", "svg")
 
 
@@ -334,10 +333,6 @@ def tie_rule_note(tie_rule: str, seeds: str) -> str:
     return f"seeds per cell: {seeds}; tie = {TIE_RULE_TEXT[tie_rule]}"
 
 
-MUTUAL_COLOR = "#9467bd"
-COOP_COLOR = "#8c564b"
-
-
 # cost column -> (x-axis label with unit, short name) of the accuracy-vs-cost figure
 COST_AXES = {
     "macs": ("MACs per sample (multiply-accumulates, FLOPs / 2)", "MACs"),
@@ -361,19 +356,21 @@ def accuracy_vs_cost(
     mutual = of_class(query, "mutual")
     for i, side in enumerate(sorted(mutual["resolution"].unique(), reverse=True)):
         q = mutual[mutual["resolution"] == side]
-        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=MUTUAL_COLOR, marker=markers[i % len(markers)],
+        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=CLASS_COLORS["mutual"], marker=markers[i % len(markers)],
                    alpha=0.75, label=f"mutual sub-network, {int(side)} px")  # fmt: skip
     if not mutual.empty:
         front = pareto_front(mutual, cost)
-        ax.plot(front[cost], 100.0 * front["acc_mean"], color=MUTUAL_COLOR, linewidth=1.5, label="mutual: best front")
+        ax.plot(front[cost], 100.0 * front["acc_mean"], color=CLASS_COLORS["mutual"], linewidth=1.5,
+                label="mutual: best front")
     coop = of_class(query, "coop")
     for i, net in enumerate(sorted(coop["network"].dropna().unique()) if "network" in coop else []):
         q = coop[coop["network"] == net]
-        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=COOP_COLOR, marker=markers[i % len(markers)],
+        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=CLASS_COLORS["coop"], marker=markers[i % len(markers)],
                    alpha=0.75, label=f"coop {net} (depth scales)")  # fmt: skip
     if not coop.empty:
         front = pareto_front(coop, cost)
-        ax.plot(front[cost], 100.0 * front["acc_mean"], color=COOP_COLOR, linewidth=1.5, label="coop: best front")
+        ax.plot(front[cost], 100.0 * front["acc_mean"], color=CLASS_COLORS["coop"], linewidth=1.5,
+                label="coop: best front")
     ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
     for cls in CLASS_ORDER:
         c = ok[ok["design_class"] == cls]

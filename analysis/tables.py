@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.store import over_seeds
+
 KEYS = ["dataset", "family", "fit", "budget"]
 CAPTION = (
     "Divide and co-train: test error (%) at the final epoch, mean ± sample std over seeds; params = total parameters "
@@ -46,22 +48,16 @@ def dct_table(trials: pd.DataFrame) -> pd.DataFrame:
     # ... and only at budgets the dct sweep covers.
     dct_keys = set(map(tuple, dct[KEYS].drop_duplicates().values))
     single = single.loc[np.array([tuple(r) in dct_keys for r in single[KEYS].values], dtype=bool)]
-    rows = []
-    for key, g in pd.concat([dct, single], ignore_index=True).groupby(KEYS + ["S"], sort=True):
-        err = 100.0 * (1.0 - g["final_acc"].astype(float))
-        macs, src = g["macs"].astype(float), "macs"
-        rows.append(
-            {
-                **dict(zip(KEYS + ["S"], key, strict=True)),
-                "n_seeds": int(g["seed"].nunique()),
-                "error_pct": float(err.mean()),
-                "error_std_pct": float(err.std(ddof=1)) if len(err) > 1 else float("nan"),
-                "params_m": float(g["params_total"].astype(float).mean()) / 1e6,
-                "gflops": float(macs.mean()) / 1e9,
-                "gflops_source": src,
-            }
-        )
-    tab = pd.DataFrame(rows, columns=cols[:-1])
+    rows = pd.concat([dct, single], ignore_index=True)
+    groups = KEYS + ["S"]
+    # The papers' GFLOPs are conv + linear multiply-accumulates (no BatchNorm): design-time macs = flops_torch / 2.
+    rows = rows.assign(
+        error=100.0 * (1.0 - rows["final_acc"].astype(float)),
+        params_m=rows["params_total"].astype(float) / 1e6,
+        gflops=rows["macs"].astype(float) / 1e9,
+    )
+    tab = over_seeds(rows, groups, "error", "error_pct", "error_std_pct", params_m="params_m", gflops="gflops")
+    tab["gflops_source"] = "macs"
     base = tab[tab["S"] == 1].set_index(KEYS)["error_pct"]
     tab["gain_pp"] = [base.get(tuple(k), np.nan) - e for k, e in zip(tab[KEYS].values, tab["error_pct"], strict=True)]
     return tab[cols].reset_index(drop=True)

@@ -24,8 +24,6 @@ import torch.nn.functional as F
 from harness.errors import DatasetMissingError  # defined torch-free, for the pre-flight
 from spaces.datasets import DATASETS
 
-SMALL_IMAGE_SETS = ("digits", "cifar10", "cifar100", "svhn")
-FOLDER_SETS = ("tinyimagenet", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -265,7 +263,7 @@ def _load_image_folder(
     test_tf = T.Compose([T.Resize(int(round(size / 0.875)), antialias=True), T.CenterCrop(size), *norm])
     train = tvd.ImageFolder(os.path.join(root, "train"), transform=MultiView(train_tf, max(1, member_views)))
     test = tvd.ImageFolder(os.path.join(root, "val"), transform=test_tf)
-    workers = int(dataset.get("workers", min(8, os.cpu_count() or 1)))
+    workers = min(8, os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(int(dataset.get("split_seed", 0)))
     common = {"num_workers": workers, "pin_memory": torch.cuda.is_available(), "persistent_workers": workers > 0}
     train_loader = torch.utils.data.DataLoader(
@@ -285,3 +283,13 @@ def _load_image_folder(
         train_loader=train_loader,
         test_loader=test_loader,
     )
+
+
+def test_batches(data: TrialData, batch_size: int, device: torch.device):
+    """Yield normalized (inputs, labels) test batches in a fixed order."""
+    if data.loader:
+        for x, y in data.test_loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return
+    for start in range(0, data.num_test, batch_size):
+        yield data.test_x[start : start + batch_size], data.test_y[start : start + batch_size]

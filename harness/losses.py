@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-COMBINERS = ("logits", "softmax", "geometric", "max")
+from spaces.spec import RECIPE_KEYS
+
+COMBINERS = RECIPE_KEYS["combine"].allowed  # the spec's allowed values of recipe.combine
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:

@@ -162,3 +162,10 @@ def soft_targets(y: torch.Tensor, num_classes: int, plan: MixPlan | None, label_
     if plan is not None:
         t = t.mul(plan.lam).add_(t[plan.perm], alpha=1.0 - plan.lam)
     return t
+
+
+def resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Return the batch `x` resized to side x side pixels (bilinear, antialiased); `x` itself when already so."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)

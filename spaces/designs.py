@@ -13,14 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from spaces.classes import ENSEMBLE_CLASSES
 from spaces.counting import count_params, forward_macs
 from spaces.families import get_family
 
-DESIGN_CLASSES = ("single", "deq", "weq", "dct", "mutual", "coop")
-# The fixed designs (one trained network per member); `mutual` is one slimmable network serving many sub-networks,
-# `coop` trains three networks (two depth-adaptive teammates and a leader) whose sub-networks are the candidates.
-FIXED_CLASSES = ("single", "deq", "weq", "dct")
-ENSEMBLE_CLASSES = ("deq", "weq", "dct")
 FIT_RULES = ("floor", "nearest")
 
 
@@ -220,21 +216,22 @@ def single_for_budget(family: str, depth: int, budget: int, shape: Shape, option
     return _design("single", family, depth, width, 1, budget, depth, width, fit, shape, options)
 
 
-def mutual_for(single: DesignPoint) -> DesignPoint:
-    """Return the MutualNet design at `single`'s budget: one slimmable network of the same depth and width
-    (members 1) whose sub-networks of smaller width and input resolution share its weights (harness/mutual.py)."""
-    return replace(single, design_class="mutual")
+def same_network_for(single: DesignPoint, design_class: str) -> DesignPoint:
+    """Return the `design_class` design that trains `single`'s network itself (members 1, same budget), e.g. MutualNet:
+    one slimmable network of the same depth and width whose sub-networks of smaller width and input resolution share
+    its weights (harness/kinds/mutual.py)."""
+    return replace(single, design_class=design_class)
 
 
-def coop_for(single: DesignPoint) -> DesignPoint:
+def coop_for(single: DesignPoint, design_class: str = "coop") -> DesignPoint:
     """Return the cooperative depth-adaptive design at `single`'s point: three networks of its family, depth and width
-    (two teammates and a leader, harness/coop.py), so members 3 and params_total / macs are three times the single's
-    (what training costs; a deployed sub-network runs one teammate's selected blocks, see the subnets table)."""
+    (two teammates and a leader, harness/kinds/coop.py), so members 3 and params_total / macs are three times the
+    single's (what training costs; a deployed sub-network runs one teammate's selected blocks, see the subnets
+    table)."""
     total = 3 * single.params_member
     deviation = round(100.0 * (total - single.budget) / single.budget, 3)
-    return replace(
-        single, design_class="coop", members=3, params_total=total, budget_deviation=deviation, macs=3 * single.macs
-    )
+    return replace(single, design_class=design_class, members=3, params_total=total, budget_deviation=deviation,
+                   macs=3 * single.macs)  # fmt: skip
 
 
 def ensemble_for(

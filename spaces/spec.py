@@ -35,20 +35,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from spaces import designs as design_builders
+from spaces.classes import CLASSES, DESIGN_CLASSES, FIXED_CLASSES
 from spaces.datasets import DATASETS
-from spaces.designs import (
-    DESIGN_CLASSES,
-    FIT_RULES,
-    FIXED_CLASSES,
-    BudgetError,
-    DesignPoint,
-    Shape,
-    coop_for,
-    ensemble_for,
-    mutual_for,
-    single_at,
-    single_for_budget,
-)
+from spaces.designs import FIT_RULES, BudgetError, DesignPoint, Shape, single_at, single_for_budget
 from spaces.families import get_family, list_families
 from spaces.families.depthmask import DEPTH_MASKABLE_FAMILIES
 from spaces.families.slimmable import SLIMMABLE_FAMILIES
@@ -59,12 +49,8 @@ DEFAULT_PRESET = "digits"
 # Divide-and-Co-train trains members on their own views with a JS co-training loss; More-or-Less trained members
 # independently on one view. Reference run length for scaling the co-training warm-up: DCT's 300 CIFAR epochs.
 CLASS_DEFAULTS = {
-    "single": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "deq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "weq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
+    **{cls: {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False} for cls in DESIGN_CLASSES},
     "dct": {"lambda_cot": 0.5, "member_views": True, "divide_regularization": True},
-    "mutual": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "coop": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
 }
 COT_WARMUP_REFERENCE = (40, 300)  # 40 warm-up epochs in a 300-epoch run
 
@@ -173,7 +159,10 @@ RECIPE_KEYS = {
     ),
     "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max"), doc="ensemble combiner"),
     "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto"), doc="how members run"),
-    # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes).
+    # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes). "reduce-overhead" adds
+    # CUDA graphs. Backend "cudagraphs" records CUDA graphs without inductor's kernels; "aot_eager" is torch's
+    # debugging backend (traces and runs autograd ahead of time, eager kernels): it shows whether a problem comes
+    # from capture or from inductor.
     "compile": Key(
         "str",
         "off",
@@ -551,6 +540,7 @@ def _validate(raw: dict) -> dict:
                     f"{where}resolutions", table["resolutions"], f"every resolution must be in 1..{side} (image_size)"
                 )
     _check_compile(data)
+    _check_mixing(data)
     data["measure"] = _validate_table(data["measure"], MEASURE_KEYS, "measure.")
     data["resources"] = _validate_table(data["resources"], RESOURCE_KEYS, "resources.")
     gpus = data["resources"]["gpus"]
@@ -588,35 +578,56 @@ def fit_label(fit) -> str:
     return ",".join(f"{cls}={fit[cls]}" for cls in FIT_CLASSES if cls in fit) or "floor"
 
 
+def _effective(data: dict, cls: str, key: str, family_index: int | None = None) -> tuple[Any, str]:
+    """Return (the value recipe key `key` takes for class `cls` in families.<family_index> (None: the global recipe
+    alone), the spec key that sets it): the family's [recipe.<cls>] over its [recipe] over the global
+    [recipe.<cls>] over [recipe] over the default."""
+    value, where = RECIPE_KEYS[key].default, f"recipe.{key}"
+    prefixes = ("recipe.", f"families.{family_index}.recipe.")
+    for prefix, raw in zip(prefixes, _raw_recipes(data, family_index), strict=False):
+        for src, at in ((raw, prefix), (raw.get(cls, {}), f"{prefix}{cls}.")):
+            if key in src:
+                value, where = src[key], f"{at}{key}"
+    return value, where
+
+
+def _class_scopes(data: dict) -> list[tuple[int | None, str]]:
+    """Return (family index or None for the global recipe, class) for every recipe scope a check must look at."""
+    return [(i, cls) for i in [None, *range(len(data["families"]))] for cls in data["classes"]]
+
+
 def _check_compile(data: dict) -> None:
     """Raise SpecError when a class's effective (compile, compile_backend) cannot run: a mode other than "default"
-    with a non-inductor backend, or any compilation for an adaptive class (ADAPTIVE_CLASSES; they train eagerly)."""
-    for i in [None, *range(len(data["families"]))]:
-        _check_compile_of(data, i)
-
-
-def _check_compile_of(data: dict, family_index: int | None) -> None:
-    wheres = ("recipe.", f"families.{family_index}.recipe.")
-    for cls in data["classes"]:
-        mode, backend, key = "off", "inductor", "recipe.compile"
-        for where, raw in zip(wheres, _raw_recipes(data, family_index), strict=False):
-            table = raw.get(cls, {})
-            for src, prefix in ((raw, where), (table, f"{where}{cls}.")):
-                if "compile" in src:
-                    mode, key = src["compile"], f"{prefix}compile"
-                backend = src.get("compile_backend", backend)
+    with a non-inductor backend, or any compilation for an adaptive class (one with sub-networks in
+    `spaces.classes`; they train eagerly), in the global recipe or any family's."""
+    for i, cls in _class_scopes(data):
+        mode, key = _effective(data, cls, "compile", i)
+        backend, _ = _effective(data, cls, "compile_backend", i)
         if mode == "off":
             continue
-        if cls in ADAPTIVE_CLASSES:
+        if CLASSES[cls].subnet_kind is not None:
             raise _fail(key, mode, f'{cls} trials run eagerly; set recipe.{cls}.compile = "off"')
         if backend != "inductor" and mode != "default":
             raise _fail(key, mode, f'backend {backend!r} has no modes; use "default" (modes are inductor\'s)')
 
 
-# Classes that train one adaptive network at a single's budget: (families that support it, what those are, design).
-ADAPTIVE_CLASSES = {
-    "mutual": (SLIMMABLE_FAMILIES, "slimmable", mutual_for),
-    "coop": (DEPTH_MASKABLE_FAMILIES, "depth-maskable", coop_for),
+def _check_mixing(data: dict) -> None:
+    """Raise SpecError when an adaptive class (one with sub-networks in `spaces.classes`) would train with mixup or
+    cutmix: its sub-networks distil networks trained on hard labels."""
+    for i, cls in _class_scopes(data):
+        if CLASSES[cls].subnet_kind is None:
+            continue
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            value, key = _effective(data, cls, name, i)
+            if value > 0:
+                raise _fail(key, value, f"{cls} trials train on hard labels (sub-networks distil a full network); "
+                            f"set recipe.{cls}.{name} = 0")  # fmt: skip
+
+
+# Classes that only some families support: (those families, what they are).
+SUPPORTED_FAMILIES = {
+    "mutual": (SLIMMABLE_FAMILIES, "slimmable"),
+    "coop": (DEPTH_MASKABLE_FAMILIES, "depth-maskable"),
 }
 
 
@@ -646,23 +657,26 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str], list[int]]:
             ]
         for single in singles:
             for cls in data["classes"]:
-                if cls == "single":
+                if cls == "single":  # the class that defines the budget
                     designs.append(single)
                     continue
-                if cls in ADAPTIVE_CLASSES:
-                    families, kind, design_for = ADAPTIVE_CLASSES[cls]
+                design_for = getattr(design_builders, CLASSES[cls].builder)
+                if cls in SUPPORTED_FAMILIES:
+                    families, kind = SUPPORTED_FAMILIES[cls]
                     if fam["name"] not in families:
                         raise _fail(
                             "classes",
                             data["classes"],
                             f"{cls!r} needs a {kind} family ({', '.join(families)}); families.{i} is {fam['name']!r}",
                         )
-                    designs.append(design_for(single))
+                if not CLASSES[cls].ensemble:
+                    designs.append(design_for(single, cls))
                     continue
                 for k in data["members"]:
                     divide = _resolve_recipe(data, cls, k, i)["divide_regularization"]
                     try:
-                        designs.append(ensemble_for(single, cls, k, divide, rule=fit_rule(data["fit"], cls)))
+                        rule = fit_rule(data["fit"], cls)
+                        designs.append(design_for(single, cls, k, divide_regularization=divide, rule=rule))
                     except BudgetError as err:
                         if not data["skip_unfit"]:
                             raise SpecError(

@@ -31,11 +31,9 @@ class Family:
     depth_offset: int = 0
     depths: tuple[int, ...] = ()
     min_width: int = 1
-    input_size: int = 32
     num_classes: int = 10
     options: dict = field(default_factory=dict)
     regularization: tuple[str, ...] = ()
-    description: str = ""
     # Builder options whose values are restricted: option -> check(value) returning None or what is allowed.
     option_rules: dict = field(default_factory=dict)
     # Builder options the division sets besides the width knob (e.g. PyramidNet's unrounded alpha): (width, S) -> dict.

@@ -189,12 +189,11 @@ register_family(
         divide_width=divide_base_width,
         depths=tuple(FOUR_STAGE_BLOCKS),
         min_width=2,
-        input_size=32,
         num_classes=10,
         options={"drop_rate": 0.0},
         regularization=("drop_rate",),
         option_rules={"shortcut": _shortcut_rule},
-        description="CIFAR-stem bottleneck ResNet-50/101/152 with ImageNet's four stages (coop's ResNet-152)",
+        # CIFAR-stem bottleneck ResNet-50/101/152 with ImageNet's four stages (coop's ResNet-152)
     )
 )
 
@@ -216,12 +215,11 @@ for _name, _block, _se, _step, _depth in (
             depth_step=_step,
             depth_offset=2,
             min_width=2,
-            input_size=32,
             num_classes=10,
             # shortcut ("B" unless set) is not listed here, so designs that leave it keep their trial ids.
             options={"drop_rate": 0.0},
             regularization=("drop_rate",),
             option_rules={"shortcut": _shortcut_rule},
-            description=f"CIFAR {'SE-' if _se else ''}ResNet, {_block.__name__} blocks",
+            # CIFAR ResNet or SE-ResNet, basic or bottleneck blocks
         )
     )

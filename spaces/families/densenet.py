@@ -143,12 +143,11 @@ register_family(
         depth_step=6,
         depth_offset=4,
         min_width=1,
-        input_size=32,
         num_classes=10,
         options={"drop_rate": 0.0},
         regularization=("drop_rate",),
         # stem_channels and compression are not listed in options, so designs that leave them keep their trial ids.
         option_rules={"stem_channels": _stem_rule, "compression": _compression_rule},
-        description="DenseNet-BC (bottleneck, compression 0.5), CIFAR",
+        # DenseNet-BC (bottleneck, compression 0.5), CIFAR
     )
 )

@@ -123,11 +123,10 @@ register_family(
         divide_width=divide_base_width,
         depths=tuple(STAGE_BLOCKS),
         min_width=2,
-        input_size=224,
         num_classes=1000,
         options={},
         regularization=(),
-        description="ImageNet ResNet (torchvision Bottleneck; width = base width, 64 = ResNet-50/101/152)",
+        # ImageNet ResNet (torchvision Bottleneck; width = base width, 64 = ResNet-50/101/152)
     )
 )
 
@@ -141,11 +140,10 @@ register_family(
         divide_width=divide_widen_factor,
         depths=tuple(STAGE_BLOCKS),
         min_width=1,
-        input_size=224,
         num_classes=1000,
         options={},
         regularization=(),
-        description="ImageNet Wide ResNet WRN-depth-k (torchvision Bottleneck of width 64k; width = k)",
+        # ImageNet Wide ResNet WRN-depth-k (torchvision Bottleneck of width 64k; width = k)
     )
 )
 
@@ -159,10 +157,9 @@ register_family(
         divide_width=divide_groups,
         depths=tuple(STAGE_BLOCKS),
         min_width=1,
-        input_size=224,
         num_classes=1000,
         options={"width_per_group": 4},
         regularization=(),
-        description="ImageNet ResNeXt (torchvision Bottleneck; width = groups, option width_per_group)",
+        # ImageNet ResNeXt (torchvision Bottleneck; width = groups, option width_per_group)
     )
 )

@@ -181,12 +181,11 @@ register_family(
         depth_step=9,
         depth_offset=2,
         min_width=1,
-        input_size=32,
         num_classes=10,
         options={"shakedrop_p": 0.5},
         regularization=("shakedrop_p",),
         option_rules={"exact_alpha": _positive_number},
         division_options=divided_alpha,
-        description="PyramidNet (bottleneck) + ShakeDrop, CIFAR",
+        # PyramidNet (bottleneck) + ShakeDrop, CIFAR
     )
 )

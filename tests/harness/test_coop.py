@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from analysis.store import load_subnets, load_trials
-from harness.coop import coop_loss, epoch_scales
+from harness.kinds.coop import coop_loss, epoch_scales
 from harness.store import build_subnet_rows, rows_from_result, write_trial
 from harness.trial import run_trial
 from spaces.families import create_model

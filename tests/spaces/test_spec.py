@@ -338,3 +338,19 @@ def test_a_bad_fit_rule_or_class_is_one_line_naming_it(tmp_path, override, expec
 def test_a_family_option_value_outside_its_choices_is_rejected(tmp_path, family, depth, option, value, expected):
     text = MINIMAL.replace('name = "resnet"\ndepths = [14]', f'name = "{family}"\ndepths = [{depth}]')
     assert error_of(tmp_path, text, [f"families.0.options.{option}={value}"]).startswith(expected)
+
+
+@pytest.mark.parametrize("preset", ["mutual_digits", "coop_digits"])
+@pytest.mark.parametrize("key", ["mixup_alpha", "cutmix_alpha"])
+def test_spec_refuses_mixing_for_the_adaptive_classes_before_anything_runs(preset, key):
+    cls = preset.split("_")[0]
+    with pytest.raises(SpecError) as info:
+        load_spec(preset, [f"recipe.{key}=0.2"])
+    assert str(info.value) == (
+        f"recipe.{key} = 0.2: {cls} trials train on hard labels (sub-networks distil a full network); "
+        f"set recipe.{cls}.{key} = 0"
+    )
+    # Turning it off for the class alone keeps mixing for the others and makes the spec valid again.
+    spec = load_spec(preset, [f"recipe.{key}=0.2", f"recipe.{cls}.{key}=0.0"])
+    recipes = {c["design"]["design_class"]: c["recipe"] for c in trial_configs(spec)}
+    assert recipes[cls][key] == 0.0 and recipes["single"][key] == 0.2
