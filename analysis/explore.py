@@ -124,19 +124,18 @@ def _est_text(per_epoch: pd.DataFrame, epoch: int) -> str:
     return f"EST line at epoch {epoch}: {r['status']}"
 
 
-def _cell_hover(cell: dict, stats: pd.DataFrame, deviation: dict, est_line: str, tie_rule: str) -> str:
-    """Return the hover text of one heatmap cell: winner, every class's mean ± spread over seeds, seeds, budget
-    deviation, the margin against the seed noise and the EST line at that epoch."""
+def _cell_hover(cell: dict, stats: dict[str, dict], deviation: dict, est_line: str, tie_rule: str) -> str:
+    """Return the hover text of one heatmap cell (`stats`: the cell's `cell_stats` rows by role): winner, every class's
+    mean ± spread over seeds, seeds, budget deviation, the margin against the seed noise and the EST line."""
     b, e = int(cell["budget"]), int(cell["epoch"])
     w = cell["winner"]
     how = "" if w == MISSING or cell["assessable"] else " (a 1-seed class: decided by means only)"
     lines = [f"<b>budget {fmt_params(b)} parameters, epoch {e}</b>", f"winner: <b>{w}</b>{how}"]
     spread = "std" if tie_rule == "std" else "95% CI"
     for role in CLASS_ORDER:
-        s = stats[stats["role"] == role]
-        if s.empty:
+        r = stats.get(role)
+        if r is None:
             continue
-        r = s.iloc[0]
         std = "" if not np.isfinite(r["std_acc"]) else f" ± {_pct(r['std_acc'])}"
         hw = "" if not np.isfinite(r["hw_acc"]) or tie_rule == "std" else f" ({spread} ± {_pct(r['hw_acc'])})"
         dev = deviation.get(role)
@@ -161,17 +160,18 @@ def heatmap_figure(grid: pd.DataFrame, stats: pd.DataFrame, per_epoch: pd.DataFr
     epochs = sorted(int(e) for e in grid["epoch"].unique())
     code = {c: i for i, c in enumerate(figures.CATEGORY_ORDER)}
     cells = {(int(r["budget"]), int(r["epoch"])): r for r in grid.to_dict("records")}
-    by_cell = {k: g for k, g in stats.groupby(["budget", "epoch"], sort=False)}
+    by_cell: dict[tuple[int, int], dict[str, dict]] = {}
+    for r in stats.to_dict("records"):
+        by_cell.setdefault((int(r["budget"]), int(r["epoch"])), {})[r["role"]] = r
     dev = {} if costs.empty else {
         int(b): dict(zip(c["role"], c["budget_deviation_pct"], strict=True))
         for b, c in costs.groupby("budget") if "budget_deviation_pct" in c
     }  # fmt: skip
     est_lines = {e: _est_text(per_epoch, e) for e in epochs}
     z, text = [], []
-    empty = stats.iloc[0:0]
     for e in epochs:
         z.append([code[cells[(b, e)]["winner"]] for b in budgets])
-        text.append([_cell_hover(cells[(b, e)], by_cell.get((b, e), empty), dev.get(b, {}), est_lines[e], tie_rule)
+        text.append([_cell_hover(cells[(b, e)], by_cell.get((b, e), {}), dev.get(b, {}), est_lines[e], tie_rule)
                      for b in budgets])  # fmt: skip
     n = len(figures.CATEGORY_ORDER)
     scale = []
