@@ -60,10 +60,11 @@ th{background:#f4f6f8;position:sticky;top:0}td.l,th.l{text-align:left}
 <script type="application/json" id="explorer-data">__DATA__</script>
 <script>
 "use strict";
+const T0 = performance.now();
 const D = JSON.parse(document.getElementById("explorer-data").textContent);
 const $ = (id) => document.getElementById(id);
 const KEYS = ["dataset", "family", "k", "fit"];
-const SHOWN_ROWS = 500;  // the table shows this many trials; the CSV has them all
+const SHOWN_ROWS = 200;  // the table shows this many trials; the CSV has them all
 let S = null, G = null;
 
 const ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"};
@@ -225,6 +226,7 @@ function advise() {
 }
 
 function init() {
+  const t0 = performance.now();  // plotly.min.js is parsed by now; what follows is this page's own work
   if (typeof Plotly === "undefined") {
     document.body.insertAdjacentHTML("afterbegin",
       '<p class="banner warn">plotly.min.js did not load: keep it beside index.html.</p>');
@@ -236,6 +238,7 @@ function init() {
   $("sweep").addEventListener("change", () => showSweep($("sweep").value));
   for (const k of KEYS) $(k).addEventListener("change", () => onGroupChange(k));
   showSweep(names[0]);
+  window.explorerTiming = {data_parse_start_ms: T0, init_start_ms: t0, ready_ms: performance.now()};
   window.explorerReady = true;
 }
 init();
