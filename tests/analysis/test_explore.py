@@ -160,3 +160,17 @@ def test_a_sweep_with_only_running_trials_gets_a_page_that_says_so(tmp_path):
     status = explorer_data(tmp_path / "s")["sweeps"]["live"]["status"]
     assert status["only_running"] and status["running"] == 4
 
+
+
+def test_coop_subnetworks_are_plotted_per_network_with_their_front(tmp_path):
+    from tests.analysis.test_subnets_coop import coop_rows
+
+    folder = tmp_path / "s" / "subnets" / "sweep=coop"
+    folder.mkdir(parents=True)
+    coop_rows().to_parquet(folder / "c0.parquet", index=False)
+    write_store(tmp_path / "s", "coop", [make_trial("single", 44_226, 0, [0.7, 0.8], members=1)])
+    subs = explorer_data(tmp_path / "s")["sweeps"]["coop"]["subnets"]
+    names = [t["name"] for t in subs["macs"]["data"]]
+    assert {"coop leader", "coop teammate_1", "coop teammate_2", "coop: best front", "single (fixed design)"} <= set(
+        names
+    )
