@@ -106,7 +106,8 @@ def missing_report(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, pd.D
                         "missing_epochs": _ranges(lost),
                     }
                 )
-        done_no_epochs = [t for t in known if t not in set(epochs["trial_id"])] if not epochs.empty else list(known)
+        with_epochs = set(epochs["trial_id"])  # once: rebuilt per trial it made 1,600 trials take 4 minutes
+        done_no_epochs = [t for t in known if t not in with_epochs]
         for tid in sorted(done_no_epochs):
             r = info.loc[tid]
             if int(r.get("epochs_done", 0) or 0) > 0:
