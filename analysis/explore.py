@@ -319,7 +319,7 @@ def subnet_figure(query: pd.DataFrame, trials: pd.DataFrame, cost: str, sweep: s
     for side in sorted(mutual["resolution"].unique(), reverse=True) if not mutual.empty else []:
         q = mutual[mutual["resolution"] == side]
         fig.add_trace(go.Scatter(x=q[cost], y=100 * q["acc_mean"], mode="markers", name=f"mutual, {int(side)} px",
-                                 marker=dict(color=figures.MUTUAL_COLOR, size=9, opacity=0.8),
+                                 marker=dict(color=figures.CLASS_COLORS["mutual"], size=9, opacity=0.8),
                                  customdata=q["width_mult"],
                                  hovertemplate=f"mutual width %{{customdata}}x at {int(side)} px: %{{y:.2f}}% at "
                                                f"%{{x:.4g}} {unit}<extra></extra>"))  # fmt: skip
@@ -327,11 +327,12 @@ def subnet_figure(query: pd.DataFrame, trials: pd.DataFrame, cost: str, sweep: s
     for net in sorted(coop["network"].dropna().unique()) if "network" in coop and not coop.empty else []:
         q = coop[coop["network"] == net]
         fig.add_trace(go.Scatter(x=q[cost], y=100 * q["acc_mean"], mode="markers", name=f"coop {net}",
-                                 marker=dict(color=figures.COOP_COLOR, size=9, opacity=0.8, symbol="diamond"),
+                                 marker=dict(color=figures.CLASS_COLORS["coop"], size=9, opacity=0.8, symbol="diamond"),
                                  customdata=q["scale"],
                                  hovertemplate=f"coop {net} at scale %{{customdata}}: %{{y:.2f}}% at %{{x:.4g}} "
                                                f"{unit}<extra></extra>"))  # fmt: skip
-    for kind, sub, color in (("mutual", mutual, figures.MUTUAL_COLOR), ("coop", coop, figures.COOP_COLOR)):
+    for kind, sub in (("mutual", mutual), ("coop", coop)):
+        color = figures.CLASS_COLORS[kind]
         if not sub.empty:
             front = pareto_front(sub, cost)
             fig.add_trace(go.Scatter(x=front[cost], y=100 * front["acc_mean"], mode="lines", name=f"{kind}: best front",

@@ -133,9 +133,17 @@ def test_page_embeds_its_data_and_loads_plotly_from_beside_it(store, tmp_path):
 
 
 def test_cli_on_an_empty_store_says_so_in_one_line_and_exits_2(tmp_path, capsys):
-    assert main(["explore", "--store", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    (tmp_path / "empty" / "trials").mkdir(parents=True)
+    assert main(["explore", "--store", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds no sweeps" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_on_a_store_that_does_not_exist_says_so_in_one_line_and_exits_2(tmp_path, capsys):
+    assert main(["explore", "--store", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: no results store at {tmp_path / 'nothing'}; stores in {tmp_path}: none"
     assert not (tmp_path / "x").exists()
 
 
