@@ -27,7 +27,7 @@ import math
 from torch import nn
 
 from spaces.families import register_family
-from spaces.families.base import Family, round_to_even
+from spaces.families.base import Family, init_he_normal, round_to_even
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 BASE_WIDTH = 64
@@ -65,12 +65,7 @@ class ImageNetResNet(nn.Module):
             setattr(self, f"layer{stage + 1}", nn.Sequential(*layers))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_he_normal(self, zero_linear_bias=False)  # torchvision's ResNet init: the classifier keeps its default
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
