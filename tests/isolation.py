@@ -30,8 +30,17 @@ def skip_unless_inductor_cpu_survives(threads: int) -> None:
         )
 
 
-def run_trial_unreported(config: dict) -> dict:
-    """Return `harness.trial.run_trial(config)`'s result, its records discarded (a target for `in_child`)."""
+def run_trial_counting_graphs(config: dict) -> dict:
+    """Return `harness.trial.run_trial(config)`'s result (a target for `in_child`) with 'graphs_by_epoch': how many
+    graphs torch.compile had captured in this process when each EPOCH record was reported."""
+    from torch._dynamo.utils import counters
+
     from harness.trial import run_trial
 
-    return run_trial(config, lambda record: None)
+    graphs: list[int] = []
+
+    def count(record: dict) -> None:
+        if record["kind"] == "epoch":
+            graphs.append(int(counters["stats"]["unique_graphs"]))
+
+    return {**run_trial(config, count), "graphs_by_epoch": graphs}

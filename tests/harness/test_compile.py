@@ -105,7 +105,7 @@ def inductor_trial():
     config["measure"]["threads"] = 2
     # Inductor's caches off: the probe compiled this very graph, and a cache hit would hide the first epoch's compile.
     no_cache = {"TORCHINDUCTOR_FX_GRAPH_CACHE": "0", "TORCHINDUCTOR_AUTOGRAD_CACHE": "0"}
-    return config, in_child("tests.isolation:run_trial_unreported", config, env=no_cache)
+    return config, in_child("tests.isolation:run_trial_counting_graphs", config, env=no_cache)
 
 
 def test_inductor_on_a_cpu_with_one_thread_is_refused_before_training():
@@ -151,8 +151,11 @@ def test_an_inductor_compiled_trial_learns_digits(inductor_trial):
 
 
 def test_the_first_compiled_epoch_carries_the_compilation(inductor_trial):
-    first, second = (e["epoch_time_s"] for e in inductor_trial[1]["epochs"])
-    assert first > 3 * second
+    # Counted, not timed: on a busy machine the epochs' times overlap, the graphs compiled in each epoch do not.
+    # Epoch 1 captures the training graphs (full and last partial batch) and the evaluation graph; epoch 2 none.
+    first, second = inductor_trial[1]["graphs_by_epoch"]
+    assert first >= 2
+    assert second == first
 
 
 def test_the_store_row_records_compile_and_the_steady_epoch_time(inductor_trial):
