@@ -464,7 +464,10 @@ def _read_all(fs: pafs.FileSystem, paths: dict[str, str], schema: pa.Schema, col
 def scan_sweep(store: str, sweep: str) -> SweepScan:
     """Return what the store holds for `sweep` (see SweepScan): one listing per table folder and one parallel read of
     each table's files. Raises StoreListingError when a folder cannot be listed (a missing folder is empty)."""
-    fs, _ = filesystem(store)
+    try:
+        fs, _ = filesystem(store)
+    except (OSError, pa.ArrowException) as err:
+        raise StoreListingError(f"store error: cannot open {store}: {str(err).splitlines()[0]}") from None
     scan = SweepScan(files={t: _list_partition(fs, store_path(store, t, sweep)) for t in TABLES})
     schemas = {"trials": TRIALS_SCHEMA, "epochs": EPOCHS_SCHEMA, "subnets": SUBNETS_SCHEMA}
     for table in TABLES:
