@@ -305,13 +305,13 @@ def failure_reason(text: str) -> str:
     worker process, out of memory, or else the error's first line."""
     low = text.lower()
     ip = re.search(r"(?:ip[:= ]+|node )(\d+\.\d+\.\d+\.\d+)", text, re.IGNORECASE)
-    where = f" ({ip.group(1)})" if ip else ""
+    where = f" {ip.group(1)}" if ip else ""
     if "nodediederror" in low or "node has died" in low or "node died" in low or "node was marked as dead" in low:
         return f"its node{where} was lost"
     if "out of memory" in low or "outofmemoryerror" in low:
-        return f"its worker ran out of memory{where}"
+        return "its worker ran out of memory" + (f" on{where}" if ip else "")
     if "actordiederror" in low or "actor died" in low or "worker died" in low or "workercrashederror" in low:
-        return f"its worker process died{where} (killed, or its node went away)"
+        return "its worker process" + (f" on{where}" if ip else "") + " died (killed, or its node went away)"
     return f"failed: {text.splitlines()[0]}"
 
 
