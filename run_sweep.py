@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
 
         page = write_report(args.store, spec.name, args.report or f"reports/{spec.name}")
         print(f"report: {page} (figures and tables beside it)")
+        from analysis.explore import write_explorer
+
+        print(f"explorer: {write_explorer(args.store, spec.name, page.parent / 'explorer')} (opens offline)")
     return 0 if summary.ok else 1
 
 

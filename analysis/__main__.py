@@ -1,6 +1,8 @@
-"""Command line: `python -m analysis report ...` writes a sweep report; `... advise ...` picks a design.
+"""Command line: `python -m analysis report ...` writes a sweep report; `... advise ...` picks a design;
+`... explore ...` writes the interactive explorer page.
 
 python -m analysis report --store results --sweep digits --out reports/digits
+python -m analysis explore --store results --sweep digits --out reports/digits/explorer
 python -m analysis advise --store results --sweep digits --max-latency-ms 5 --max-memory-mb 500 --max-params 2e6
 """
 
@@ -24,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tie-rule", choices=TIE_RULES, default="std", help="seed interval for ties (default: std)")
     r.add_argument("--no-html", action="store_true", help="write only the Markdown page")
     r.add_argument("--no-figures", action="store_true", help="text and tables only (faster)")
+    x = sub.add_parser("explore", help="write the interactive explorer: one offline HTML page (open DIR/index.html)")
+    x.add_argument("--store", default="results", help="results store folder (default: results)")
+    x.add_argument("--sweep", default=None, help="sweep name (default: every sweep of the store)")
+    x.add_argument("--out", required=True, help="output folder (index.html and plotly.min.js)")
+    x.add_argument("--tie-rule", choices=TIE_RULES, default="std", help="seed interval for ties (default: std)")
     a = sub.add_parser("advise", help="best measured design within latency / memory / parameter limits")
     a.add_argument("--store", default="results", help="results store folder (default: results)")
     a.add_argument("--sweep", default=None, help="sweep name (default: all sweeps)")
@@ -56,6 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.cmd == "explore":
+        from analysis.explore import ExploreError, write_explorer
+
+        try:
+            page = write_explorer(args.store, args.sweep, args.out, tie_rule=args.tie_rule)
+        except ExploreError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"explorer written: {page} (open it in a browser; plotly.min.js beside it)")
+        return 0
     if args.cmd == "report":
         sweep = args.sweep
         if sweep is not None and sweep not in report.sweeps_in(args.store):

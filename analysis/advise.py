@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.est import fmt_params
+from analysis.store import over_seeds
+from spaces.classes import POINT_KEYS
 
-# What names a design point in the table; the recipe columns complete its identity when point_id is absent.
-DESIGN_COLUMNS = ["sweep", "dataset", "design_class", "family", "depth", "width", "members", "budget", "fit", "epochs"]
-FALLBACK_POINT_COLUMNS = [*DESIGN_COLUMNS, "lr", "weight_decay", "lambda_cot", "combine", "precision"]
+# Without point_id in the table, the recipe columns complete a design point's identity.
+FALLBACK_POINT_COLUMNS = [*(c for c in POINT_KEYS if c != "point_id"), "lr", "weight_decay", "lambda_cot", "combine",
+                          "precision"]  # fmt: skip
 # limit name -> (column in the design table, unit, human name)
 LIMITS = {
     "max_latency_ms": ("latency_ms_p50", "ms", "latency p50 (batch 1)"),
@@ -54,19 +56,11 @@ def design_table(trials: pd.DataFrame) -> pd.DataFrame:
     if "device_name" not in ok:
         ok["device_name"] = None
     g = ok.groupby(keys, sort=False, dropna=False)
-    first = g[[c for c in DESIGN_COLUMNS if c in ok and c not in keys]].first()
-    tab = first.join(
-        g.agg(
-            n_seeds=("seed", "nunique"),
-            acc_mean=("final_acc", "mean"),
-            acc_std=("final_acc", lambda s: float(s.std(ddof=1)) if len(s) > 1 else float("nan")),
-            latency_ms_p50=("latency_ms_p50", "mean"),
-            peak_mem_mb=("peak_mem_mb", "mean"),
-            params_total=("params_total", "mean"),
-            gflops=("gflops", "mean"),
-            device_name=("device_name", lambda s: ", ".join(sorted({str(v) for v in s.dropna()}))),
-        )
-    ).reset_index()
+    first = g[[c for c in POINT_KEYS if c in ok and c not in keys]].first()
+    stats = over_seeds(ok, keys, "final_acc", "acc_mean", "acc_std", sort=False, latency_ms_p50="latency_ms_p50",
+                       peak_mem_mb="peak_mem_mb", params_total="params_total", gflops="gflops")  # fmt: skip
+    devices = g["device_name"].agg(lambda s: ", ".join(sorted({str(v) for v in s.dropna()})))
+    tab = first.join(stats.set_index(keys)).join(devices).reset_index()
     tab["label"] = [_label(r) for r in tab.to_dict("records")]
     return tab.sort_values(["acc_mean", "latency_ms_p50"], ascending=[False, True], kind="stable").reset_index(
         drop=True

@@ -35,11 +35,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-ENSEMBLE_CLASSES = ("deq", "weq", "dct")
-CLASS_ORDER = ("single", "deq", "weq", "dct")
-CATEGORIES = ("single", "deq", "weq", "dct", "all ensembles", "tie")
+from analysis.store import over_seeds
+from spaces.classes import ENSEMBLE_CLASSES, FIXED_CLASSES
+
+# The classes EST compares, in a fixed order (ties in the mean go to the earlier one).
+CLASS_ORDER = FIXED_CLASSES
 MISSING = "missing"
-WIN_CATEGORIES = ("deq", "weq", "dct", "all ensembles")
+WIN_CATEGORIES = (*ENSEMBLE_CLASSES, "all ensembles")
 TIE_RULES = ("std", "ci95")
 GROUP_KEYS = ["dataset", "family", "k", "fit"]
 
@@ -132,14 +134,8 @@ def cell_stats(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFram
         notes.append(
             f"{len(pooled)} (class, budget, seed, epoch) cells hold rows of several configurations; they were averaged"
         )
-    stats = per_seed.groupby(cols, sort=True).agg(
-        n_seeds=("test_acc", "size"),
-        mean_acc=("test_acc", "mean"),
-        std_acc=("test_acc", lambda s: float(s.std(ddof=1)) if len(s) > 1 else float("nan")),
-        member_mean_acc=("member_acc_mean", "mean"),
-        cum_time_s=("cum_time_s", "mean"),
-    )
-    stats = stats.reset_index()
+    stats = over_seeds(per_seed.reset_index(), cols, "test_acc", "mean_acc", "std_acc",
+                       member_mean_acc="member_acc_mean", cum_time_s="cum_time_s")  # fmt: skip
     stats["hw_acc"] = [half_width(s, n, tie_rule) for s, n in zip(stats["std_acc"], stats["n_seeds"], strict=True)]
     return stats, notes
 
@@ -201,8 +197,9 @@ def _decide(cell: pd.DataFrame) -> dict:
 def winner_grid(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Return (grid, stats, notes): one grid row per (dataset, family, k, fit, budget, epoch).
 
-    grid columns: GROUP_KEYS, budget, epoch, winner (one of CATEGORIES or "missing"), best_class, ensembles_win,
-    n_seeds_min/max, assessable, classes, single_mean_acc, best_ensemble, best_ensemble_mean_acc (fractions),
+    grid columns: GROUP_KEYS, budget, epoch, winner (a class of CLASS_ORDER, "all ensembles", "tie" or "missing"),
+    best_class, ensembles_win, n_seeds_min/max, assessable, classes, single_mean_acc, best_ensemble,
+    best_ensemble_mean_acc (fractions),
     margin_pp (best ensemble minus single, percentage points), noise_pp (sum of the two half-widths, pp).
     stats is `cell_stats`'s table.
     """

@@ -21,17 +21,16 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from analysis.est import CLASS_ORDER, ENSEMBLE_CLASSES, MISSING, TIE_RULE_TEXT, fmt_params  # noqa: E402
+from analysis.est import CLASS_ORDER, MISSING, TIE_RULE_TEXT, fmt_params  # noqa: E402
+from spaces.classes import CLASS_COLORS, ENSEMBLE_CLASSES  # noqa: E402  (the same colour in every figure)
 
-# Fixed colours: the same class has the same colour in every figure and report.
-CLASS_COLORS = {"single": "#1f77b4", "deq": "#ff7f0e", "weq": "#2ca02c", "dct": "#d62728"}
 CATEGORY_COLORS = {
     **CLASS_COLORS,
     "all ensembles": "#6a3d9a",
     "tie": "#bdbdbd",
     MISSING: "#ffffff",
 }
-CATEGORY_ORDER = ["single", "deq", "weq", "dct", "all ensembles", "tie", MISSING]
+CATEGORY_ORDER = [*CLASS_ORDER, "all ensembles", "tie", MISSING]
 FORMATS = ("png", "svg")
 
 
@@ -280,8 +279,16 @@ COST_METRICS = [
 ]
 
 
+# Columns cost_table adds beside COST_METRICS (the explorer plots and shows them; the report's figure does not).
+EXTRA_COSTS = [
+    ("macs_per_sample", "MACs per sample (multiply-accumulates, summed over members)"),
+    ("budget_deviation_pct", "budget deviation (%, (params_total - budget) / budget)"),
+]
+
+
 def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Return per (budget, role) the seed means of epoch_time (s), latency_ms_p50 (ms), peak_mem_mb (MB).
+    """Return per (budget, role) the seed means of epoch_time (s), latency_ms_p50 (ms), peak_mem_mb (MB),
+    macs_per_sample (MACs per sample: macs_fvcore, else the design-time macs) and budget_deviation_pct (%).
 
     `epoch_time` is epoch_time_s_steady (epochs 2..N: no compilation or cuDNN search in it), or epoch_time_s_mean
     where a trial has no steady time (one epoch, or a store written before the column). `trials` holds one group's
@@ -291,9 +298,13 @@ def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
     if "epoch_time_s_mean" in ok:
         steady = ok["epoch_time_s_steady"] if "epoch_time_s_steady" in ok else pd.Series(float("nan"), index=ok.index)
         ok = ok.assign(epoch_time=steady.fillna(ok["epoch_time_s_mean"]))
-    cols = [m for m, _ in COST_METRICS if m in ok]
+    if "macs_fvcore" in ok or "macs" in ok:
+        nan = pd.Series(float("nan"), index=ok.index)
+        fv, design = ok.get("macs_fvcore", nan).astype(float), ok.get("macs", nan).astype(float)
+        ok = ok.assign(macs_per_sample=fv.fillna(design))
+    cols = [m for m, _ in COST_METRICS + EXTRA_COSTS if m in ok]
     if ok.empty or not cols:
-        return pd.DataFrame(columns=["budget", "role", "n_trials"] + [m for m, _ in COST_METRICS])
+        return pd.DataFrame(columns=["budget", "role", "n_trials"] + [m for m, _ in COST_METRICS + EXTRA_COSTS])
     out = ok.groupby(["budget", "role"], sort=True)[cols].mean()
     out["n_trials"] = ok.groupby(["budget", "role"], sort=True).size()
     return out.reset_index()
@@ -334,15 +345,24 @@ def tie_rule_note(tie_rule: str, seeds: str) -> str:
     return f"seeds per cell: {seeds}; tie = {TIE_RULE_TEXT[tie_rule]}"
 
 
-MUTUAL_COLOR = "#9467bd"
-COOP_COLOR = "#8c564b"
-
-
 # cost column -> (x-axis label with unit, short name) of the accuracy-vs-cost figure
 COST_AXES = {
     "macs": ("MACs per sample (multiply-accumulates, FLOPs / 2)", "MACs"),
     "latency_ms_p50": ("inference latency, p50 at batch 1 (ms; members one after another)", "latency"),
 }
+
+
+def fixed_design_points(trials: pd.DataFrame, cost: str = "macs") -> pd.DataFrame:
+    """Return the fixed designs (ok single/deq/weq/dct trials) that the accuracy-vs-cost figures draw: one row per
+    (design_class, members, budget, depth, width) with x = the seed mean of `cost` ("macs": design-time MACs per
+    sample; "latency_ms_p50": ms at batch 1) and acc = the seed mean of final_acc (fraction)."""
+    cols = ["design_class", "members", "budget", "depth", "width", "x", "acc"]
+    ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
+    ok = ok[ok["design_class"].isin(CLASS_ORDER)] if "design_class" in ok else ok.iloc[0:0]
+    if ok.empty or cost not in ok:
+        return pd.DataFrame(columns=cols)
+    pts = ok.groupby(cols[:5], sort=True).agg(x=(cost, "mean"), acc=("final_acc", "mean"))
+    return pts.reset_index()
 
 
 def accuracy_vs_cost(
@@ -361,27 +381,26 @@ def accuracy_vs_cost(
     mutual = of_class(query, "mutual")
     for i, side in enumerate(sorted(mutual["resolution"].unique(), reverse=True)):
         q = mutual[mutual["resolution"] == side]
-        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=MUTUAL_COLOR, marker=markers[i % len(markers)],
+        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=CLASS_COLORS["mutual"], marker=markers[i % len(markers)],
                    alpha=0.75, label=f"mutual sub-network, {int(side)} px")  # fmt: skip
     if not mutual.empty:
         front = pareto_front(mutual, cost)
-        ax.plot(front[cost], 100.0 * front["acc_mean"], color=MUTUAL_COLOR, linewidth=1.5, label="mutual: best front")
+        ax.plot(front[cost], 100.0 * front["acc_mean"], color=CLASS_COLORS["mutual"], linewidth=1.5,
+                label="mutual: best front")
     coop = of_class(query, "coop")
     for i, net in enumerate(sorted(coop["network"].dropna().unique()) if "network" in coop else []):
         q = coop[coop["network"] == net]
-        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=COOP_COLOR, marker=markers[i % len(markers)],
+        ax.scatter(q[cost], 100.0 * q["acc_mean"], color=CLASS_COLORS["coop"], marker=markers[i % len(markers)],
                    alpha=0.75, label=f"coop {net} (depth scales)")  # fmt: skip
     if not coop.empty:
         front = pareto_front(coop, cost)
-        ax.plot(front[cost], 100.0 * front["acc_mean"], color=COOP_COLOR, linewidth=1.5, label="coop: best front")
-    ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
+        ax.plot(front[cost], 100.0 * front["acc_mean"], color=CLASS_COLORS["coop"], linewidth=1.5,
+                label="coop: best front")
+    fixed = fixed_design_points(trials, cost)
     for cls in CLASS_ORDER:
-        c = ok[ok["design_class"] == cls]
-        if c.empty:
+        pts = fixed[fixed["design_class"] == cls]
+        if pts.empty:
             continue
-        pts = c.groupby(["members", "budget", "depth", "width"], sort=True).agg(
-            x=(cost, "mean"), acc=("final_acc", "mean")
-        )
         ax.scatter(pts["x"], 100.0 * pts["acc"], color=CLASS_COLORS[cls], marker="o", s=70, edgecolor="black",
                    label=f"{cls} (fixed design)")  # fmt: skip
     ax.set_xscale("log")

@@ -17,6 +17,8 @@ import pandas as pd
 
 from analysis import tables
 from analysis.est import CLASS_ORDER, GROUP_KEYS, TIE_RULE_TEXT, ESTResult, assign_groups, compute_est, fmt_params
+from analysis.store import over_seeds
+from spaces.classes import ADAPTIVE_CLASSES
 
 IDENTITY = ["design_class", "family", "depth", "width", "members", "budget", "fit", "seed"]
 
@@ -101,7 +103,8 @@ def missing_report(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, pd.D
                         "missing_epochs": _ranges(lost),
                     }
                 )
-        done_no_epochs = [t for t in known if t not in set(epochs["trial_id"])] if not epochs.empty else list(known)
+        with_epochs = set(epochs["trial_id"])  # once: rebuilt per trial it made 1,600 trials take 4 minutes
+        done_no_epochs = [t for t in known if t not in with_epochs]
         for tid in sorted(done_no_epochs):
             r = info.loc[tid]
             if int(r.get("epochs_done", 0) or 0) > 0:
@@ -337,8 +340,8 @@ def write_report(
     else:
         page.p("No dct designs with finished (ok) trials in this sweep: no comparison table.")
 
-    _mutual_section(page, store, sweep, trials, out, fig_dir, make_figures)
-    _coop_section(page, store, sweep, trials, out, fig_dir, make_figures)
+    for cls in ADAPTIVE_CLASSES:
+        _adaptive_section(page, store, sweep, trials, out, fig_dir, make_figures, cls)
 
     page.h(2, "What is missing")
     miss = missing_report(trials, epochs)
@@ -380,9 +383,8 @@ def _fixed_points(trials: pd.DataFrame) -> list[dict]:
     fixed = ok[ok["design_class"].isin(CLASS_ORDER)] if "design_class" in ok else ok
     if fixed.empty:
         return []
-    return fixed.groupby(["design_class", "members", "depth", "width"], sort=True).agg(
-        macs=("macs", "mean"), acc=("final_acc", "mean")
-    ).reset_index().to_dict("records")  # fmt: skip
+    keys = ["design_class", "members", "depth", "width"]
+    return over_seeds(fixed, keys, "final_acc", "acc", "acc_std", macs="macs").to_dict("records")
 
 
 def _fixed_line(r: dict, got: str) -> str:
@@ -390,62 +392,62 @@ def _fixed_line(r: dict, got: str) -> str:
             f"{100 * r['acc']:.2f}% at {r['macs']:,.0f} MACs; best under its MACs: {got}")  # fmt: skip
 
 
-def _mutual_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
-    """Add the MutualNet section (query table, accuracy-vs-MACs figure) when the sweep has mutual subnets rows."""
-    from analysis.subnets import of_class, pareto_front, query_table
+def _mutual_rows(query: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    from analysis.subnets import pareto_front
 
-    subnets = of_class(_load_subnets(store, sweep), "mutual")
-    if subnets.empty:
-        return
-    page.h(2, "MutualNet sub-networks (width x resolution)")
-    query = query_table(subnets)
-    query.to_csv(out / "mutual_query_table.csv", index=False)
-    page.p(
-        f"{len(query)} evaluated sub-networks (BN statistics recalibrated for each). Accuracy-optimal front "
-        "(no other sub-network is both cheaper and more accurate); the full table is mutual_query_table.csv."
-    )
     front = pareto_front(query)
-    page.table(pd.DataFrame({
-        "family": front["family"], "depth": front["depth"], "width": front["width"],
-        "width multiplier": front["width_mult"].round(2), "resolution (px)": front["resolution"],
-        "test acc (%)": (100 * front["acc_mean"]).round(2), "MACs/sample": front["macs"].round().astype("Int64"),
-        "params": front["params"].round().astype("Int64"), "latency p50 (ms)": front["latency_ms_p50"].round(3),
-    }))  # fmt: skip
-    _best_under_fixed_macs(
-        page, trials, query, "mutual",
+    return front, {"width multiplier": front["width_mult"].round(2), "resolution (px)": front["resolution"]}
+
+
+def _coop_rows(query: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    tab = query.sort_values(["network", "scale"], ascending=[True, False], kind="stable")
+    return tab, {"network": tab["network"], "scale": tab["scale"].round(2),
+                 "blocks run": tab["blocks_executed"].round().astype("Int64")}  # fmt: skip
+
+
+# Per adaptive class: section title, what its sub-networks are, (the query-table rows shown, their sub-network
+# columns), and the name of one sub-network.
+ADAPTIVE_SECTIONS = {
+    "mutual": (
+        "MutualNet sub-networks (width x resolution)",
+        " (BN statistics recalibrated for each). Accuracy-optimal front (no other sub-network is both cheaper and more "
+        "accurate); the full table is",
+        _mutual_rows,
         lambda best: f"mutual width {best['width_mult']:g} at {int(best['resolution'])} px",
-    )  # fmt: skip
-    if make_figures:
-        _adaptive_figures(page, trials, query, sweep, out, fig_dir, "mutual")
+    ),
+    "coop": (
+        "Cooperative depth-adaptive sub-networks (teammates x scale, leader)",
+        ": each teammate at every scaling factor with its learned hard block mask, and the leader at full depth. The "
+        "full table is",
+        _coop_rows,
+        lambda best: f"coop {best['network']} at scale {best['scale']:g}",
+    ),
+}
 
 
-def _coop_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool) -> None:
-    """Add the cooperative depth-adaptive section (per network and scale; accuracy-vs-MACs figure) when the sweep has
-    coop subnets rows."""
+def _adaptive_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool,
+                      cls: str) -> None:  # fmt: skip
+    """Add the section of adaptive class `cls` (query table, the best sub-network under each fixed design's MACs,
+    accuracy-vs-MACs and -latency figures) when the sweep has subnets rows of that class."""
     from analysis.subnets import of_class, query_table
 
-    subnets = of_class(_load_subnets(store, sweep), "coop")
+    subnets = of_class(_load_subnets(store, sweep), cls)
     if subnets.empty:
         return
-    page.h(2, "Cooperative depth-adaptive sub-networks (teammates x scale, leader)")
+    title, what, rows_shown, name_of = ADAPTIVE_SECTIONS[cls]
+    page.h(2, title)
     query = query_table(subnets)
-    query.to_csv(out / "coop_query_table.csv", index=False)
-    page.p(
-        f"{len(query)} evaluated sub-networks: each teammate at every scaling factor with its learned hard block "
-        "mask, and the leader at full depth. The full table is coop_query_table.csv."
-    )
-    tab = query.sort_values(["network", "scale"], ascending=[True, False], kind="stable")
+    query.to_csv(out / f"{cls}_query_table.csv", index=False)
+    page.p(f"{len(query)} evaluated sub-networks{what} {cls}_query_table.csv.")
+    tab, shown = rows_shown(query)
     page.table(pd.DataFrame({
-        "family": tab["family"], "depth": tab["depth"], "width": tab["width"], "network": tab["network"],
-        "scale": tab["scale"].round(2), "blocks run": tab["blocks_executed"].round().astype("Int64"),
+        "family": tab["family"], "depth": tab["depth"], "width": tab["width"], **shown,
         "test acc (%)": (100 * tab["acc_mean"]).round(2), "MACs/sample": tab["macs"].round().astype("Int64"),
         "params": tab["params"].round().astype("Int64"), "latency p50 (ms)": tab["latency_ms_p50"].round(3),
     }))  # fmt: skip
-    _best_under_fixed_macs(
-        page, trials, query, "coop", lambda best: f"coop {best['network']} at scale {best['scale']:g}"
-    )
+    _best_under_fixed_macs(page, trials, query, cls, name_of)
     if make_figures:
-        _adaptive_figures(page, trials, query, sweep, out, fig_dir, "coop")
+        _adaptive_figures(page, trials, query, sweep, out, fig_dir, cls)
 
 
 def _best_under_fixed_macs(page, trials: pd.DataFrame, query: pd.DataFrame, kind: str, name_of) -> None:

@@ -18,9 +18,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-# Columns that name a design point (with `point_id`, the hash of everything but the seed) in both tables.
-POINT_COLUMNS = ["sweep", "point_id", "dataset", "design_class", "family", "depth", "width", "members", "budget",
-                 "fit", "epochs", "budget_depth", "budget_width"]  # fmt: skip
+from spaces.classes import POINT_KEYS
+
 # Numeric columns that are identity or bookkeeping, never a measurement to average.
 _NOT_METRICS = {"schema_version", "seed", "depth", "width", "members", "budget", "epochs", "budget_depth",
                 "budget_width", "epoch", "num_classes", "in_chans", "image_size", "batch_size", "throughput_batch",
@@ -118,12 +117,13 @@ def load_subnets(store: str = "results", sweep: str | None = None, **filters) ->
 def seed_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """Return the seed-aggregated view of a trials or epochs DataFrame: one row per design point (and epoch).
 
-    Groups by the design-point columns (`POINT_COLUMNS` present in `df`, plus `epoch` for the epochs table) and gives,
-    for each metric, `<metric>_mean`, `<metric>_std` (sample std; NaN for one seed) and `<metric>_count` (non-null
-    values), plus `n_seeds` (distinct seeds). `metrics` defaults to every numeric measurement column. Units are
-    those of the metric. Filter first (e.g. status == "ok") if failed trials should not count.
+    Groups by the design-point columns (`spaces.classes.POINT_KEYS` present in `df`, plus `epoch` for the epochs
+    table) and gives, for each metric, `<metric>_mean`, `<metric>_std` (sample std; NaN for one seed) and
+    `<metric>_count` (non-null values), plus `n_seeds` (distinct seeds). `metrics` defaults to every numeric
+    measurement column. Units are those of the metric. Filter first (e.g. status == "ok")
+    if failed trials should not count.
     """
-    keys = [c for c in POINT_COLUMNS if c in df.columns]
+    keys = [c for c in POINT_KEYS if c in df.columns]
     if "epoch" in df.columns:
         keys.append("epoch")
     if metrics is None:
@@ -134,3 +134,21 @@ def seed_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFram
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]
     out.insert(0, "n_seeds", grouped["seed"].nunique() if "seed" in df.columns else grouped.size())
     return out.reset_index()
+
+
+def _sample_std(values: pd.Series) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def over_seeds(df: pd.DataFrame, keys: list[str], value: str, mean: str, std: str, sort: bool = True,
+               **means: str) -> pd.DataFrame:  # fmt: skip
+    """Return one row per group of `df` by `keys` (missing key values form their own group): `n_seeds` (distinct
+    seeds), `mean` and `std`, the mean and sample standard deviation of column `value` over the group's rows (NaN std
+    for one row), and for each keyword `name=column` the mean of that column. Units are those of the columns.
+
+    The one seed aggregation of the analysis (EST cells, the advisor's designs, the sub-network query table, the DCT
+    table, the report's fixed designs).
+    """
+    grouped = df.groupby(keys, sort=sort, dropna=False)
+    aggs = {"n_seeds": ("seed", "nunique"), mean: (value, "mean"), std: (value, _sample_std)}
+    return grouped.agg(**aggs, **{name: (column, "mean") for name, column in means.items()}).reset_index()

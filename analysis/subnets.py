@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-# What names one adaptive design point (besides point_id, which the writer always fills).
-POINT = ["sweep", "point_id", "dataset", "design_class", "family", "depth", "width", "budget", "epochs"]
+from analysis.store import over_seeds
+from spaces.classes import POINT_KEYS
+
 # What names a sub-network within its point: mutual varies width and resolution, coop the network and its scale.
 SUBNET = ["width_mult", "resolution", "subnet_kind", "network", "scale", "blocks_executed"]
-QUERY_COLUMNS = [*POINT, *SUBNET, "acc_mean", "acc_std", "n_seeds", "macs", "params", "latency_ms_p50"]
+QUERY_COLUMNS = [*POINT_KEYS, *SUBNET, "n_seeds", "acc_mean", "acc_std", "macs", "params", "latency_ms_p50"]
 
 
 def of_class(table: pd.DataFrame, design_class: str) -> pd.DataFrame:
@@ -35,16 +36,9 @@ def query_table(subnets: pd.DataFrame) -> pd.DataFrame:
     """
     if subnets.empty:
         return pd.DataFrame(columns=QUERY_COLUMNS)
-    keys = [c for c in [*POINT, *SUBNET] if c in subnets]
-    g = subnets.groupby(keys, sort=False, dropna=False)
-    tab = g.agg(
-        acc_mean=("test_acc", "mean"),
-        acc_std=("test_acc", lambda s: float(s.std(ddof=1)) if len(s) > 1 else float("nan")),
-        n_seeds=("seed", "nunique"),
-        macs=("macs", "mean"),
-        params=("params", "mean"),
-        latency_ms_p50=("latency_ms_p50", "mean"),
-    ).reset_index()
+    keys = [c for c in [*POINT_KEYS, *SUBNET] if c in subnets]
+    tab = over_seeds(subnets, keys, "test_acc", "acc_mean", "acc_std", sort=False, macs="macs", params="params",
+                     latency_ms_p50="latency_ms_p50")  # fmt: skip
     return tab.sort_values(["macs", "acc_mean"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 

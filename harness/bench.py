@@ -44,8 +44,9 @@ import torch.nn.functional as F
 from harness import measure
 from harness.data import load_data
 from harness.fused import FusedMembers, resolve_execution
+from harness.loop import run_trial
 from harness.losses import cotraining_loss
-from harness.trial import build_members, derived_seed, make_optimizer, run_trial
+from harness.networks import build_members, derived_seed, make_optimizer
 from harness.views import ViewMaker
 from spaces.designs import DesignPoint, Shape, ensemble_for, single_at
 from spaces.families import create_model

@@ -4,7 +4,8 @@ Small-image sets (digits, CIFAR-10/100, SVHN) are loaded once into tensors on th
 *raw* pixels (uint8 0..255 for CIFAR/SVHN, float 0..1 for digits) so that the augmentations in `harness.views` run
 on whole batches on the device; `normalize` (train-set mean/std per channel) is applied after augmentation, and
 `test_x` is stored already normalized. ImageFolder-style sets (Tiny ImageNet, ImageNet) are too big for that: they
-come through a `DataLoader` with the standard ImageNet transforms, applied per sample in worker processes.
+come through a `DataLoader` with the standard ImageNet transforms, applied per sample in worker processes; the
+recipe's AutoAugment (ImageNet policy), RandAugment and RandomErasing are applied there too.
 
 Nothing is downloaded unless `dataset.download` is true; a missing data set raises `DatasetMissingError` naming the
 path it looked at and how to get the data.
@@ -23,8 +24,6 @@ import torch.nn.functional as F
 from harness.errors import DatasetMissingError  # defined torch-free, for the pre-flight
 from spaces.datasets import DATASETS
 
-SMALL_IMAGE_SETS = ("digits", "cifar10", "cifar100", "svhn")
-FOLDER_SETS = ("tinyimagenet", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -95,11 +94,13 @@ def load_data(
     member_views: int = 1,
     batch_size: int = 128,
     eval_batch_size: int = 512,
+    augment: dict | None = None,
 ) -> TrialData:
     """Return the `TrialData` for the config's `dataset` section, tensors on `device`.
 
-    `member_views` and the batch sizes are only used by folder data, whose loaders batch per sample and must
-    produce one view per member per sample.
+    `member_views`, the batch sizes and `augment` (the recipe's `autoaugment`, `randaugment` and `random_erasing`)
+    are only used by folder data, whose loaders augment and batch per sample and must produce one view per member
+    per sample; tensor data is augmented on the device by `harness.views`.
     """
     name = dataset["name"]
     if name not in DATASETS:
@@ -109,7 +110,7 @@ def load_data(
         return _load_digits(dataset, torch.device(device))
     if name in ("cifar10", "cifar100", "svhn"):
         return _load_torchvision_small(name, root, bool(dataset.get("download", False)), torch.device(device))
-    return _load_image_folder(dataset, root, member_views, batch_size, eval_batch_size)
+    return _load_image_folder(dataset, root, member_views, batch_size, eval_batch_size, augment or {})
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,11 +224,32 @@ class MultiView:
         return [self.transform(img) for _ in range(self.views)]
 
 
-def _load_image_folder(dataset: dict, root: str, member_views: int, batch_size: int, eval_batch_size: int) -> TrialData:
-    """ImageFolder data from root/train and root/val with the standard ImageNet transforms (per sample, in workers).
+def train_transform_folder(size: int, augment: dict):
+    """Return the per-sample training transform of folder data: RandomResizedCrop(size) + horizontal flip, then
+    AutoAugment (ImageNet policy) or RandAugment when `augment` asks, tensor + ImageNet normalization, then
+    RandomErasing with probability `augment["random_erasing"]` as the DCT reference does on ImageNet (area 5-12%,
+    aspect ratio 0.5-1.5, zero fill after normalization)."""
+    import torchvision.transforms.v2 as T
 
-    Train: RandomResizedCrop(image_size) + horizontal flip; test: Resize(image_size / 0.875) + CenterCrop. The
-    member views are drawn here (per sample) because these images never sit on the device as one tensor.
+    steps = [T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip()]
+    if augment.get("autoaugment"):
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy.IMAGENET))
+    elif augment.get("randaugment"):
+        steps.append(T.RandAugment())
+    steps += [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if augment.get("random_erasing", 0) > 0:
+        steps.append(T.RandomErasing(p=augment["random_erasing"], scale=(0.05, 0.12), ratio=(0.5, 1.5), value=0))
+    return T.Compose(steps)
+
+
+def _load_image_folder(
+    dataset: dict, root: str, member_views: int, batch_size: int, eval_batch_size: int, augment: dict
+) -> TrialData:
+    """ImageFolder data from root/train and root/val, transformed per sample in the loader's workers.
+
+    Train: `train_transform_folder` (crop, flip and the recipe's augmentations); test: Resize(image_size / 0.875) +
+    CenterCrop. The member views are drawn here (per sample) because these images never sit on the device as one
+    tensor.
     """
     import torchvision.datasets as tvd
     import torchvision.transforms.v2 as T
@@ -237,11 +259,11 @@ def _load_image_folder(dataset: dict, root: str, member_views: int, batch_size: 
         if not os.path.isdir(os.path.join(root, part)):
             raise _missing(name, os.path.join(root, part))
     norm = [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    train_tf = T.Compose([T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip(), *norm])
+    train_tf = train_transform_folder(size, augment)
     test_tf = T.Compose([T.Resize(int(round(size / 0.875)), antialias=True), T.CenterCrop(size), *norm])
     train = tvd.ImageFolder(os.path.join(root, "train"), transform=MultiView(train_tf, max(1, member_views)))
     test = tvd.ImageFolder(os.path.join(root, "val"), transform=test_tf)
-    workers = int(dataset.get("workers", min(8, os.cpu_count() or 1)))
+    workers = min(8, os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(int(dataset.get("split_seed", 0)))
     common = {"num_workers": workers, "pin_memory": torch.cuda.is_available(), "persistent_workers": workers > 0}
     train_loader = torch.utils.data.DataLoader(
@@ -261,3 +283,13 @@ def _load_image_folder(dataset: dict, root: str, member_views: int, batch_size: 
         train_loader=train_loader,
         test_loader=test_loader,
     )
+
+
+def test_batches(data: TrialData, batch_size: int, device: torch.device):
+    """Yield normalized (inputs, labels) test batches in a fixed order."""
+    if data.loader:
+        for x, y in data.test_loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return
+    for start in range(0, data.num_test, batch_size):
+        yield data.test_x[start : start + batch_size], data.test_y[start : start + batch_size]

@@ -35,13 +35,12 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from harness.compile_probe import check_inductor_cpu_works
+from spaces.spec import RECIPE_KEYS
 
-EXECUTIONS = ("sequential", "fused", "auto")
-# torch.compile modes (inductor's), "off" for eager; "reduce-overhead" adds CUDA graphs.
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# "cudagraphs" records CUDA graphs without inductor's kernels; "aot_eager" is torch's debugging backend (traces and
-# runs autograd ahead of time, eager kernels), which shows whether a problem comes from capture or from inductor.
-COMPILE_BACKENDS = ("inductor", "cudagraphs", "aot_eager")
+# The allowed values are the spec's (recipe keys execution, compile, compile_backend).
+EXECUTIONS = RECIPE_KEYS["execution"].allowed
+COMPILE_MODES = RECIPE_KEYS["compile"].allowed
+COMPILE_BACKENDS = RECIPE_KEYS["compile_backend"].allowed
 
 
 def resolve_execution(requested: str, device: torch.device, members: int) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-COMBINERS = ("logits", "softmax", "geometric", "max")
+from spaces.spec import RECIPE_KEYS
+
+COMBINERS = RECIPE_KEYS["combine"].allowed  # the spec's allowed values of recipe.combine
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -50,6 +52,26 @@ def cotraining_loss(
         return ce, ce.new_zeros(())
     js = js_divergence(logits)
     return ce + lambda_cot * js, js
+
+
+def leader_loss(
+    leader_logits: torch.Tensor,
+    teammate_logits: list[torch.Tensor],
+    targets: torch.Tensor,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Return the cooperative leader objective (nats, a scalar tensor), Eq. 18 of the cooperative-learning paper:
+    CE(leader, y) + sum_i KL(softmax(leader.detach()) || softmax(teammate_i)).
+
+    The leader "only learns the knowledge from the true labels": its output enters the KL terms detached, as the
+    target, so its gradient is that of CE alone; the full-depth teammates (`teammate_logits`) are the students that
+    the KL terms pull toward the leader. KL is batch-mean, computed in float32.
+    """
+    target = F.softmax(leader_logits.detach().float(), dim=1)
+    loss = cross_entropy(leader_logits, targets, label_smoothing)
+    for logits in teammate_logits:
+        loss = loss + F.kl_div(F.log_softmax(logits.float(), dim=1), target, reduction="batchmean")
+    return loss
 
 
 def cot_weight(epoch: int, lambda_cot: float, warmup_epochs: int, floor: float) -> float:

@@ -26,6 +26,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness.data import TrialData, test_batches
+from harness.views import resize
+
 MIB = 2**20
 
 
@@ -203,6 +206,33 @@ def inference_latency(
         "throughput_sps": throughput_batch / (statistics.median(thr) / 1000.0),
         "throughput_batch": throughput_batch,
     }
+
+
+@torch.no_grad()
+def batch1_latency_ms(model: nn.Module, shape: tuple[int, int, int], device, warmup: int, runs: int, amp) -> tuple:
+    """Return (p50, p90) batch-1 inference latency in ms of `model` as it is now (e.g. at a sub-network's width or
+    mask), on inputs of `shape` (C, H, W) under the autocast context `amp`."""
+    x = torch.randn(1, *shape, device=device)
+
+    def run():
+        with amp:
+            model(x)
+
+    return latency_p50_p90_ms(run, device, warmup, max(1, runs))
+
+
+@torch.no_grad()
+def subnet_accuracy(model: nn.Module, data: TrialData, side: int, batch_size: int, device, amp) -> float:
+    """Return the test accuracy (fraction) of `model` as it is now (e.g. a sub-network) on the test split resized to
+    `side` x `side` pixels."""
+    model.eval()
+    correct, n = torch.zeros((), device=device), 0
+    for x, y in test_batches(data, batch_size, device):
+        with amp:
+            logits = model(resize(x, side))
+        correct += (logits.argmax(1) == y).sum()
+        n += len(y)
+    return float(correct) / max(1, n)
 
 
 def device_name(device: torch.device) -> str:

@@ -28,6 +28,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from spaces.classes import SUBNET_KINDS
+
 SCHEMA_VERSION = 1
 # Statuses that make a trial complete: a rerun of the sweep does not train it again.
 COMPLETE_STATUSES = ("ok", "diverged", "error")
@@ -193,7 +195,7 @@ def point_id(config: dict) -> str:
 
 
 def identity_columns(config: dict) -> dict:
-    """Return the identity columns both tables carry, taken from a trial config (see CONTRACT "Trial config")."""
+    """Return the identity columns both tables carry, taken from a trial config (`spaces.spec.trial_configs`)."""
     design = config.get("design") or {}
     return {
         "schema_version": SCHEMA_VERSION,
@@ -273,10 +275,6 @@ def build_epoch_rows(config: dict, epochs: list[dict]) -> list[dict]:
     """Return the epochs-table rows (one dict per EPOCH record) for one trial, identity columns included."""
     ident = identity_columns(config)
     return [{**ident, **{k: rec.get(k) for k in _EPOCH_KEYS}} for rec in epochs]
-
-
-# The kind of sub-network each adaptive class evaluates, for records that do not name it.
-SUBNET_KINDS = {"mutual": "width_resolution", "coop": "depth"}
 
 
 def build_subnet_rows(config: dict, result: dict | None) -> list[dict]:

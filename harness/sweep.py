@@ -220,7 +220,8 @@ def _train(tune_config: dict) -> None:
     A deterministic error (`harness.errors.is_deterministic`) is recorded at once as an error row and ends the trial
     normally, so Tune does not retry it; any other error is raised for Tune to retry.
     """
-    from harness.trial import CHECKPOINT_FILE, run_trial  # imported in the worker: the driver needs no torch
+    from harness.loop import CHECKPOINT_FILE  # imported in the worker, where the trial runs
+    from harness.trial import run_trial
 
     config, store, sweep = tune_config["trial"], tune_config["store"], tune_config["sweep"]
     guard, key = _guard(tune_config.get("guard")), dataset_key(config)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from harness.errors import one_line
+from harness.networks import derived_seed
 
 # torch's intra-op thread count when this process started (under Ray: from the trial's CPUs, via OMP_NUM_THREADS);
 # what a trial with `measure.threads = 0` runs with, whatever an earlier trial in the same process set.
@@ -25,8 +26,6 @@ DEFAULT_THREADS = torch.get_num_threads()
 def apply_trial_settings(config: dict) -> None:
     """Set torch's intra-op threads (`measure.threads`, 0: the process default), `cudnn.benchmark`
     (`recipe.cudnn_benchmark`) and the global torch, `random` and NumPy seeds (from the trial seed) for this trial."""
-    from harness.trial import derived_seed  # harness.trial imports this module
-
     threads = int((config.get("measure") or {}).get("threads", 0))
     torch.set_num_threads(threads if threads > 0 else DEFAULT_THREADS)
     torch.backends.cudnn.benchmark = bool((config.get("recipe") or {}).get("cudnn_benchmark", True))

@@ -11,6 +11,8 @@ deterministic and no global RNG is touched:
   per sample per view on a CPU, i.e. tens of ms per 128-batch per member -- often more than a tiny model's step.
   torchvision draws their randomness from the global RNG, so each call runs inside `torch.random.fork_rng` seeded
   from our generator: deterministic, and the global state is left as it was.
+- RandomErasing is the Divide-and-Co-train reference's cutout-like setting on CIFAR: an erased area of 6.25-10% of
+  the image, aspect ratio 0.99-1.0 (a square), filled with 0 after normalization (the mean colour).
 - Mixup / cutmix draw ONE lambda and ONE permutation per batch, shared by all views, so members see the same mixed
   pairs and their soft targets are identical (the co-training loss compares like with like).
 """
@@ -21,6 +23,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+# RandomErasing as the DCT reference uses it on CIFAR (dataset/factory.py): cutout-like squares, zero fill.
+ERASING_SCALE = (0.0625, 0.1)
+ERASING_RATIO = (0.99, 1.0)
 
 
 def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -80,7 +86,9 @@ class ViewMaker:
             self._policy = T.AutoAugment(T.AutoAugmentPolicy(self.autoaugment_policy))
         elif self.randaugment:
             self._policy = T.RandAugment()
-        self._erase = T.RandomErasing(p=self.random_erasing) if self.random_erasing > 0 else None
+        self._erase = None
+        if self.random_erasing > 0:
+            self._erase = T.RandomErasing(p=self.random_erasing, scale=ERASING_SCALE, ratio=ERASING_RATIO, value=0)
 
     def view(self, raw: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Return one augmented, normalized float32 view of the raw batch."""
@@ -154,3 +162,10 @@ def soft_targets(y: torch.Tensor, num_classes: int, plan: MixPlan | None, label_
     if plan is not None:
         t = t.mul(plan.lam).add_(t[plan.perm], alpha=1.0 - plan.lam)
     return t
+
+
+def resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Return the batch `x` resized to side x side pixels (bilinear, antialiased); `x` itself when already so."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)

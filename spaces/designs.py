@@ -3,8 +3,9 @@
 `coop` (cooperative depth-adaptive training: two teammates and a leader of the single network's shape).
 
 Budgets are exact parameter counts of instantiated models (see `spaces.counting`). `fit="floor"` takes the largest
-member that keeps k members within the budget (the papers' rule); `fit="nearest"` takes the member whose total is
-closest to the budget (what the public More-or-Less code did), so it may exceed the budget.
+member that keeps k members within the budget (the papers' rule); `fit="nearest"` takes the member E whose k copies
+come closest to the budget B relative to the ensemble, the smallest |1 - B / (k |E|)| with ties to the smaller member
+(what the public More-or-Less code did), so it may exceed the budget.
 """
 
 from __future__ import annotations
@@ -12,14 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from spaces.classes import ENSEMBLE_CLASSES
 from spaces.counting import count_params, forward_macs
 from spaces.families import get_family
 
-DESIGN_CLASSES = ("single", "deq", "weq", "dct", "mutual", "coop")
-# The fixed designs (one trained network per member); `mutual` is one slimmable network serving many sub-networks,
-# `coop` trains three networks (two depth-adaptive teammates and a leader) whose sub-networks are the candidates.
-FIXED_CLASSES = ("single", "deq", "weq", "dct")
-ENSEMBLE_CLASSES = ("deq", "weq", "dct")
 FIT_RULES = ("floor", "nearest")
 
 
@@ -79,8 +76,8 @@ def _pick(candidates: list[tuple[int, int]], target: float, fit: str) -> tuple[i
         return below[-1] if below else None
     above = [c for c in candidates if c[1] > target]
     near = ([below[-1]] if below else []) + ([above[0]] if above else [])
-    # A tie goes to the member under the budget.
-    return min(near, key=lambda c: (abs(c[1] - target), c[1] > target)) if near else None
+    # More-or-Less: the smallest |1 - target / params| (target = B / k per member); a tie goes to the smaller member.
+    return min(near, key=lambda c: (abs(1 - target / c[1]), c[1])) if near else None
 
 
 def _floor_index(params_at, guess: int, lo: int, hi: int | None, budget: float) -> int:
@@ -219,44 +216,48 @@ def single_for_budget(family: str, depth: int, budget: int, shape: Shape, option
     return _design("single", family, depth, width, 1, budget, depth, width, fit, shape, options)
 
 
-def mutual_for(single: DesignPoint) -> DesignPoint:
-    """Return the MutualNet design at `single`'s budget: one slimmable network of the same depth and width
-    (members 1) whose sub-networks of smaller width and input resolution share its weights (harness/mutual.py)."""
-    return replace(single, design_class="mutual")
+def same_network_for(single: DesignPoint, design_class: str) -> DesignPoint:
+    """Return the `design_class` design that trains `single`'s network itself (members 1, same budget), e.g. MutualNet:
+    one slimmable network of the same depth and width whose sub-networks of smaller width and input resolution share
+    its weights (harness/kinds/mutual.py)."""
+    return replace(single, design_class=design_class)
 
 
-def coop_for(single: DesignPoint) -> DesignPoint:
+def coop_for(single: DesignPoint, design_class: str = "coop") -> DesignPoint:
     """Return the cooperative depth-adaptive design at `single`'s point: three networks of its family, depth and width
-    (two teammates and a leader, harness/coop.py), so members 3 and params_total / macs are three times the single's
-    (what training costs; a deployed sub-network runs one teammate's selected blocks, see the subnets table)."""
+    (two teammates and a leader, harness/kinds/coop.py), so members 3 and params_total / macs are three times the
+    single's (what training costs; a deployed sub-network runs one teammate's selected blocks, see the subnets
+    table)."""
     total = 3 * single.params_member
     deviation = round(100.0 * (total - single.budget) / single.budget, 3)
-    return replace(
-        single, design_class="coop", members=3, params_total=total, budget_deviation=deviation, macs=3 * single.macs
-    )
+    return replace(single, design_class=design_class, members=3, params_total=total, budget_deviation=deviation,
+                   macs=3 * single.macs)  # fmt: skip
 
 
 def ensemble_for(
-    single: DesignPoint, design_class: str, members: int, divide_regularization: bool = True
+    single: DesignPoint, design_class: str, members: int, divide_regularization: bool = True, rule: str | None = None
 ) -> DesignPoint:
     """Return the `design_class` ensemble of `members` networks under the budget that `single` defines.
 
-    deq keeps the depth and fits the width; weq keeps the width and fits the depth; dct divides the width by the
-    family's division rule (and, if asked, the regularization probabilities by sqrt(members)).
+    deq keeps the depth and fits the width; weq keeps the width and fits the depth, both by the fit rule `rule`
+    (default `single.fit`; the design's `fit` label stays `single.fit`, the sweep's rule); dct divides the width by
+    the family's division rule (and, if asked, the regularization probabilities by sqrt(members)).
     Raises BudgetError naming the class and budget when no valid member fits.
     """
     family, shape, fit = single.family, Shape(single.num_classes, single.in_chans, single.image_size), single.fit
+    rule = rule or fit
     options = dict(single.family_args)
     per_member = single.budget / members
     depth, width = single.depth, single.width
     try:
         if design_class == "deq":
             guess = round(width * math.sqrt(per_member / single.params_member))
-            width, _ = fit_width(family, depth, per_member, shape, options, fit, guess=guess)
+            width, _ = fit_width(family, depth, per_member, shape, options, rule, guess=guess)
         elif design_class == "weq":
-            depth, _ = fit_depth(family, width, depth, per_member, shape, options, fit)
+            depth, _ = fit_depth(family, width, depth, per_member, shape, options, rule)
         elif design_class == "dct":
             fam = get_family(family)
+            options.update(fam.divided_options(width, members))
             width = fam.divide_width(width, members)
             if divide_regularization:
                 options = fam.divide_regularization(options, members)

@@ -6,8 +6,14 @@ an unknown family or an impossible budget raises `SpecError` with one line namin
 allowed. `--set key=value` overrides any key (dotted path; array elements by index, e.g. `families.0.depths=[8]`).
 
 Recipe precedence, lowest first: built-in defaults, the class defaults below (what divide-and-co-train adds is on for
-`dct` only), the spec's `[recipe]` keys, then its per-class `[recipe.<class>]` tables. So ablations are just configs:
-`[recipe.deq] lambda_cot = 0.5` co-trains a depth-equivalent ensemble.
+`dct` only), the spec's `[recipe]` keys, its per-class `[recipe.<class>]` tables, then a `[[families]]` entry's own
+`recipe` table (same keys, per-class tables included), which overrides the global one for that entry's designs (a
+paper's per-model weight decay). So ablations are just configs: `[recipe.deq] lambda_cot = 0.5` co-trains a
+depth-equivalent ensemble. The resolved recipe is part of every trial's config and id.
+
+`fit` is one rule ("floor" or "nearest") or a per-class table, e.g. `fit = { deq = "nearest", weq = "floor" }` (a
+class left out fits by floor; `single` matters only for explicit budgets). Designs record the sweep's fit label
+("floor", "nearest", or e.g. "deq=nearest,weq=floor") so that analysis groups a sweep's classes together.
 
 The `mutual` class (MutualNet) has its own recipe keys (`MUTUAL_KEYS`: the width range, the input resolutions, the
 grid step of the evaluated widths, the BN recalibration samples); they may sit in `[recipe]` or `[recipe.mutual]` and
@@ -25,24 +31,14 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from spaces import designs as design_builders
+from spaces.classes import CLASSES, DESIGN_CLASSES, FIXED_CLASSES
 from spaces.datasets import DATASETS
-from spaces.designs import (
-    DESIGN_CLASSES,
-    FIT_RULES,
-    FIXED_CLASSES,
-    BudgetError,
-    DesignPoint,
-    Shape,
-    coop_for,
-    ensemble_for,
-    mutual_for,
-    single_at,
-    single_for_budget,
-)
+from spaces.designs import FIT_RULES, BudgetError, DesignPoint, Shape, single_at, single_for_budget
 from spaces.families import get_family, list_families
 from spaces.families.depthmask import DEPTH_MASKABLE_FAMILIES
 from spaces.families.slimmable import SLIMMABLE_FAMILIES
@@ -53,12 +49,8 @@ DEFAULT_PRESET = "digits"
 # Divide-and-Co-train trains members on their own views with a JS co-training loss; More-or-Less trained members
 # independently on one view. Reference run length for scaling the co-training warm-up: DCT's 300 CIFAR epochs.
 CLASS_DEFAULTS = {
-    "single": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "deq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "weq": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
+    **{cls: {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False} for cls in DESIGN_CLASSES},
     "dct": {"lambda_cot": 0.5, "member_views": True, "divide_regularization": True},
-    "mutual": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
-    "coop": {"lambda_cot": 0.0, "member_views": False, "divide_regularization": False},
 }
 COT_WARMUP_REFERENCE = (40, 300)  # 40 warm-up epochs in a 300-epoch run
 
@@ -131,6 +123,7 @@ FAMILY_KEYS = {
     "widths": Key("list[int]", None, check=_non_empty, doc="single-network widths of the grid (family's knob)"),
     "budgets": Key("list[float]", None, check=_each(_positive), doc="explicit parameter budgets instead of a grid"),
     "options": Key("table", {}, doc="builder options of the family, e.g. drop_rate"),
+    "recipe": Key("table", {}, doc="recipe keys for this entry's designs, over the global [recipe]"),
 }
 
 RECIPE_KEYS = {
@@ -166,7 +159,10 @@ RECIPE_KEYS = {
     ),
     "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max"), doc="ensemble combiner"),
     "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto"), doc="how members run"),
-    # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes).
+    # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes). "reduce-overhead" adds
+    # CUDA graphs. Backend "cudagraphs" records CUDA graphs without inductor's kernels; "aot_eager" is torch's
+    # debugging backend (traces and runs autograd ahead of time, eager kernels): it shows whether a problem comes
+    # from capture or from inductor.
     "compile": Key(
         "str",
         "off",
@@ -239,7 +235,7 @@ TOP_KEYS = {
     "families": Key("array", doc="[[families]] tables"),
     "classes": Key("list[str]", list(FIXED_CLASSES), allowed=DESIGN_CLASSES, check=_non_empty),
     "members": Key("list[int]", [4], check=_non_empty, doc="ensemble sizes k (and S for dct)"),
-    "fit": Key("str", "floor", allowed=FIT_RULES),
+    "fit": Key("str|table", "floor", doc='"floor", "nearest", or a per-class table like { deq = "nearest" }'),
     "skip_unfit": Key("bool", False, doc="skip, instead of rejecting, ensembles that cannot fit their budget"),
     "epochs": Key("int", check=_positive),
     "seeds": Key("list[int]", [0], check=_non_empty),
@@ -268,6 +264,8 @@ def _type_ok(kind: str, value) -> bool:
         return isinstance(value, str)
     if kind == "table":
         return isinstance(value, dict)
+    if kind == "str|table":
+        return isinstance(value, str | dict)
     if kind == "array":
         return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     if kind.startswith("list["):
@@ -283,6 +281,7 @@ _TYPE_WORDS = {
     "str": "a string",
     "table": "a table",
     "array": "an array of tables",
+    "str|table": "a string or a table",
 }
 
 
@@ -352,6 +351,10 @@ def _validate_family(entry: dict, where: str) -> dict:
                 value,
                 f"unknown option of {fam['name']}; allowed: {', '.join(sorted(allowed_options)) or 'none'}",
             )
+        rule = family.option_rules.get(opt)
+        problem = rule(value) if rule else None
+        if problem:
+            raise _fail(f"{where}options.{opt}", value, problem)
     if fam["depths"] is None:
         fam["depths"] = [family.default_depth]
     for depth in fam["depths"]:
@@ -379,15 +382,16 @@ def _validate_family(entry: dict, where: str) -> dict:
     return fam
 
 
-def _resolve_recipe(spec: dict, design_class: str, members: int) -> dict:
-    """Return the recipe of one design class: defaults < class defaults < [recipe] < [recipe.<class>]."""
-    raw = spec["_raw_recipe"]
+def _resolve_recipe(spec: dict, design_class: str, members: int, family_index: int | None = None) -> dict:
+    """Return the recipe of one design class: defaults < class defaults < [recipe] < [recipe.<class>] < the
+    `families.<family_index>.recipe` table < its `<class>` table."""
     recipe = {k: v.default for k, v in RECIPE_KEYS.items()}
     recipe.update(CLASS_DEFAULTS[design_class])
     keys = _class_keys(design_class)
     recipe.update({k: v.default for k, v in CLASS_KEYS.get(design_class, {}).items()})
-    recipe.update({k: v for k, v in raw.items() if k in keys})
-    recipe.update(raw.get(design_class, {}))
+    for raw in _raw_recipes(spec, family_index):
+        recipe.update({k: v for k, v in raw.items() if k in keys})
+        recipe.update(raw.get(design_class, {}))
     recipe = copy.deepcopy(recipe)
     epochs = spec["epochs"]
     if design_class == "mutual" and recipe["resolutions"] is None:
@@ -406,20 +410,27 @@ def _resolve_recipe(spec: dict, design_class: str, members: int) -> dict:
     return recipe
 
 
-def _validate_recipe(raw: dict, epochs: int) -> dict:
+def _raw_recipes(spec: dict, family_index: int | None) -> list[dict]:
+    """Return the explicitly given recipe tables that apply to a design of `families.<family_index>`, lowest first."""
+    if family_index is None:
+        return [spec["_raw_recipe"]]
+    return [spec["_raw_recipe"], spec["families"][family_index]["_raw_recipe"]]
+
+
+def _validate_recipe(raw: dict, epochs: int, where: str = "recipe.") -> dict:
     """Return the explicitly given recipe keys, validated and normalised, with per-class tables under their class."""
-    top = _validate_table(raw, RECIPE_ALL_KEYS, "recipe.", extra=DESIGN_CLASSES)
+    top = _validate_table(raw, RECIPE_ALL_KEYS, where, extra=DESIGN_CLASSES)
     raw = {**{k: top[k] for k in raw if k in RECIPE_ALL_KEYS}, **{c: raw[c] for c in DESIGN_CLASSES if c in raw}}
     for cls in DESIGN_CLASSES:
         if cls in raw:
             if not isinstance(raw[cls], dict):
-                raise _fail(f"recipe.{cls}", raw[cls], "must be a table of recipe keys")
-            sub = _validate_table(raw[cls], _class_keys(cls), f"recipe.{cls}.")
+                raise _fail(f"{where}{cls}", raw[cls], "must be a table of recipe keys")
+            sub = _validate_table(raw[cls], _class_keys(cls), f"{where}{cls}.")
             raw[cls] = {k: sub[k] for k in raw[cls]}
-    for where, table in [("recipe.", raw)] + [(f"recipe.{c}.", raw[c]) for c in DESIGN_CLASSES if c in raw]:
+    for at, table in [(where, raw)] + [(f"{where}{c}.", raw[c]) for c in DESIGN_CLASSES if c in raw]:
         for m in table.get("milestones", []):
             if m > epochs:
-                raise _fail(f"{where}milestones", table["milestones"], f"milestones must be <= epochs ({epochs})")
+                raise _fail(f"{at}milestones", table["milestones"], f"milestones must be <= epochs ({epochs})")
     return raw
 
 
@@ -432,6 +443,8 @@ class Spec:
     data: dict
     designs: list[DesignPoint]
     skipped: list[str] = field(default_factory=list)
+    # families.<i> entry each design came from (its recipe table applies), parallel to `designs`.
+    design_families: list[int] = field(default_factory=list)
 
 
 def preset_path(name: str) -> Path:
@@ -493,8 +506,10 @@ def load_spec(spec: str | Path = DEFAULT_PRESET, overrides: list[str] | tuple = 
     for assignment in overrides:
         apply_override(raw, assignment)
     data = _validate(raw)
-    designs, skipped = _enumerate(data)
-    return Spec(name=data["name"], source=str(path), data=data, designs=designs, skipped=skipped)
+    designs, skipped, families = _enumerate(data)
+    return Spec(
+        name=data["name"], source=str(path), data=data, designs=designs, skipped=skipped, design_families=families
+    )
 
 
 def _validate(raw: dict) -> dict:
@@ -510,15 +525,22 @@ def _validate(raw: dict) -> dict:
     for k in data["members"]:
         if k < 2:
             raise _fail("members", data["members"], "ensembles need at least 2 members; single is its own class")
+    data["fit"] = _validate_fit(data["fit"])
     data["_raw_recipe"] = _validate_recipe(copy.deepcopy(data["recipe"]), data["epochs"])
+    for i, fam in enumerate(data["families"]):
+        fam["_raw_recipe"] = _validate_recipe(copy.deepcopy(fam["recipe"]), data["epochs"], f"families.{i}.recipe.")
     side = data["dataset"]["image_size"]
-    for where, table in [("recipe.", data["_raw_recipe"]), ("recipe.mutual.", data["_raw_recipe"].get("mutual", {}))]:
+    raws = [("recipe.", data["_raw_recipe"])]
+    raws += [(f"families.{i}.recipe.", f["_raw_recipe"]) for i, f in enumerate(data["families"])]
+    tables = [t for where, raw in raws for t in ((where, raw), (f"{where}mutual.", raw.get("mutual", {})))]
+    for where, table in tables:
         for r in table.get("resolutions") or []:
             if not 0 < r <= side:
                 raise _fail(
                     f"{where}resolutions", table["resolutions"], f"every resolution must be in 1..{side} (image_size)"
                 )
     _check_compile(data)
+    _check_mixing(data)
     data["measure"] = _validate_table(data["measure"], MEASURE_KEYS, "measure.")
     data["resources"] = _validate_table(data["resources"], RESOURCE_KEYS, "resources.")
     gpus = data["resources"]["gpus"]
@@ -527,72 +549,134 @@ def _validate(raw: dict) -> dict:
     return data
 
 
+FIT_CLASSES = ("single", "deq", "weq")  # the classes a fit rule sizes (single: only under explicit budgets)
+
+
+def _validate_fit(fit):
+    """Return the validated `fit`: one rule name, or a {class: rule} table (classes FIT_CLASSES)."""
+    if isinstance(fit, str):
+        if fit not in FIT_RULES:
+            allowed = ", ".join(map(_fmt, FIT_RULES)) + ", or a per-class table such as { deq = 'nearest' }"
+            raise _fail("fit", fit, f"not allowed; allowed: {allowed}")
+        return fit
+    _check_unknown(fit, dict.fromkeys(FIT_CLASSES), "fit.")
+    for cls, rule in fit.items():
+        if rule not in FIT_RULES:
+            raise _fail(f"fit.{cls}", rule, "not allowed; allowed: " + ", ".join(map(_fmt, FIT_RULES)))
+    return dict(fit)
+
+
+def fit_rule(fit, design_class: str) -> str:
+    """Return the fit rule ("floor" or "nearest") that sizes `design_class` under the spec's `fit`."""
+    return fit if isinstance(fit, str) else fit.get(design_class, "floor")
+
+
+def fit_label(fit) -> str:
+    """Return the sweep's fit label that designs record: the rule, or e.g. "deq=nearest,weq=floor" for a table."""
+    if isinstance(fit, str):
+        return fit
+    return ",".join(f"{cls}={fit[cls]}" for cls in FIT_CLASSES if cls in fit) or "floor"
+
+
+def _effective(data: dict, cls: str, key: str, family_index: int | None = None) -> tuple[Any, str]:
+    """Return (the value recipe key `key` takes for class `cls` in families.<family_index> (None: the global recipe
+    alone), the spec key that sets it): the family's [recipe.<cls>] over its [recipe] over the global
+    [recipe.<cls>] over [recipe] over the default."""
+    value, where = RECIPE_KEYS[key].default, f"recipe.{key}"
+    prefixes = ("recipe.", f"families.{family_index}.recipe.")
+    for prefix, raw in zip(prefixes, _raw_recipes(data, family_index), strict=False):
+        for src, at in ((raw, prefix), (raw.get(cls, {}), f"{prefix}{cls}.")):
+            if key in src:
+                value, where = src[key], f"{at}{key}"
+    return value, where
+
+
+def _class_scopes(data: dict) -> list[tuple[int | None, str]]:
+    """Return (family index or None for the global recipe, class) for every recipe scope a check must look at."""
+    return [(i, cls) for i in [None, *range(len(data["families"]))] for cls in data["classes"]]
+
+
 def _check_compile(data: dict) -> None:
     """Raise SpecError when a class's effective (compile, compile_backend) cannot run: a mode other than "default"
-    with a non-inductor backend, or any compilation for an adaptive class (ADAPTIVE_CLASSES; they train eagerly)."""
-    raw = data["_raw_recipe"]
-    for cls in data["classes"]:
-        table = raw.get(cls, {})
-        mode = table.get("compile", raw.get("compile", "off"))
-        backend = table.get("compile_backend", raw.get("compile_backend", "inductor"))
-        key = f"recipe.{cls}.compile" if "compile" in table else "recipe.compile"
+    with a non-inductor backend, or any compilation for an adaptive class (one with sub-networks in
+    `spaces.classes`; they train eagerly), in the global recipe or any family's."""
+    for i, cls in _class_scopes(data):
+        mode, key = _effective(data, cls, "compile", i)
+        backend, _ = _effective(data, cls, "compile_backend", i)
         if mode == "off":
             continue
-        if cls in ADAPTIVE_CLASSES:
+        if CLASSES[cls].subnet_kind is not None:
             raise _fail(key, mode, f'{cls} trials run eagerly; set recipe.{cls}.compile = "off"')
         if backend != "inductor" and mode != "default":
             raise _fail(key, mode, f'backend {backend!r} has no modes; use "default" (modes are inductor\'s)')
 
 
-# Classes that train one adaptive network at a single's budget: (families that support it, what those are, design).
-ADAPTIVE_CLASSES = {
-    "mutual": (SLIMMABLE_FAMILIES, "slimmable", mutual_for),
-    "coop": (DEPTH_MASKABLE_FAMILIES, "depth-maskable", coop_for),
+def _check_mixing(data: dict) -> None:
+    """Raise SpecError when an adaptive class (one with sub-networks in `spaces.classes`) would train with mixup or
+    cutmix: its sub-networks distil networks trained on hard labels."""
+    for i, cls in _class_scopes(data):
+        if CLASSES[cls].subnet_kind is None:
+            continue
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            value, key = _effective(data, cls, name, i)
+            if value > 0:
+                raise _fail(key, value, f"{cls} trials train on hard labels (sub-networks distil a full network); "
+                            f"set recipe.{cls}.{name} = 0")  # fmt: skip
+
+
+# Classes that only some families support: (those families, what they are).
+SUPPORTED_FAMILIES = {
+    "mutual": (SLIMMABLE_FAMILIES, "slimmable"),
+    "coop": (DEPTH_MASKABLE_FAMILIES, "depth-maskable"),
 }
 
 
-def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
+def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str], list[int]]:
+    """Return (design points, skipped-design reasons, the families.<i> index of each design)."""
     ds = data["dataset"]
     info = DATASETS[ds["name"]]
     shape = Shape(info.num_classes, info.in_chans, ds["image_size"])
-    designs, skipped = [], []
+    designs, skipped, origin = [], [], []
+    label = fit_label(data["fit"])
     for i, fam in enumerate(data["families"]):
+        first = len(designs)
         if fam["budgets"] is not None:
             singles = []
             for budget in fam["budgets"]:
                 try:
-                    singles.append(
-                        single_for_budget(
-                            fam["name"], fam["depths"][0], int(budget), shape, fam["options"], data["fit"]
-                        )
-                    )
+                    rule = fit_rule(data["fit"], "single")
+                    single = single_for_budget(fam["name"], fam["depths"][0], int(budget), shape, fam["options"], rule)
+                    singles.append(replace(single, fit=label))
                 except BudgetError as err:
                     raise _fail(f"families.{i}.budgets", fam["budgets"], f"single cannot fit: {err}") from None
         else:
             singles = [
-                single_at(fam["name"], d, w, shape, fam["options"], data["fit"])
+                single_at(fam["name"], d, w, shape, fam["options"], label)
                 for d in fam["depths"]
                 for w in fam["widths"]
             ]
         for single in singles:
             for cls in data["classes"]:
-                if cls == "single":
+                if cls == "single":  # the class that defines the budget
                     designs.append(single)
                     continue
-                if cls in ADAPTIVE_CLASSES:
-                    families, kind, design_for = ADAPTIVE_CLASSES[cls]
+                design_for = getattr(design_builders, CLASSES[cls].builder)
+                if cls in SUPPORTED_FAMILIES:
+                    families, kind = SUPPORTED_FAMILIES[cls]
                     if fam["name"] not in families:
                         raise _fail(
                             "classes",
                             data["classes"],
                             f"{cls!r} needs a {kind} family ({', '.join(families)}); families.{i} is {fam['name']!r}",
                         )
-                    designs.append(design_for(single))
+                if not CLASSES[cls].ensemble:
+                    designs.append(design_for(single, cls))
                     continue
                 for k in data["members"]:
-                    divide = _resolve_recipe(data, cls, k)["divide_regularization"]
+                    divide = _resolve_recipe(data, cls, k, i)["divide_regularization"]
                     try:
-                        designs.append(ensemble_for(single, cls, k, divide_regularization=divide))
+                        rule = fit_rule(data["fit"], cls)
+                        designs.append(design_for(single, cls, k, divide_regularization=divide, rule=rule))
                     except BudgetError as err:
                         if not data["skip_unfit"]:
                             raise SpecError(
@@ -600,7 +684,8 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str]]:
                                 "budget, or set skip_unfit = true"
                             ) from None
                         skipped.append(str(err))
-    return designs, skipped
+        origin += [i] * (len(designs) - first)
+    return designs, skipped, origin
 
 
 # What a trial measures also depends on where it runs: the device kind and count (resources.gpus), GPU sharing,
@@ -668,8 +753,8 @@ def trial_configs(spec: Spec) -> list[dict]:
     info = DATASETS[data["dataset"]["name"]]
     dataset = {**data["dataset"], "num_classes": info.num_classes, "in_chans": info.in_chans}
     configs = []
-    for design in spec.designs:
-        recipe = _resolve_recipe(data, design.design_class, design.members)
+    for design, family_index in zip(spec.designs, spec.design_families, strict=True):
+        recipe = _resolve_recipe(data, design.design_class, design.members, family_index)
         for seed in data["seeds"]:
             config = {
                 "sweep": spec.name,

@@ -31,11 +31,13 @@ class Family:
     depth_offset: int = 0
     depths: tuple[int, ...] = ()
     min_width: int = 1
-    input_size: int = 32
     num_classes: int = 10
     options: dict = field(default_factory=dict)
     regularization: tuple[str, ...] = ()
-    description: str = ""
+    # Builder options whose values are restricted: option -> check(value) returning None or what is allowed.
+    option_rules: dict = field(default_factory=dict)
+    # Builder options the division sets besides the width knob (e.g. PyramidNet's unrounded alpha): (width, S) -> dict.
+    division_options: Callable[[int, int], dict] | None = None
 
     def is_valid_depth(self, depth: int) -> bool:
         """Return True when `depth` is one this family can build."""
@@ -60,6 +62,11 @@ class Family:
         """Return an initialised model (on the current default device) of this family."""
         merged = {**self.options, **options}
         return self.builder(depth, width, num_classes=num_classes or self.num_classes, in_chans=in_chans, **merged)
+
+    def divided_options(self, width: int, splits: int) -> dict:
+        """Return the builder options a member of the `splits`-way division of width `width` takes besides its width
+        (empty for most families)."""
+        return self.division_options(width, splits) if self.division_options else {}
 
     def divide_regularization(self, options: dict, splits: int) -> dict:
         """Return `options` with every regularization probability divided by sqrt(splits)."""

@@ -1,8 +1,16 @@
 """CIFAR ResNet (He et al. 2016) with basic (depth 6n+2) or bottleneck (9n+2) blocks, and SE-ResNet.
 
-Three stages of widths [w, 2w, 4w] (w = base width, 16 in the paper) at strides 1, 2, 2; projection (1x1 conv + BN)
-shortcuts where the shape changes. Bottleneck blocks expand by 4. SE-ResNet adds squeeze-and-excitation
-(reduction 16) on each residual branch.
+Three stages of widths [w, 2w, 4w] (w = base width, 16 in the paper) at strides 1, 2, 2. Where the shape changes the
+shortcut is, by the option `shortcut` (He et al. 2016, section 4.2), "B" (default): a 1x1 projection + BN, or "A":
+parameter-free, the strided identity with the missing channels zero-padded (what the More-or-Less code used; its
+appendix totals 2.24M, 3.28M and 5.03M for ResNet (depth 38, width 32), (26, 48) and (38, 48) are option-A counts).
+Bottleneck blocks expand by 4. SE-ResNet adds squeeze-and-excitation with reduction 4 on each residual branch, as the
+Divide-and-Co-train reference does on CIFAR (its Table 2: SE-ResNet-110 1.69M, SE-ResNet-164 2.51M on CIFAR-100);
+the reduction is not divided.
+
+`resnet_bottleneck_4stage`: the bottleneck ResNet-50/101/152 stage layout of ImageNet ([3, 4, 6, 3], [3, 4, 23, 3],
+[3, 8, 36, 3] blocks, planes [w, 2w, 4w, 8w] at strides 1, 2, 2, 2, w = 64) with the CIFAR 3x3 stem (no max-pool):
+the ResNet-152 backbone of the cooperative-learning paper on CIFAR (its section 5.1).
 
 Division rule (Divide-and-Co-train): the base width is divided by sqrt(S) and rounded to an even channel count,
 which reproduces the reference table 16 -> 12 (S=2) -> 8 (S=4) -> 6 (S=8) -> 4 (S=16).
@@ -14,15 +22,19 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from spaces.families import register_family
 from spaces.families.base import Family, init_he_normal, round_to_even
+
+SE_REDUCTION = 4  # Divide-and-Co-train reference (model/senet.py) on CIFAR
+SHORTCUTS = ("A", "B")
 
 
 class SqueezeExcite(nn.Module):
     """Channel attention: global pool, bottleneck MLP, sigmoid gate."""
 
-    def __init__(self, channels: int, reduction: int = 16):
+    def __init__(self, channels: int, reduction: int = SE_REDUCTION):
         super().__init__()
         hidden = max(1, channels // reduction)
         self.fc1 = nn.Conv2d(channels, hidden, 1)
@@ -33,16 +45,32 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
 
 
-def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
+class ZeroPadShortcut(nn.Module):
+    """Option-A shortcut: the input subsampled by `stride`, its channels zero-padded (half before, half after) up to
+    `out_ch`. It has no parameters."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.stride, self.pad = stride, out_ch - in_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int, kind: str = "B") -> nn.Module:
     if stride == 1 and in_ch == out_ch:
         return nn.Identity()
+    if kind == "A":
+        return ZeroPadShortcut(in_ch, out_ch, stride)
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
 
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_ch: int, planes: int, stride: int, se: bool):
+    def __init__(self, in_ch: int, planes: int, stride: int, se: bool, shortcut: str = "B"):
         super().__init__()
         out_ch = planes * self.expansion
         self.conv1 = nn.Conv2d(in_ch, planes, 3, stride, 1, bias=False)
@@ -50,7 +78,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, out_ch, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.se = SqueezeExcite(out_ch) if se else nn.Identity()
-        self.shortcut = _shortcut(in_ch, out_ch, stride)
+        self.shortcut = _shortcut(in_ch, out_ch, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -61,7 +89,7 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_ch: int, planes: int, stride: int, se: bool):
+    def __init__(self, in_ch: int, planes: int, stride: int, se: bool, shortcut: str = "B"):
         super().__init__()
         out_ch = planes * self.expansion
         self.conv1 = nn.Conv2d(in_ch, planes, 1, bias=False)
@@ -71,7 +99,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, out_ch, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.se = SqueezeExcite(out_ch) if se else nn.Identity()
-        self.shortcut = _shortcut(in_ch, out_ch, stride)
+        self.shortcut = _shortcut(in_ch, out_ch, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -92,18 +120,24 @@ class CifarResNet(nn.Module):
         in_chans: int = 3,
         se: bool = False,
         drop_rate: float = 0.0,
+        shortcut: str = "B",
+        stage_blocks: tuple[int, ...] | None = None,
     ):
         super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut {shortcut!r}: allowed {', '.join(SHORTCUTS)}")
         per_block = 2 if block is BasicBlock else 3
-        n = (depth - 2) // (3 * per_block)
+        # Three stages of n blocks (depth 6n+2 / 9n+2) unless the stages are given (the four-stage layout).
+        stage_blocks = stage_blocks or (((depth - 2) // (3 * per_block),) * 3)
         self.stem = nn.Sequential(
             nn.Conv2d(in_chans, base_width, 3, 1, 1, bias=False), nn.BatchNorm2d(base_width), nn.ReLU(inplace=True)
         )
         layers, in_ch = [], base_width
-        for stage, planes in enumerate((base_width, 2 * base_width, 4 * base_width)):
+        for stage, n in enumerate(stage_blocks):
+            planes = base_width * 2**stage
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                layers.append(block(in_ch, planes, stride, se))
+                layers.append(block(in_ch, planes, stride, se, shortcut))
                 in_ch = planes * block.expansion
         self.layers = nn.Sequential(*layers)
         self.dropout = nn.Dropout(drop_rate)
@@ -123,12 +157,45 @@ def divide_base_width(width: int, splits: int) -> int:
     return round_to_even(width / math.sqrt(splits))
 
 
+def _shortcut_rule(value) -> str | None:
+    return None if value in SHORTCUTS else 'must be "A" (parameter-free, zero-padded) or "B" (1x1 projection)'
+
+
 def _builder(block, se):
-    def build(depth, width, num_classes=10, in_chans=3, drop_rate=0.0):
-        return CifarResNet(block, depth, width, num_classes, in_chans, se=se, drop_rate=drop_rate)
+    def build(depth, width, num_classes=10, in_chans=3, drop_rate=0.0, shortcut="B"):
+        return CifarResNet(block, depth, width, num_classes, in_chans, se=se, drop_rate=drop_rate, shortcut=shortcut)
 
     return build
 
+
+FOUR_STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def build_resnet_bottleneck_4stage(depth, width, num_classes=10, in_chans=3, drop_rate=0.0, shortcut="B"):
+    """Return the four-stage bottleneck ResNet-depth (50, 101, 152) with base width `width` and a CIFAR stem."""
+    return CifarResNet(
+        Bottleneck, depth, width, num_classes, in_chans, drop_rate=drop_rate, shortcut=shortcut,
+        stage_blocks=FOUR_STAGE_BLOCKS[depth],
+    )  # fmt: skip
+
+
+register_family(
+    Family(
+        name="resnet_bottleneck_4stage",
+        builder=build_resnet_bottleneck_4stage,
+        width_knob="base_width",
+        default_depth=152,
+        default_width=64,
+        divide_width=divide_base_width,
+        depths=tuple(FOUR_STAGE_BLOCKS),
+        min_width=2,
+        num_classes=10,
+        options={"drop_rate": 0.0},
+        regularization=("drop_rate",),
+        option_rules={"shortcut": _shortcut_rule},
+        # CIFAR-stem bottleneck ResNet-50/101/152 with ImageNet's four stages (coop's ResNet-152)
+    )
+)
 
 for _name, _block, _se, _step, _depth in (
     ("resnet", BasicBlock, False, 6, 110),
@@ -148,10 +215,11 @@ for _name, _block, _se, _step, _depth in (
             depth_step=_step,
             depth_offset=2,
             min_width=2,
-            input_size=32,
             num_classes=10,
+            # shortcut ("B" unless set) is not listed here, so designs that leave it keep their trial ids.
             options={"drop_rate": 0.0},
             regularization=("drop_rate",),
-            description=f"CIFAR {'SE-' if _se else ''}ResNet, {_block.__name__} blocks",
+            option_rules={"shortcut": _shortcut_rule},
+            # CIFAR ResNet or SE-ResNet, basic or bottleneck blocks
         )
     )

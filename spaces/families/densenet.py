@@ -7,6 +7,10 @@ classifier. Dropout (`drop_rate`) follows each convolution inside the dense laye
 reference Torch code. DenseNet-BC-100 (k=12) has 0.77M parameters, DenseNet-BC-190 (k=40) 25.6M (CIFAR-10;
 25.8M on CIFAR-100).
 
+Options for the model the More-or-Less code trained (its DenseNet): `stem_channels` fixes the stem width (24 there;
+default 2k) and `compression` sets the transitions' kept share (1.0 there: transitions keep every channel, i.e.
+DenseNet-B; default 0.5, DenseNet-BC). Both keep the (depth - 4) // 6 bottleneck layers per block and 4k bottlenecks.
+
 Division rule (Divide-and-Co-train): the growth rate becomes `int(k / sqrt(S) * 2) // 2` (exactly the reference
 code's integer expression, floored at 1), and the stem width 2 * k*; so k = 40 divides into 28 (S=2) and 20 (S=4).
 """
@@ -63,11 +67,18 @@ class DenseNetBC(nn.Module):
     """DenseNet-BC-depth with growth rate `growth`: stem, three dense blocks with two transitions, classifier."""
 
     def __init__(
-        self, depth: int = 100, growth: int = 12, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0
+        self,
+        depth: int = 100,
+        growth: int = 12,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        stem_channels: int | None = None,
+        compression: float = COMPRESSION,
     ):
         super().__init__()
         n = (depth - 4) // 6
-        channels = 2 * growth
+        channels = stem_channels or 2 * growth
         self.stem = nn.Conv2d(in_chans, channels, 3, 1, 1, bias=False)
         stages = []
         for block in range(3):
@@ -75,7 +86,7 @@ class DenseNetBC(nn.Module):
                 stages.append(DenseLayer(channels, growth, drop_rate))
                 channels += growth
             if block < 2:
-                out_ch = int(math.floor(channels * COMPRESSION))
+                out_ch = int(math.floor(channels * compression))
                 stages.append(Transition(channels, out_ch, drop_rate))
                 channels = out_ch
         self.features = nn.Sequential(*stages)
@@ -97,10 +108,27 @@ def divide_growth_rate(width: int, splits: int) -> int:
 
 
 def build_densenet_bc(
-    depth: int, width: int, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0
+    depth: int,
+    width: int,
+    num_classes: int = 10,
+    in_chans: int = 3,
+    drop_rate: float = 0.0,
+    stem_channels: int | None = None,
+    compression: float = COMPRESSION,
 ) -> nn.Module:
-    """Return a DenseNet-BC-depth with growth rate `width` for CIFAR-sized inputs."""
-    return DenseNetBC(depth, width, num_classes, in_chans, drop_rate=drop_rate)
+    """Return a DenseNet-BC-depth with growth rate `width` for CIFAR-sized inputs (stem of `stem_channels`, default
+    2 x growth; transitions keep `compression` of their channels, 1.0 = DenseNet-B)."""
+    return DenseNetBC(depth, width, num_classes, in_chans, drop_rate, stem_channels, compression)
+
+
+def _stem_rule(value) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "must be an integer >= 1 (stem channels; leave it out for 2 x growth rate)"
+
+
+def _compression_rule(value) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1
+    return None if ok else "must be a number in (0, 1] (share of channels a transition keeps; 1.0 = DenseNet-B)"
 
 
 register_family(
@@ -115,10 +143,11 @@ register_family(
         depth_step=6,
         depth_offset=4,
         min_width=1,
-        input_size=32,
         num_classes=10,
         options={"drop_rate": 0.0},
         regularization=("drop_rate",),
-        description="DenseNet-BC (bottleneck, compression 0.5), CIFAR",
+        # stem_channels and compression are not listed in options, so designs that leave them keep their trial ids.
+        option_rules={"stem_channels": _stem_rule, "compression": _compression_rule},
+        # DenseNet-BC (bottleneck, compression 0.5), CIFAR
     )
 )

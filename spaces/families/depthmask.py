@@ -25,7 +25,9 @@ from torch import nn
 from spaces.families.cifar_resnet import CifarResNet
 
 # Families built as `CifarResNet` (blocks in `model.layers`, identity or projection shortcuts).
-DEPTH_MASKABLE_FAMILIES = ("resnet", "resnet_bottleneck", "se_resnet", "se_resnet_bottleneck")
+DEPTH_MASKABLE_FAMILIES = (
+    "resnet", "resnet_bottleneck", "se_resnet", "se_resnet_bottleneck", "resnet_bottleneck_4stage",
+)  # fmt: skip
 
 
 def skippable_blocks(model: nn.Module) -> list[int]:

@@ -13,8 +13,11 @@ the final probability `shakedrop_p`, 0.5 in the paper), alpha ~ U[-1, 1] and bet
 by b + (1 - b) * alpha forward and its gradient by b + (1 - b) * beta backward; in evaluation by its expected value
 1 - p_l. Setting shakedrop_p = 0 turns ShakeDrop off.
 
-Division rule (Divide-and-Co-train): alpha becomes `round(alpha / sqrt(S))` (at least 1); the base channel count
-(16) is not divided. ShakeDrop's `shakedrop_p` is regularization, divided by sqrt(S).
+Division rule (Divide-and-Co-train): the additive rate becomes alpha / sqrt(S), unrounded, as in the reference code
+(`addrate = alpha / (3n sqrt(S))`): the member's width knob shows `round(alpha / sqrt(S))` and its builder option
+`exact_alpha` carries the unrounded rate the model is built with. PyramidNet-272 (alpha 200) at S=2 is then 28.87M
+parameters in total on CIFAR-100 (DCT Table 2); rounding alpha to 141 gave 28.72M. The base channel count (16) is not
+divided. ShakeDrop's `shakedrop_p` is regularization, divided by sqrt(S).
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ class PyramidNet(nn.Module):
     """Bottleneck PyramidNet-depth with additive widening rate `alpha` and ShakeDrop up to `shakedrop_p`."""
 
     def __init__(
-        self, depth: int = 272, alpha: int = 200, num_classes: int = 10, in_chans: int = 3, shakedrop_p: float = 0.5
+        self, depth: int = 272, alpha: float = 200, num_classes: int = 10, in_chans: int = 3, shakedrop_p: float = 0.5
     ):
         super().__init__()
         n = (depth - 2) // 9
@@ -138,15 +141,32 @@ class PyramidNet(nn.Module):
 
 
 def divide_alpha(width: int, splits: int) -> int:
-    """Return the member widening rate alpha (an int >= 1) when a PyramidNet is divided into `splits` networks."""
+    """Return the member's width knob (an int >= 1, alpha / sqrt(S) rounded) when a PyramidNet is divided into
+    `splits` networks; the model is built with the unrounded rate (`divided_alpha`)."""
     return max(round(width / math.sqrt(splits)), 1)
 
 
+def divided_alpha(width: int, splits: int) -> dict:
+    """Return the builder options of a divided member: `exact_alpha` = alpha / sqrt(S), unrounded (a float)."""
+    return {"exact_alpha": width / math.sqrt(splits)}
+
+
+def _positive_number(value) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return None if ok else "must be a number > 0 (the unrounded additive widening rate)"
+
+
 def build_pyramidnet(
-    depth: int, width: int, num_classes: int = 10, in_chans: int = 3, shakedrop_p: float = 0.5
+    depth: int,
+    width: int,
+    num_classes: int = 10,
+    in_chans: int = 3,
+    shakedrop_p: float = 0.5,
+    exact_alpha: float | None = None,
 ) -> nn.Module:
-    """Return a bottleneck PyramidNet-depth with widening rate `width` and ShakeDrop final probability."""
-    return PyramidNet(depth, width, num_classes, in_chans, shakedrop_p=shakedrop_p)
+    """Return a bottleneck PyramidNet-depth with widening rate `width` (or `exact_alpha` when given, unrounded) and
+    ShakeDrop final probability `shakedrop_p`."""
+    return PyramidNet(depth, width if exact_alpha is None else exact_alpha, num_classes, in_chans, shakedrop_p)
 
 
 register_family(
@@ -161,10 +181,11 @@ register_family(
         depth_step=9,
         depth_offset=2,
         min_width=1,
-        input_size=32,
         num_classes=10,
         options={"shakedrop_p": 0.5},
         regularization=("shakedrop_p",),
-        description="PyramidNet (bottleneck) + ShakeDrop, CIFAR",
+        option_rules={"exact_alpha": _positive_number},
+        division_options=divided_alpha,
+        # PyramidNet (bottleneck) + ShakeDrop, CIFAR
     )
 )

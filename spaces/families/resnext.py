@@ -99,10 +99,9 @@ register_family(
         depth_step=9,
         depth_offset=2,
         min_width=1,
-        input_size=32,
         num_classes=10,
         options={"base_width": 64},
         regularization=(),
-        description="ResNeXt (grouped-conv bottleneck blocks), CIFAR; 29 = 3 blocks per stage",
+        # ResNeXt (grouped-conv bottleneck blocks), CIFAR; 29 = 3 blocks per stage
     )
 )

@@ -155,10 +155,9 @@ register_family(
         depth_step=6,
         depth_offset=2,
         min_width=2,
-        input_size=32,
         num_classes=10,
         options={},
         regularization=(),
-        description="Shake-Shake 2 x Nd (two residual branches, Shake-Shake-Image), CIFAR",
+        # Shake-Shake 2 x Nd (two residual branches, Shake-Shake-Image), CIFAR
     )
 )

@@ -13,7 +13,7 @@ width, and its running statistics are recalibrated per (width, resolution) after
 statistics; `reset_bn_stats` + forward passes in train mode with `momentum=None` give the exact mean over batches).
 
 This lives in `spaces/` because slicing a family's model decides *what* runs; how the shared weights are trained
-(the sandwich rule) is the harness's business (`harness/mutual.py`). Supported families: `SLIMMABLE_FAMILIES`
+(the sandwich rule) is the harness's business (`harness/kinds/mutual.py`). Supported families: `SLIMMABLE_FAMILIES`
 (their layers are plain convolutions, BN and one linear classifier; grouped convolutions would need other slicing).
 """
 

@@ -96,10 +96,9 @@ register_family(
         depth_step=6,
         depth_offset=4,
         min_width=1,
-        input_size=32,
         num_classes=10,
         options={"drop_rate": 0.0},
         regularization=("drop_rate",),
-        description="Wide ResNet (pre-activation wide basic blocks), CIFAR",
+        # Wide ResNet (pre-activation wide basic blocks), CIFAR
     )
 )

@@ -28,15 +28,14 @@ def test_error_and_gain_over_s1_are_in_percent_and_percentage_points():
     assert tab.loc[2, "params_m"] == pytest.approx(0.098)
 
 
-def test_gflops_use_fvcore_macs_and_fall_back_to_design_macs_when_missing():
-    t, _ = frames(dct_trials())
-    assert set(dct_table(t)["gflops_source"]) == {"macs_fvcore"}
-    assert dct_table(t)["gflops"].iloc[0] == pytest.approx(98_000 * 50 / 1e9)
-    t2, _ = frames(dct_trials(macs_fvcore=None, macs=7_000_000_000))
-    tab = dct_table(t2)
+def test_gflops_are_the_design_time_conv_and_linear_macs_not_fvcore():
+    # DCT paper: GFLOPs count convolution and linear MACs, no BatchNorm; fvcore adds BN and reads about 3% high.
+    t, _ = frames(dct_trials(macs=7_000_000_000, macs_fvcore=7_200_000_000))
+    tab = dct_table(t)
     assert set(tab["gflops_source"]) == {"macs"}
     assert tab["gflops"].iloc[0] == pytest.approx(7.0)
-    assert "design-time torch count / 2 (macs)" in to_markdown(tab)
+    assert "design-time conv + linear MACs (macs = flops_torch / 2)" in to_markdown(tab)
+    assert "no BatchNorm" in to_markdown(tab)
 
 
 def test_single_network_stands_in_for_s1_when_the_sweep_has_no_dct_s1():
@@ -66,5 +65,5 @@ def test_files_are_markdown_csv_and_latex_with_the_gflops_definition_in_the_capt
     assert "+3.00" in md and "10^9 multiply-accumulates" in md
     tex = paths["tex"].read_text()
     assert tex.startswith("\\begin{table}") and "\\caption{" in tex and "\\label{tab:dct}" in tex
-    assert "18.00 $\\pm$ 0.28" in tex and "macs\\_fvcore" in tex
+    assert "18.00 $\\pm$ 0.28" in tex and "macs = flops\\_torch / 2" in tex
     assert tex == to_latex(dct_table(t))

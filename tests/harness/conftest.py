@@ -97,9 +97,9 @@ def dct_config(execution: str = "sequential", epochs: int = 2, **recipe) -> dict
 def float64_members(monkeypatch):
     """Make `run_trial` build its members in float64 (inputs cast on entry): float rounding then no longer hides
     whether two ways of running a trial compute the same numbers."""
-    from harness import trial
+    from harness.kinds import fixed
 
-    build = trial.build_members
+    build = fixed.build_members
 
     def build_float64(*args, **kwargs):
         members = build(*args, **kwargs)
@@ -107,7 +107,7 @@ def float64_members(monkeypatch):
             model.double().register_forward_pre_hook(lambda module, inputs: tuple(x.double() for x in inputs))
         return members
 
-    monkeypatch.setattr(trial, "build_members", build_float64)
+    monkeypatch.setattr(fixed, "build_members", build_float64)
 
 
 class Killed(Exception):

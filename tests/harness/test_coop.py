@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from analysis.store import load_subnets, load_trials
-from harness.coop import coop_loss, epoch_scales
+from harness.kinds.coop import coop_loss, epoch_scales
 from harness.store import build_subnet_rows, rows_from_result, write_trial
 from harness.trial import run_trial
 from spaces.families import create_model
@@ -56,6 +56,19 @@ def test_one_coop_loss_gives_gradients_to_all_three_networks_and_the_mask_logits
         assert mate.net.fc.weight.grad.abs().sum() > 0
     assert leader.fc.weight.grad.abs().sum() > 0
 
+
+
+def test_in_the_coop_loss_the_leader_learns_from_the_labels_only():
+    # Cooperative learning, Eq. 18: the leader's output is a detached target of the teammates' KL terms.
+    torch.manual_seed(0)
+    mates = [DepthMaskedNet(create_model("resnet", 14, 4, num_classes=10, in_chans=1)) for _ in range(2)]
+    leader = create_model("resnet", 14, 4, num_classes=10, in_chans=1)
+    x, y = torch.randn(8, 1, 16, 16), torch.randint(0, 10, (8,))
+    coop_loss(mates, leader, x, y, [1.0, 0.5], 1.0, torch.Generator().manual_seed(0)).backward()
+    full = [p.grad.clone() for p in leader.parameters()]
+    leader.zero_grad()
+    torch.nn.functional.cross_entropy(leader(x), y).backward()
+    assert all(torch.allclose(g, p.grad, atol=1e-6) for g, p in zip(full, leader.parameters(), strict=True))
 
 def test_coop_trial_learns_digits_and_reports_each_epoch_then_the_final_record(coop_run):
     config, result, got = coop_run
@@ -110,3 +123,13 @@ def test_a_killed_coop_trial_resumes_to_the_uninterrupted_result(coop_run, tmp_p
     assert [[s[k] for k in grid] for s in resumed["final"]["subnets"]] == [
         [s[k] for k in grid] for s in uninterrupted["final"]["subnets"]
     ]
+
+
+def test_with_the_papers_scales_an_epoch_trains_1_0_and_0_2_and_two_of_0_3_to_0_9():
+    # Cooperative learning, section 5.1; the coop_cifar100 preset's scales.
+    gen = torch.Generator().manual_seed(0)
+    scales = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    draws = [epoch_scales(scales, gen) for _ in range(50)]
+    assert all(d[0] == 1.0 and d[-1] == 0.2 and len(d) == 4 for d in draws)
+    middle = {s for d in draws for s in d[1:3]}
+    assert middle == {0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}

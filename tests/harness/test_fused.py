@@ -10,8 +10,9 @@ from torch.func import vmap
 
 from harness.fused import FusedMembers, resolve_execution
 from harness.losses import cotraining_loss
+from harness.networks import make_optimizer
 from harness.store import rows_from_result
-from harness.trial import make_optimizer, run_trial
+from harness.trial import run_trial
 from spaces.families import create_model, get_family, list_families
 from spaces.families.pyramidnet import ShakeDropFunction
 from spaces.families.shake_shake import ShakeShakeFunction

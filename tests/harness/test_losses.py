@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.losses import cot_weight, cotraining_loss, ensemble_log_probs, js_divergence
+from harness.losses import cot_weight, cotraining_loss, ensemble_log_probs, js_divergence, leader_loss
 from spaces.families import create_model
 
 
@@ -78,3 +78,39 @@ def test_combiners_return_normalized_log_probabilities_and_logit_average_by_defa
     assert torch.allclose(ensemble_log_probs(logits, "softmax").exp(), softmax_avg, atol=1e-6)
     with pytest.raises(ValueError, match="unknown combiner"):
         ensemble_log_probs(logits, "vote")
+
+
+# Cooperative learning, Eq. 18: L = CE(leader, y) + sum_i KLDiv(teammate_i(x, 1.0), leader), the leader's output a
+# detached target ("we stop the gradients of the outputs produced by networks when we use them as labels").
+
+
+def _leader_case():
+    torch.manual_seed(0)
+    leader = torch.randn(6, 5, requires_grad=True)
+    mates = [torch.randn(6, 5, requires_grad=True) for _ in range(2)]
+    return leader, mates, torch.tensor([0, 1, 2, 3, 4, 0])
+
+
+def test_leader_gradient_equals_its_gradient_under_cross_entropy_alone():
+    leader, mates, y = _leader_case()
+    leader_loss(leader, mates, y).backward()
+    alone = leader.detach().clone().requires_grad_(True)
+    F.cross_entropy(alone, y).backward()
+    assert torch.allclose(leader.grad, alone.grad, atol=1e-7)
+
+
+def test_teammate_gradient_is_the_kl_toward_the_detached_leader():
+    leader, mates, y = _leader_case()
+    leader_loss(leader, mates, y).backward()
+    # d/dz KL(q || softmax(z)) batch-mean = (softmax(z) - q) / N, q = softmax(leader).
+    for mate in mates:
+        expected = (F.softmax(mate.detach(), 1) - F.softmax(leader.detach(), 1)) / len(y)
+        assert torch.allclose(mate.grad, expected, atol=1e-7)
+        assert mate.grad.abs().sum() > 0
+
+
+def test_leader_loss_is_cross_entropy_plus_the_teammates_kl_values():
+    leader, mates, y = _leader_case()
+    q = F.softmax(leader.detach(), 1)
+    kl = sum((q * (q.log() - F.log_softmax(m.detach(), 1))).sum(1).mean() for m in mates)
+    assert leader_loss(leader, mates, y).item() == pytest.approx((F.cross_entropy(leader, y) + kl).item(), rel=1e-6)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from analysis.store import load_subnets, load_trials
-from harness.mutual import sandwich_widths, width_grid
+from harness.kinds.mutual import sandwich_widths, width_grid
 from harness.store import build_subnet_rows, rows_from_result, write_trial
 from harness.trial import run_trial
 from spaces.spec import load_spec, trial_configs

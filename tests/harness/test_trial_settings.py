@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.trial import CHECKPOINT_FILE, derived_seed, run_trial
+from harness.loop import CHECKPOINT_FILE, run_trial
+from harness.networks import derived_seed
 from harness.trial_settings import DEFAULT_THREADS
 from tests.harness.conftest import design_point, make_config
 

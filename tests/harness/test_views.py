@@ -73,3 +73,15 @@ def test_cutmix_lambda_is_the_kept_area():
 
 def test_no_mixing_plan_when_both_alphas_are_zero():
     assert draw_mix(16, 8, 8, 0.0, 0.0, torch.Generator()) is None
+
+
+def test_random_erasing_is_the_dct_references_cutout_like_square_of_6_to_10_percent_filled_with_zero():
+    # DCT reference, dataset/factory.py (CIFAR-100): RandomErasing(scale=(0.0625, 0.1), ratio=(0.99, 1.0), value=0).
+    maker = ViewMaker(padding=0, flip=False, normalize=lambda x: x, random_erasing=1.0)
+    out = maker.view(torch.ones(64, 3, 32, 32), torch.Generator().manual_seed(0))
+    erased = (out == 0).all(1)  # (N, H, W)
+    area = erased.flatten(1).float().mean(1)
+    rows, cols = erased.any(2).sum(1), erased.any(1).sum(1)
+    assert bool(((area >= 0.0625 - 1 / 1024) & (area <= 0.1 + 1 / 1024)).all())
+    assert bool(((rows - cols).abs() <= 1).all())
+    assert bool((area * 1024 == rows * cols).all())  # one solid rectangle per image

@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from spaces.counting import count_params, forward_macs
-from spaces.designs import BudgetError, Shape, ensemble_for, fit_depth, fit_width, single_at, single_for_budget
+from spaces.designs import (
+    BudgetError,
+    Shape,
+    _pick,
+    ensemble_for,
+    fit_depth,
+    fit_width,
+    single_at,
+    single_for_budget,
+)
 from spaces.families import create_model, get_family
 
 CIFAR10 = Shape(num_classes=10, in_chans=3, image_size=32)
@@ -38,8 +47,8 @@ def test_floor_width_never_exceeds_the_member_budget_and_next_width_would(budget
 def test_nearest_width_is_the_closest_of_all_widths(budget):
     width, params = fit_width("resnet", 20, budget, CIFAR10, {}, "nearest")
     all_widths = {w: count_params("resnet", 20, w, 10, 3) for w in range(2, 40)}
-    best = min(all_widths.values(), key=lambda p: abs(p - budget))
-    assert abs(params - budget) == abs(best - budget)
+    best = min(all_widths.values(), key=lambda p: abs(1 - budget / p))
+    assert params == best
 
 
 @pytest.mark.parametrize("budget", [100_000, 300_000, 700_000])
@@ -53,7 +62,16 @@ def test_floor_depth_never_exceeds_the_member_budget_and_next_depth_would(budget
 def test_nearest_depth_is_the_closest_valid_depth(budget):
     depth, params = fit_depth("resnet", 16, 200, budget, CIFAR10, {}, "nearest")
     counts = [count_params("resnet", d, 16, 10, 3) for d in get_family("resnet").valid_depths(200)]
-    assert abs(params - budget) == min(abs(c - budget) for c in counts)
+    assert params == min(counts, key=lambda c: abs(1 - budget / c))
+
+
+def test_nearest_measures_the_miss_relative_to_the_member_as_the_more_or_less_code_did():
+    # |1 - 85/60| = 0.42 > |1 - 85/120| = 0.29: the larger member, although 60 is closer in absolute terms.
+    assert _pick([(1, 60), (2, 120)], 85, "nearest") == (2, 120)
+
+
+def test_nearest_breaks_a_tie_toward_the_smaller_member():
+    assert _pick([(1, 60), (2, 120)], 80, "nearest") == (1, 60)  # |1 - 80/60| = |1 - 80/120| = 1/3
 
 
 def test_depth_equivalent_ensemble_keeps_depth_and_loses_width():

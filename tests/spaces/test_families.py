@@ -29,6 +29,7 @@ SMALL_CIFAR = [
 ]
 SMALL_IMAGENET = [
     ("resnet_imagenet", 50, 8, {}),
+    ("wrn_imagenet", 50, 1, {}),
     ("resnext_imagenet", 50, 2, {"width_per_group": 4}),
 ]
 IDS = [case[0] for case in SMALL_CIFAR + SMALL_IMAGENET]
@@ -54,7 +55,7 @@ def _meta(family: str, depth: int, width: int, num_classes: int = 10, **options)
 def test_every_family_named_in_the_contract_is_registered():
     expected = {
         "resnet", "resnet_bottleneck", "se_resnet", "se_resnet_bottleneck", "wrn", "densenet_bc", "resnext29",
-        "pyramidnet", "shake_shake", "resnet_imagenet", "resnext_imagenet",
+        "pyramidnet", "shake_shake", "resnet_imagenet", "wrn_imagenet", "resnext_imagenet",
     }  # fmt: skip
     assert expected <= set(list_families())
 
@@ -127,8 +128,8 @@ def test_pyramidnet_272_conv_and_linear_weights_match_the_paper_exactly():
     [
         ("resnet_imagenet", 50, 64, {}, torchvision.models.resnet50),
         ("resnet_imagenet", 152, 64, {}, torchvision.models.resnet152),
-        ("resnet_imagenet", 50, 128, {}, torchvision.models.wide_resnet50_2),
-        ("resnet_imagenet", 101, 128, {}, torchvision.models.wide_resnet101_2),
+        ("wrn_imagenet", 50, 2, {}, torchvision.models.wide_resnet50_2),
+        ("wrn_imagenet", 101, 2, {}, torchvision.models.wide_resnet101_2),
         ("resnext_imagenet", 101, 64, {"width_per_group": 4}, torchvision.models.resnext101_64x4d),
         ("resnext_imagenet", 50, 32, {"width_per_group": 4}, torchvision.models.resnext50_32x4d),
     ],
@@ -143,6 +144,49 @@ def test_imagenet_count_equals_torchvision_constructor_exactly(family, depth, wi
 def test_imagenet_family_with_one_input_channel_differs_only_in_the_stem():
     # conv1 is 64 x in_chans x 7 x 7: two fewer channels, 2 * 64 * 49 fewer weights.
     assert count_params("resnet_imagenet", 50, 64, 1000) - count_params("resnet_imagenet", 50, 64, 1000, 1) == 6272
+
+
+# Divide and Co-training, Table 3 (ImageNet): every stage is divided, so the members' total stays near the original's.
+
+
+def _divided_total(family: str, depth: int, width: int, splits: int, options: dict | None = None) -> int:
+    member = get_family(family).divide_width(width, splits)
+    return splits * count_params(family, depth, member, 1000, options=options)
+
+
+def test_resnet_50_undivided_has_25_6m_parameters():
+    assert _divided_total("resnet_imagenet", 50, 64, 1) == 25_557_032  # Table 3: 25.6M
+
+
+@pytest.mark.parametrize("depth", [50, 101])
+def test_imagenet_resnet_divided_by_2_and_4_stays_within_9_percent_of_the_original(depth):
+    # Base width 64 -> 44 -> 32 divides every stage; dividing only the bottleneck width left ResNet-50 at S=2 37% over.
+    whole = _divided_total("resnet_imagenet", depth, 64, 1)
+    assert [abs(_divided_total("resnet_imagenet", depth, 64, s) / whole - 1) < 0.09 for s in (2, 4)] == [True, True]
+
+
+def test_imagenet_resnet_divided_members_have_the_reference_stage_widths():
+    model = _meta("resnet_imagenet", 50, get_family("resnet_imagenet").divide_width(64, 2), num_classes=1000)
+    assert [model.conv1.out_channels] + [getattr(model, f"layer{i}")[0].conv1.out_channels for i in (1, 2, 3, 4)] == [
+        44, 44, 88, 176, 352,
+    ]  # fmt: skip
+
+
+def test_wrn_50_2_divided_by_2_is_two_resnet_50s_of_about_51_4m():
+    total = _divided_total("wrn_imagenet", 50, 2, 2)
+    assert total == 2 * count_params("resnet_imagenet", 50, 64, 1000)
+    # Table 3 quotes 51.4M; the reference's deep 3x3 stem adds 0.13M per member to torchvision's 7x7 stem.
+    assert total == pytest.approx(51.4e6, rel=0.01)
+
+
+def test_wrn_50_3_divided_by_2_is_two_wrn_50_2s():
+    assert _divided_total("wrn_imagenet", 50, 3, 2) == 2 * count_params("wrn_imagenet", 50, 2, 1000)
+
+
+def test_resnext_101_64x4d_divided_by_2_keeps_4_channels_per_group_in_32_groups():
+    model = _meta("resnext_imagenet", 101, get_family("resnext_imagenet").divide_width(64, 2), 1000, width_per_group=4)
+    grouped = model.layer1[0].conv2
+    assert (grouped.groups, grouped.out_channels // grouped.groups) == (32, 4)
 
 
 # --- division rules (Divide-and-Co-train) --------------------------------------------------------------------------
@@ -161,8 +205,9 @@ def test_imagenet_family_with_one_input_channel_differs_only_in_the_stem():
         ("pyramidnet", 200, {1: 200, 2: 141, 4: 100}),
         ("shake_shake", 96, {1: 96, 2: 64, 4: 48, 8: 32, 16: 16}),
         ("shake_shake", 16, {2: 10, 4: 8}),
-        ("resnet_imagenet", 64, {2: 46, 4: 32}),
-        ("resnet_imagenet", 128, {2: 90, 4: 64}),
+        ("resnet_imagenet", 64, {1: 64, 2: 44, 4: 32, 8: 24}),  # DCT reference, model/resnet.py inplanes_dict
+        ("wrn_imagenet", 2, {2: 1}),  # WRN-50-2 -> ResNet-50 (DCT Table 3)
+        ("wrn_imagenet", 3, {2: 2}),  # WRN-50-3 -> WRN-50-2
         ("resnext_imagenet", 64, {2: 32, 4: 16}),
     ],
 )
@@ -241,6 +286,7 @@ def test_resnext_base_width_is_not_regularization():
         ("pyramidnet", [11, 110, 164, 272], [2, 164 - 1, 270]),
         ("shake_shake", [8, 14, 26], [2, 6, 27]),
         ("resnet_imagenet", [50, 101, 152], [18, 34, 49, 200]),
+        ("wrn_imagenet", [50, 101], [18, 34, 200]),
         ("resnext_imagenet", [50, 101, 152], [18, 29, 100]),
     ],
 )
@@ -283,7 +329,7 @@ def test_small_imagenet_model_with_one_input_channel_runs_forward_and_backward(f
     logits = model(torch.randn(2, 1, 32, 32))
     logits.sum().backward()
     assert logits.shape == (2, 3)
-    assert model.conv1.weight.grad.shape == (64, 1, 7, 7)
+    assert model.conv1.weight.grad.shape[1:] == (1, 7, 7)
 
 
 @pytest.mark.parametrize(("family", "depth", "width", "options"), NEW_CIFAR, ids=NEW_IDS)
@@ -359,3 +405,70 @@ def test_shake_shake_mixes_forward_with_alpha_and_splits_gradient_with_independe
 
 def test_shake_shake_in_eval_averages_the_branches():
     assert torch.equal(shake_shake(torch.zeros(2, 2), torch.full((2, 2), 4.0), training=False), torch.full((2, 2), 2.0))
+
+
+# --- numbers of the papers: SE reduction, option-A shortcuts, PyramidNet division, More-or-Less DenseNet ----------
+
+
+@pytest.mark.parametrize(("depth", "published"), [(110, 1.69e6), (164, 2.51e6)])
+def test_se_resnet_on_cifar100_matches_dct_table_2(depth, published):
+    # Divide and Co-training, Table 2: SE-ResNet-110 1.69M, SE-ResNet-164 2.51M (SE reduction 4, as its code on CIFAR).
+    assert round(count_params("se_resnet_bottleneck", depth, 16, 100), -4) == published
+
+
+def test_se_reduction_stays_4_in_a_divided_member():
+    model = _meta("se_resnet_bottleneck", 164, get_family("se_resnet_bottleneck").divide_width(16, 2))
+    se = model.layers[0].se
+    assert se.fc1.in_channels // se.fc1.out_channels == 4
+
+
+@pytest.mark.parametrize(("depth", "width", "published"), [(38, 32, 2.24e6), (26, 48, 3.28e6), (38, 48, 5.03e6)])
+def test_option_a_resnet_matches_the_more_or_less_appendix_totals(depth, width, published):
+    # More or Less, appendix (k = 4 tables): ResNet (depth 38, width 32) 2.24M, (26, 48) 3.28M, (38, 48) 5.03M.
+    assert round(count_params("resnet", depth, width, 10, options={"shortcut": "A"}), -4) == published
+
+
+def test_option_a_shortcut_has_no_parameters_and_zero_pads_the_strided_input():
+    torch.manual_seed(0)
+    model = create_model("resnet", 8, 4, num_classes=3, shortcut="A")
+    block = model.layers[1]  # first block of stage two: stride 2, 4 -> 8 channels
+    x = torch.randn(2, 4, 8, 8)
+    out = block.shortcut(x)
+    assert sum(p.numel() for p in block.shortcut.parameters()) == 0
+    assert torch.equal(out[:, 2:6], x[:, :, ::2, ::2])
+    assert out[:, :2].abs().sum() == 0 and out[:, 6:].abs().sum() == 0
+
+
+def test_option_b_is_the_default_cifar_resnet_shortcut():
+    assert count_params("resnet", 38, 32, 10) == count_params("resnet", 38, 32, 10, options={"shortcut": "B"})
+
+
+def test_pyramidnet_272_divided_by_2_uses_the_unrounded_rate_and_totals_28_87m():
+    from spaces.designs import Shape, ensemble_for, single_at
+
+    single = single_at("pyramidnet", 272, 200, Shape(100, 3, 32), {}, "floor")
+    member = ensemble_for(single, "dct", 2)
+    assert member.family_args["exact_alpha"] == pytest.approx(200 / math.sqrt(2))
+    assert round(member.params_total, -4) == 28.87e6  # DCT Table 2; rounding alpha to 141 gave 28.72M
+
+
+def test_densenet_with_a_24_channel_stem_and_compression_1_is_densenet_b():
+    # The More-or-Less code's DenseNet: a fixed 24-channel stem, transitions that keep every channel.
+    model = _meta("densenet_bc", 40, 12, stem_channels=24, compression=1.0)
+    transitions = [m for m in model.features if type(m).__name__ == "Transition"]
+    assert model.stem.out_channels == 24
+    assert [(t.conv.in_channels, t.conv.out_channels) for t in transitions] == [(24 + 6 * 12,) * 2, (24 + 12 * 12,) * 2]
+    assert model.features[0].conv1.out_channels == 4 * 12  # 4 x growth bottleneck
+    assert sum(type(m).__name__ == "DenseLayer" for m in model.features) == 3 * (40 - 4) // 6
+
+
+def test_cifar_stem_resnet_152_has_four_stages_of_3_8_36_3_bottlenecks_and_46_skippable_blocks():
+    # Cooperative learning, section 5.1: ResNet-152 (bottleneck, [3, 8, 36, 3]) with a CIFAR 3x3 stem.
+    from spaces.families.depthmask import skippable_blocks
+
+    model = _meta("resnet_bottleneck_4stage", 152, 64, num_classes=10)
+    assert model.stem[0].kernel_size == (3, 3) and model.stem[0].stride == (1, 1)
+    widths = [block.conv1.out_channels for block in model.layers]
+    assert [widths.count(w) for w in (64, 128, 256, 512)] == [3, 8, 36, 3]
+    assert len(skippable_blocks(model)) == 50 - 4
+    assert count_params("resnet_bottleneck_4stage", 152, 64, 10) == pytest.approx(58.16e6, rel=1e-3)

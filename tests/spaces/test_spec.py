@@ -257,3 +257,100 @@ def test_cudnn_benchmark_is_on_unless_the_recipe_turns_it_off():
     assert {c["recipe"]["cudnn_benchmark"] for c in trial_configs(load_spec("digits", ["epochs=1"]))} == {True}
     off = trial_configs(load_spec("digits", ["epochs=1", "recipe.cudnn_benchmark=false"]))
     assert {c["recipe"]["cudnn_benchmark"] for c in off} == {False}
+
+
+# --- per-family recipe, per-class fit, family option values ---------------------------------------------------------
+
+TWO_ENTRIES = MINIMAL.replace('classes = ["single", "deq", "weq", "dct"]', 'classes = ["single", "dct"]') + """
+[[families]]
+name = "resnet"
+depths = [8]
+widths = [8]
+recipe = { weight_decay = 5e-4, dct = { lambda_cot = 0.25 } }
+
+[recipe]
+weight_decay = 1e-4
+"""
+
+
+def _recipes_by_depth(spec):
+    return {(c["design"]["depth"], c["design"]["design_class"]): c["recipe"] for c in trial_configs(spec)}
+
+
+def test_a_family_recipe_overrides_the_global_recipe_for_that_entry_only(tmp_path):
+    recipes = _recipes_by_depth(load_spec(write(tmp_path, TWO_ENTRIES)))
+    assert recipes[(14, "single")]["weight_decay"] == 1e-4
+    assert recipes[(8, "single")]["weight_decay"] == 5e-4
+    assert (recipes[(14, "dct")]["lambda_cot"], recipes[(8, "dct")]["lambda_cot"]) == (0.5, 0.25)
+    assert recipes[(8, "single")]["lambda_cot"] == 0.0
+
+
+def test_a_family_recipe_changes_the_trial_id_of_that_entry_only(tmp_path):
+    before = {c["design"]["depth"]: c["trial_id"] for c in trial_configs(load_spec(write(tmp_path, TWO_ENTRIES)))}
+    after = {
+        c["design"]["depth"]: c["trial_id"]
+        for c in trial_configs(load_spec(write(tmp_path, TWO_ENTRIES), ["families.1.recipe.weight_decay=2e-4"]))
+    }
+    assert before[14] == after[14] and before[8] != after[8]
+
+
+def test_an_unknown_family_recipe_key_names_the_entry(tmp_path):
+    message = error_of(tmp_path, TWO_ENTRIES, ["families.1.recipe.weight_decy=1e-4"])
+    assert message.startswith("families.1.recipe.weight_decy = 0.0001: unknown key (did you mean 'weight_decay'?)")
+
+
+def test_family_recipe_milestones_past_the_last_epoch_are_rejected(tmp_path):
+    message = error_of(tmp_path, TWO_ENTRIES, ["families.1.recipe.milestones=[5]"])
+    assert message == "families.1.recipe.milestones = [5]: milestones must be <= epochs (2)"
+
+
+def test_fit_per_class_sizes_each_class_by_its_rule_and_labels_the_sweep(tmp_path):
+    text = MINIMAL.replace("members = [2]", "members = [2]\nfit = { deq = \"nearest\", weq = \"floor\" }")
+    spec = load_spec(write(tmp_path, text))
+    floor = {d.design_class: d for d in load_spec(write(tmp_path, MINIMAL, "floor.toml")).designs}
+    nearest = {d.design_class: d for d in load_spec(write(tmp_path, MINIMAL, "n.toml"), ["fit=nearest"]).designs}
+    got = {d.design_class: d for d in spec.designs}
+    assert got["deq"].width == nearest["deq"].width and got["weq"].depth == floor["weq"].depth
+    assert {d.fit for d in spec.designs} == {"deq=nearest,weq=floor"}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("fit=ceil", "fit = 'ceil': not allowed; allowed: 'floor', 'nearest', or a per-class table"),
+        ("fit.deq=round", "fit.deq = 'round': not allowed; allowed: 'floor', 'nearest'"),
+        ("fit.dct=nearest", "fit.dct = 'nearest': unknown key; allowed keys: deq, single, weq"),
+    ],
+)
+def test_a_bad_fit_rule_or_class_is_one_line_naming_it(tmp_path, override, expected):
+    text = MINIMAL.replace("members = [2]", "members = [2]\nfit = { deq = \"nearest\" }")
+    assert error_of(tmp_path, text, [override]).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("family", "depth", "option", "value", "expected"),
+    [
+        ("resnet", 14, "shortcut", '"C"', 'families.0.options.shortcut = \'C\': must be "A"'),
+        ("densenet_bc", 10, "compression", "1.5", "families.0.options.compression = 1.5: must be a number in (0, 1]"),
+        ("densenet_bc", 10, "stem_channels", "0", "families.0.options.stem_channels = 0: must be an integer >= 1"),
+    ],
+)
+def test_a_family_option_value_outside_its_choices_is_rejected(tmp_path, family, depth, option, value, expected):
+    text = MINIMAL.replace('name = "resnet"\ndepths = [14]', f'name = "{family}"\ndepths = [{depth}]')
+    assert error_of(tmp_path, text, [f"families.0.options.{option}={value}"]).startswith(expected)
+
+
+@pytest.mark.parametrize("preset", ["mutual_digits", "coop_digits"])
+@pytest.mark.parametrize("key", ["mixup_alpha", "cutmix_alpha"])
+def test_spec_refuses_mixing_for_the_adaptive_classes_before_anything_runs(preset, key):
+    cls = preset.split("_")[0]
+    with pytest.raises(SpecError) as info:
+        load_spec(preset, [f"recipe.{key}=0.2"])
+    assert str(info.value) == (
+        f"recipe.{key} = 0.2: {cls} trials train on hard labels (sub-networks distil a full network); "
+        f"set recipe.{cls}.{key} = 0"
+    )
+    # Turning it off for the class alone keeps mixing for the others and makes the spec valid again.
+    spec = load_spec(preset, [f"recipe.{key}=0.2", f"recipe.{cls}.{key}=0.0"])
+    recipes = {c["design"]["design_class"]: c["recipe"] for c in trial_configs(spec)}
+    assert recipes[cls][key] == 0.0 and recipes["single"][key] == 0.2

@@ -9,15 +9,16 @@ import pytest
 from spaces.spec import SpecError, load_spec, trial_configs
 
 
-def test_coop_cifar100_preset_is_three_resnet_110s_beside_the_single_one():
+def test_coop_cifar100_preset_is_three_cifar_stem_resnet_152s_beside_the_single_one():
     spec = load_spec("coop_cifar100")
     by_class = {d.design_class: d for d in spec.designs}
     assert set(by_class) == {"single", "coop"}
     coop = by_class["coop"]
-    assert (coop.family, coop.depth, coop.width, coop.members) == ("resnet", 110, 16, 3)
+    # Cooperative learning, section 5.1: ResNet-152 (bottleneck, [3, 8, 36, 3]) with a CIFAR stem.
+    assert (coop.family, coop.depth, coop.width, coop.members) == ("resnet_bottleneck_4stage", 152, 64, 3)
     assert coop.params_total == 3 * by_class["single"].params_total
     recipe = next(c["recipe"] for c in trial_configs(spec) if c["design"]["design_class"] == "coop")
-    assert recipe["scales"] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert recipe["scales"] == [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 
 def test_coop_keys_reach_only_the_coop_trials_recipes():

@@ -48,6 +48,7 @@ def test_a_killed_sweep_resumes_without_duplicates_or_retraining(store):
     assert f"{len(done_at_kill)} already in the store" in out
     with open(os.path.join(report, "index.md")) as page:
         assert "Trials finished: 4 ok." in page.read()  # the report covers all four trials
+    assert os.path.exists(os.path.join(report, "explorer", "index.html"))  # and the explorer is beside it
 
     after = trial_files(store)
     assert len(after) == 4

@@ -1,0 +1,495 @@
+"""The interactive results explorer: one offline HTML page per store (`python -m analysis explore`).
+
+    write_explorer("results", None, "explorer")     # every sweep of the store -> explorer/index.html
+
+The page carries seed-aggregated tables and ready plotly figures built here by the report's own code
+(`analysis.est.compute_est`, the tables of `analysis.figures`, `analysis.advise.advise`, `analysis.subnets`), so the
+page and the report cannot disagree. Its JavaScript only picks the precomputed figures of the chosen sweep and group,
+filters the advisor's candidate table by the limits (the same `<=` test and ranking as `analysis.advise`), and lists
+the trials behind the view. No epoch rows are embedded: the size grows with groups x budgets x epochs, not with the
+number of trials. plotly's JavaScript (shipped inside the plotly package) is written beside the page as
+plotly.min.js, so the page opens from a file:// URL with no network and no server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import figures, report
+from analysis.advise import LIMITS, advise
+from analysis.est import (
+    CLASS_ORDER,
+    ENSEMBLE_CLASSES,
+    GROUP_KEYS,
+    MISSING,
+    TIE_RULE_TEXT,
+    assign_groups,
+    compute_est,
+    fmt_params,
+)
+from analysis.explore_page import TEMPLATE
+
+PAGE = "index.html"
+PLOTLY_JS = "plotly.min.js"
+# The trials table of the page (what a reader filters on and downloads); epoch rows are never embedded.
+TRIAL_COLUMNS = ["trial_id", "status", "design_class", "role", "family", "depth", "width", "members", "budget",
+                 "params_total", "budget_deviation_pct", "seed", "epochs", "epochs_done", "final_acc", "best_acc",
+                 "train_time_s", "epoch_time_s_mean", "latency_ms_p50", "peak_mem_mb", "mem_source", "macs_fvcore",
+                 "macs", "device_name", "error"]  # fmt: skip
+# Advisor candidates: the columns the page shows plus every column a limit tests (LIMITS), unrounded.
+ADVISOR_COLUMNS = ["label", "design_class", "acc_mean", "acc_std", "n_seeds", "latency_ms_p50", "peak_mem_mb",
+                   "params_total", "gflops", "device_name"]  # fmt: skip
+
+
+class ExploreError(ValueError):
+    """Bad input for the explorer (empty store, unknown sweep); the message is one line naming what is there."""
+
+
+def sweeps_to_show(store: str | Path, sweep: str | None) -> list[str]:
+    """Return the sweep names the page shows: `sweep`, or every sweep of the store when it is None.
+
+    Raises ExploreError for a store without sweeps or a sweep name the store does not hold.
+    """
+    names = report.sweeps_in(store)
+    if not names:
+        raise ExploreError(f"the store {store} holds no sweeps (no trials/ or epochs/ partitions): run a sweep first")
+    if sweep is None:
+        return names
+    if sweep not in names:
+        raise ExploreError(f"no sweep {sweep!r} in the store {store}; it holds: {', '.join(names)}")
+    return [sweep]
+
+
+# --- numbers to JSON ------------------------------------------------------------------------------------------
+
+
+def _js(x):
+    """Return x as plain JSON values: NaN/inf/NA -> null, numpy scalars and arrays -> Python numbers and lists."""
+    if isinstance(x, dict):
+        return {str(k): _js(v) for k, v in x.items()}
+    if isinstance(x, list | tuple | np.ndarray | pd.Series):
+        return [_js(v) for v in list(x)]
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(x) else None
+    if x is None or x is pd.NA or x is pd.NaT:
+        return None
+    if isinstance(x, pd.Timestamp | dt.datetime):
+        return x.isoformat()
+    return x
+
+
+def _figure(fig) -> dict:
+    """Return a plotly figure as a JSON-able dict without its template (the page applies one shared template)."""
+    d = fig.to_plotly_json()
+    d["layout"].pop("template", None)
+    return _js(d)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.2f}"
+
+
+# --- the figures of one group ----------------------------------------------------------------------------------
+
+
+def _budget_axis(budgets: list[int]) -> dict:
+    return dict(type="log", tickvals=budgets, ticktext=[fmt_params(b) for b in budgets],
+                title=dict(text="parameter budget (parameters, M = 10^6)"))  # fmt: skip
+
+
+def _est_text(per_epoch: pd.DataFrame, epoch: int) -> str:
+    row = per_epoch[per_epoch["epoch"] == epoch]
+    if row.empty:
+        return "EST line: no decision at this epoch"
+    r = row.iloc[0]
+    if r["status"] == "found":
+        below = "below grid" if pd.isna(r["below_budget"]) else fmt_params(r["below_budget"])
+        return f"EST line at epoch {epoch}: {fmt_params(r['est_budget'])} (switchover in ({below}, " \
+               f"{fmt_params(r['est_budget'])}])"  # fmt: skip
+    if r["status"] == "none":
+        return f"EST line at epoch {epoch}: none (ensembles do not win at the largest budget)"
+    return f"EST line at epoch {epoch}: {r['status']}"
+
+
+def _cell_hover(cell: dict, stats: dict[str, dict], deviation: dict, est_line: str, tie_rule: str) -> str:
+    """Return the hover text of one heatmap cell (`stats`: the cell's `cell_stats` rows by role): winner, every class's
+    mean ± spread over seeds, seeds, budget deviation, the margin against the seed noise and the EST line."""
+    b, e = int(cell["budget"]), int(cell["epoch"])
+    w = cell["winner"]
+    how = "" if w == MISSING or cell["assessable"] else " (a 1-seed class: decided by means only)"
+    lines = [f"<b>budget {fmt_params(b)} parameters, epoch {e}</b>", f"winner: <b>{w}</b>{how}"]
+    spread = "std" if tie_rule == "std" else "95% CI"
+    for role in CLASS_ORDER:
+        r = stats.get(role)
+        if r is None:
+            continue
+        std = "" if not np.isfinite(r["std_acc"]) else f" ± {_pct(r['std_acc'])}"
+        hw = "" if not np.isfinite(r["hw_acc"]) or tie_rule == "std" else f" ({spread} ± {_pct(r['hw_acc'])})"
+        dev = deviation.get(role)
+        dev_txt = "" if dev is None or not np.isfinite(dev) else f", budget deviation {dev:+.1f}%"
+        n = int(r["n_seeds"])
+        lines.append(f"{role}: {_pct(r['mean_acc'])}%{std}{hw} over {n} seed{'s' if n != 1 else ''}{dev_txt}")
+    if np.isfinite(cell.get("margin_pp", np.nan)):
+        noise = cell.get("noise_pp", np.nan)
+        noise_txt = f" vs seed noise {noise:.2f} pp" if np.isfinite(noise) else " (no seed noise: 1 seed)"
+        lines.append(f"best ensemble − single: {cell['margin_pp']:+.2f} pp{noise_txt}")
+    lines.append(est_line)
+    return "<br>".join(lines)
+
+
+def heatmap_figure(grid: pd.DataFrame, stats: pd.DataFrame, per_epoch: pd.DataFrame, costs: pd.DataFrame,
+                   title: str, tie_rule: str, note: str) -> dict:  # fmt: skip
+    """Return the winner heatmap (x = budget, y = epoch; one cell per grid row) with hover details, the per-epoch
+    EST line (from `compute_est`'s per-epoch table) and a mark on cells decided by means only."""
+    import plotly.graph_objects as go
+
+    budgets = sorted(int(b) for b in grid["budget"].unique())
+    epochs = sorted(int(e) for e in grid["epoch"].unique())
+    code = {c: i for i, c in enumerate(figures.CATEGORY_ORDER)}
+    cells = {(int(r["budget"]), int(r["epoch"])): r for r in grid.to_dict("records")}
+    by_cell: dict[tuple[int, int], dict[str, dict]] = {}
+    for r in stats.to_dict("records"):
+        by_cell.setdefault((int(r["budget"]), int(r["epoch"])), {})[r["role"]] = r
+    dev = {} if costs.empty else {
+        int(b): dict(zip(c["role"], c["budget_deviation_pct"], strict=True))
+        for b, c in costs.groupby("budget") if "budget_deviation_pct" in c
+    }  # fmt: skip
+    est_lines = {e: _est_text(per_epoch, e) for e in epochs}
+    z, text = [], []
+    for e in epochs:
+        z.append([code[cells[(b, e)]["winner"]] for b in budgets])
+        text.append([_cell_hover(cells[(b, e)], by_cell.get((b, e), {}), dev.get(b, {}), est_lines[e], tie_rule)
+                     for b in budgets])  # fmt: skip
+    n = len(figures.CATEGORY_ORDER)
+    scale = []
+    for i, c in enumerate(figures.CATEGORY_ORDER):
+        scale += [[i / n, figures.CATEGORY_COLORS[c]], [(i + 1) / n, figures.CATEGORY_COLORS[c]]]
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(x=list(range(len(budgets))), y=epochs, z=z, text=text,
+                             hovertemplate="%{text}<extra></extra>", colorscale=scale, zmin=-0.5, zmax=n - 0.5,
+                             showscale=False, xgap=1, ygap=1,
+                             name="winner"))  # fmt: skip
+    shown = set(grid["winner"])
+    for c in figures.CATEGORY_ORDER:
+        if c != MISSING or c in shown:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=c, legendgroup="winner",
+                                     marker=dict(symbol="square", size=12, color=figures.CATEGORY_COLORS[c],
+                                                 line=dict(color="#666", width=1))))  # fmt: skip
+    xs, ys = [], []
+    for r in per_epoch[per_epoch["status"] == "found"].to_dict("records"):
+        if int(r["est_budget"]) in budgets and int(r["epoch"]) in epochs:
+            j = budgets.index(int(r["est_budget"])) - 0.5
+            xs += [j, j, None]
+            ys += [r["epoch"] - 0.5, r["epoch"] + 0.5, None]
+    fig.add_trace(go.Scatter(x=xs or [None], y=ys or [None], mode="lines", line=dict(color="black", width=4),
+                             name="EST (per epoch)", hoverinfo="skip"))  # fmt: skip
+    by_mean = grid[(grid["winner"] != MISSING) & ~grid["assessable"].astype(bool)]
+    if not by_mean.empty:
+        fig.add_trace(go.Scatter(x=[budgets.index(int(b)) for b in by_mean["budget"]], y=list(by_mean["epoch"]),
+                                 mode="markers", marker=dict(symbol="x-thin", size=9, line=dict(width=1.5,
+                                 color="#333")), name="1-seed class: by mean", hoverinfo="skip"))  # fmt: skip
+    fig.update_layout(
+        title=dict(text=f"Winner by budget and epoch — {title}<br><sup>{html.escape(note)}</sup>"),
+        xaxis=dict(tickvals=list(range(len(budgets))), ticktext=[fmt_params(b) for b in budgets],
+                   title=dict(text="parameter budget (parameters, M = 10^6)"), range=[-0.5, len(budgets) - 0.5],
+                   showgrid=False, zeroline=False),
+        yaxis=dict(title=dict(text="training epochs (epoch)"), range=[min(epochs) - 0.5, max(epochs) + 0.5],
+                   showgrid=False, zeroline=False, dtick=max(1, len(epochs) // 12)),
+        legend=dict(title=dict(text="winner")), height=460, margin=dict(t=80),
+    )  # fmt: skip
+    return _figure(fig)
+
+
+def error_figure(stats: pd.DataFrame, title: str, tie_rule: str) -> dict:
+    """Return test error (%) vs budget per class at the final epoch, members' mean dotted; error bars are the tie
+    rule's seed intervals (as the report's figure)."""
+    import plotly.graph_objects as go
+
+    epoch = int(stats["epoch"].max())
+    at = stats[stats["epoch"] == epoch]
+    budgets = sorted(int(b) for b in stats["budget"].unique())
+    fig = go.Figure()
+    for cls in CLASS_ORDER:
+        c = at[at["role"] == cls].sort_values("budget")
+        if c.empty:
+            continue
+        err = 100.0 * (1.0 - c["mean_acc"].to_numpy(float))
+        hw = 100.0 * c["hw_acc"].to_numpy(float)
+        color = figures.CLASS_COLORS[cls]
+        fig.add_trace(go.Scatter(x=list(c["budget"]), y=err, error_y=dict(type="data", array=hw, visible=True),
+                                 mode="lines+markers", name=cls, line=dict(color=color), customdata=c["n_seeds"],
+                                 hovertemplate=f"{cls}: %{{y:.2f}}% error ± %{{error_y.array:.2f}} "
+                                               "(%{customdata} seeds)<extra></extra>"))  # fmt: skip
+        if cls in ENSEMBLE_CLASSES and c["member_mean_acc"].notna().any():
+            fig.add_trace(go.Scatter(x=list(c["budget"]), y=100.0 * (1.0 - c["member_mean_acc"].to_numpy(float)),
+                                     mode="lines+markers", name=f"{cls}: members' mean",
+                                     line=dict(color=color, dash="dot"), marker=dict(size=5),
+                                     hovertemplate=f"{cls} members' mean: %{{y:.2f}}% error<extra></extra>"),
+                          )  # fmt: skip
+    interval = "± 1 std over seeds" if tie_rule == "std" else "± 95% CI over seeds"
+    fig.update_layout(title=dict(text=f"Test error at epoch {epoch} ({interval}) — {title}"),
+                      xaxis=_budget_axis(budgets), yaxis=dict(title=dict(text="test error (%)")), height=420,
+                      hovermode="x unified")  # fmt: skip
+    return _figure(fig)
+
+
+def time_to_accuracy_figure(stats: pd.DataFrame, title: str) -> dict:
+    """Return the time-to-accuracy bars (s) per budget and class (`figures.time_to_accuracy_table`); a class that
+    never reaches the single network's best accuracy gets a "× never" label at zero."""
+    import plotly.graph_objects as go
+
+    tta = figures.time_to_accuracy_table(stats)
+    fig = go.Figure()
+    for cls in CLASS_ORDER:
+        c = tta[tta["role"] == cls].sort_values("budget")
+        if c.empty:
+            continue
+        reached = c["reached"].astype(bool).to_numpy()
+        fig.add_trace(go.Bar(x=[fmt_params(b) for b in c["budget"]], y=np.where(reached, c["time_s"], 0.0), name=cls,
+                             marker_color=figures.CLASS_COLORS[cls], text=["" if r else "× never" for r in reached],
+                             textposition="outside", customdata=np.stack([c["epoch_reached"].astype(float),
+                                                                          100 * c["target_acc"]], axis=-1),
+                             hovertemplate=f"{cls}: %{{y:.2f}} s (epoch %{{customdata[0]}}; target "
+                                           "%{customdata[1]:.2f}%)<extra></extra>"))  # fmt: skip
+    fig.update_layout(title=dict(text=f"Time to the single network's best accuracy — {title}"), barmode="group",
+                      xaxis=dict(title=dict(text="parameter budget (parameters, M = 10^6)"), type="category"),
+                      yaxis=dict(title=dict(text="training time to reach single's best accuracy (s)")),
+                      height=420)  # fmt: skip
+    return _figure(fig)
+
+
+COST_PANELS = [  # cost_table column, axis title with its unit
+    ("epoch_time", "training time per epoch (s), after the first"),
+    ("latency_ms_p50", "inference latency, p50 at batch 1 (ms)"),
+    ("peak_mem_mb", "peak training memory (MB)"),
+    ("macs_per_sample", "MACs per sample (multiply-accumulates)"),
+]
+
+
+def costs_figure(costs: pd.DataFrame, mem_source: str, title: str) -> dict:
+    """Return the four cost panels vs budget per class (seed means of `figures.cost_table`): epoch time (s),
+    latency (ms), peak memory (MB, with the memory source) and MACs per sample."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    budgets = sorted(int(b) for b in costs["budget"].unique())
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.12, vertical_spacing=0.2)
+    for i, (col, axis) in enumerate(COST_PANELS):
+        row, cc = divmod(i, 2)
+        for cls in CLASS_ORDER:
+            c = costs[costs["role"] == cls].sort_values("budget")
+            if c.empty or col not in c or c[col].isna().all():
+                continue
+            fig.add_trace(go.Scatter(x=list(c["budget"]), y=c[col], mode="lines+markers", name=cls, legendgroup=cls,
+                                     showlegend=i == 0, line=dict(color=figures.CLASS_COLORS[cls]),
+                                     hovertemplate=f"{cls}: %{{y:.4g}}<extra>{axis}</extra>"), row=row + 1,
+                          col=cc + 1)  # fmt: skip
+        label = axis + (f" [{mem_source}]" if col == "peak_mem_mb" and mem_source else "")
+        fig.update_yaxes(title=dict(text=label, font=dict(size=11)), row=row + 1, col=cc + 1)
+        fig.update_xaxes(**_budget_axis(budgets), row=row + 1, col=cc + 1)
+    fig.update_layout(title=dict(text=f"Training time, inference latency, memory and MACs — {title}"), height=640)
+    return _figure(fig)
+
+
+def subnet_figure(query: pd.DataFrame, trials: pd.DataFrame, cost: str, sweep: str) -> dict:
+    """Return test accuracy (%) vs a cost ("macs" per sample or "latency_ms_p50" in ms) of every mutual/coop
+    sub-network (`analysis.subnets.query_table`), each class's Pareto front, and the fixed designs of the sweep
+    (`figures.fixed_design_points`), as the report's accuracy-vs-cost figure."""
+    import plotly.graph_objects as go
+
+    from analysis.subnets import of_class, pareto_front
+
+    fig = go.Figure()
+    axis, name = figures.COST_AXES[cost]
+    unit = "MACs" if cost == "macs" else "ms"
+    mutual = of_class(query, "mutual")
+    for side in sorted(mutual["resolution"].unique(), reverse=True) if not mutual.empty else []:
+        q = mutual[mutual["resolution"] == side]
+        fig.add_trace(go.Scatter(x=q[cost], y=100 * q["acc_mean"], mode="markers", name=f"mutual, {int(side)} px",
+                                 marker=dict(color=figures.CLASS_COLORS["mutual"], size=9, opacity=0.8),
+                                 customdata=q["width_mult"],
+                                 hovertemplate=f"mutual width %{{customdata}}x at {int(side)} px: %{{y:.2f}}% at "
+                                               f"%{{x:.4g}} {unit}<extra></extra>"))  # fmt: skip
+    coop = of_class(query, "coop")
+    for net in sorted(coop["network"].dropna().unique()) if "network" in coop and not coop.empty else []:
+        q = coop[coop["network"] == net]
+        fig.add_trace(go.Scatter(x=q[cost], y=100 * q["acc_mean"], mode="markers", name=f"coop {net}",
+                                 marker=dict(color=figures.CLASS_COLORS["coop"], size=9, opacity=0.8, symbol="diamond"),
+                                 customdata=q["scale"],
+                                 hovertemplate=f"coop {net} at scale %{{customdata}}: %{{y:.2f}}% at %{{x:.4g}} "
+                                               f"{unit}<extra></extra>"))  # fmt: skip
+    for kind, sub in (("mutual", mutual), ("coop", coop)):
+        color = figures.CLASS_COLORS[kind]
+        if not sub.empty:
+            front = pareto_front(sub, cost)
+            fig.add_trace(go.Scatter(x=front[cost], y=100 * front["acc_mean"], mode="lines", name=f"{kind}: best front",
+                                     line=dict(color=color), hoverinfo="skip"))  # fmt: skip
+    fixed = figures.fixed_design_points(trials, cost)
+    for cls in CLASS_ORDER:
+        pts = fixed[fixed["design_class"] == cls]
+        if pts.empty:
+            continue
+        labels = [f"{cls} k={int(m)} depth {int(d)} width {int(w)} at {fmt_params(b)}"
+                  for m, d, w, b in zip(pts["members"], pts["depth"], pts["width"], pts["budget"], strict=True)]
+        fig.add_trace(go.Scatter(x=pts["x"], y=100 * pts["acc"], mode="markers", name=f"{cls} (fixed design)",
+                                 text=labels, marker=dict(color=figures.CLASS_COLORS[cls], size=12,
+                                                          line=dict(color="black", width=1)),
+                                 hovertemplate=f"%{{text}}: %{{y:.2f}}% at %{{x:.4g}} {unit}<extra></extra>"))
+    fig.update_layout(title=dict(text=f"Accuracy vs {name}: sub-networks and fixed designs — sweep {sweep}"),
+                      xaxis=dict(type="log", title=dict(text=axis)), yaxis=dict(title=dict(text="test accuracy (%)")),
+                      height=440)  # fmt: skip
+    return _figure(fig)
+
+
+# --- one sweep ------------------------------------------------------------------------------------------------
+
+
+def _group_rows(df: pd.DataFrame, key: dict) -> pd.DataFrame:
+    return report._group_rows(df, key)
+
+
+def _status(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict:
+    """Return the sweep's trial counts and a one-line message (it says when only running trials are there)."""
+    counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
+    running = len(report.missing_report(trials, epochs)["no trials row"]) if not epochs.empty else 0
+    finished = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none"
+    only_running = bool(trials.empty and running)
+    if only_running:
+        msg = (f"Only running trials: {running} trial(s) have epoch rows but no finished row yet. The heatmaps use "
+               "the epochs so far; costs, the advisor and the trials table fill in as trials finish.")  # fmt: skip
+    elif trials.empty:
+        msg = "No trials in this sweep yet."
+    else:
+        msg = f"Trials finished: {finished}. Running or interrupted (epoch rows, no trials row): {running}."
+    return {"counts": _js(counts), "running": running, "only_running": only_running, "message": msg}
+
+
+def _trials_table(trials: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """Return (the page's trials table as columns + rows, the trials with EST group columns and their row index)."""
+    if trials.empty:
+        return {"columns": ["trial_id"], "rows": []}, pd.DataFrame()
+    t = trials.assign(_row=np.arange(len(trials)))
+    grouped, _ = assign_groups(t)
+    t = t.assign(role=t["design_class"].astype(str))
+    roles = grouped.drop_duplicates("_row").set_index("_row")["role"]
+    t.loc[roles.index, "role"] = roles.to_numpy()  # a DCT S = 1 baseline shows as role single, as in EST
+    cols = [c for c in TRIAL_COLUMNS if c in t]
+    return {"columns": cols, "rows": _js(t[cols].to_numpy(dtype=object).tolist())}, grouped
+
+
+def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std") -> dict:
+    """Return everything the page shows for one sweep, as JSON-able values: status, notes, per EST group its figures
+    and the indices of its trials, the sweep's trials table, the mutual/coop figures and the advisor's candidates."""
+    from analysis.subnets import query_table
+
+    trials, epochs, load_warnings = report.read_store(store, sweep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable files are already in load_warnings
+        from analysis.store import load_subnets
+
+        subnets = load_subnets(str(store), sweep=sweep)
+    est = compute_est(epochs, trials if not trials.empty else None, tie_rule=tie_rule)
+    table, grouped = _trials_table(trials)
+    groups = []
+    for r in est.summary.to_dict("records"):
+        key = {k: r[k] for k in GROUP_KEYS}
+        title = figures.group_title(**key)
+        grid, stats = _group_rows(est.grid, r), _group_rows(est.stats, r)
+        per_epoch = _group_rows(est.per_epoch, r)
+        trows = _group_rows(grouped, r) if not grouped.empty else grouped
+        costs = figures.cost_table(trows) if not trows.empty else pd.DataFrame()
+        mem = ""
+        if not trows.empty and "mem_source" in trows and trows["mem_source"].notna().any():
+            mem = ", ".join(sorted(trows["mem_source"].dropna().astype(str).unique()))
+        note = figures.tie_rule_note(tie_rule, r["seeds"])
+        groups.append({
+            **_js(key),
+            "title": title,
+            "est": report.est_sentence(r, grid),
+            "cells": len(grid),
+            "figs": {
+                "heatmap": heatmap_figure(grid, stats, per_epoch, costs, title, tie_rule, note),
+                "error": error_figure(stats, title, tie_rule),
+                "tta": time_to_accuracy_figure(stats, title),
+                "costs": costs_figure(costs, mem, title) if not costs.empty else None,
+            },
+            "trials": sorted(int(i) for i in trows["_row"].unique()) if not trows.empty else [],
+        })  # fmt: skip
+    query = query_table(subnets) if not subnets.empty else pd.DataFrame()
+    sub_figs = None
+    if not query.empty:
+        sub_figs = {cost: subnet_figure(query, trials, cost, sweep) for cost in ("macs", "latency_ms_p50")}
+    adv = advise(trials, subnets=subnets if not subnets.empty else None)
+    cand = adv.designs
+    for c in ADVISOR_COLUMNS:
+        if c not in cand:
+            cand = cand.assign(**{c: np.nan})
+    devices = sorted({d for ds in cand["device_name"].dropna() for d in str(ds).split(", ") if d})
+    return {
+        "name": sweep,
+        "status": _status(trials, epochs),
+        "notes": [*est.notes, *(f"unreadable file skipped: {w}" for w in load_warnings)],
+        "groups": groups,
+        "trials": table,
+        "subnets": sub_figs,
+        "advisor": {"columns": ADVISOR_COLUMNS, "rows": _js(cand[ADVISOR_COLUMNS].to_numpy(dtype=object).tolist()),
+                    "devices": devices},  # fmt: skip
+    }
+
+
+# --- the page -------------------------------------------------------------------------------------------------
+
+
+def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = "std") -> dict:
+    """Return the page's data for `sweep` (None: every sweep of the store); raises ExploreError on bad input."""
+    import plotly.io as pio
+
+    names = sweeps_to_show(store, sweep)
+    template = pio.templates["plotly_white"].to_plotly_json()
+    return {
+        "store": str(Path(store).resolve()),
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "tie_rule": TIE_RULE_TEXT[tie_rule],
+        "limits": {k: {"column": c, "unit": u, "name": n} for k, (c, u, n) in LIMITS.items()},
+        "template": _js(template),
+        "sweeps": {name: sweep_data(store, name, tie_rule) for name in names},
+    }
+
+
+def page_html(data: dict) -> str:
+    """Return the explorer page: styles, the data as embedded JSON, and the script that shows it (plotly.min.js is
+    loaded from beside the page)."""
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    title = "Results explorer: " + ", ".join(data["sweeps"])
+    return (TEMPLATE.replace("__TITLE__", html.escape(title)).replace("__PLOTLY__", PLOTLY_JS)
+            .replace("__DATA__", payload))  # fmt: skip
+
+
+def write_explorer(store: str | Path, sweep: str | None, out_dir: str | Path, tie_rule: str = "std") -> Path:
+    """Write out_dir/index.html and out_dir/plotly.min.js; return the page's path.
+
+    `sweep` None shows every sweep of the store. Raises ExploreError (one line naming what the store holds) for an
+    empty store or an unknown sweep. A sweep with only running trials gets a page that says so.
+    """
+    import plotly
+
+    data = explorer_data(store, sweep, tie_rule)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(plotly.__file__).parent / "package_data" / PLOTLY_JS, out / PLOTLY_JS)
+    page = out / PAGE
+    page.write_text(page_html(data), encoding="utf-8")
+    return page

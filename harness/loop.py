@@ -1,0 +1,445 @@
+"""The trial loop: train one design point for E epochs with one seed, and measure it -- for every design class.
+
+`run_trial(config, report, checkpoint_dir)` reads top to bottom: the prologue (threads, device and precision, the
+checkpoint to resume from, data, views, generator), then the trial kind of the config's design class builds its
+networks and optimizer (`harness.kinds`); then per epoch train (timed, synchronized), evaluate, save, report; then
+measure once (params, FLOPs, memory, latency, environment) and report the FINAL record. The config is one of
+`spaces.spec.trial_configs`; the EPOCH and FINAL records become the store's rows (`harness.store`, results/README.md).
+
+What a design class changes lives in its trial kind (`harness.kinds.base.TrialKind`): building the networks, one
+batch's forward and backward, the per-epoch evaluation, extra FINAL fields (sub-network rows). Adding a class is one
+line in `spaces/classes.py` and one kind file; this loop does not change. A toy example:
+
+    # harness/kinds/toy.py -- one network trained on plain cross-entropy
+    import torch
+    import torch.nn.functional as F
+    from harness.kinds.base import TrialKind, register_kind
+    from harness.networks import build_members, evaluate, make_optimizer
+
+    class ToyKind(TrialKind):
+        def __init__(self, setup):
+            super().__init__(setup)
+            self.models = build_members({**setup.design, "members": 1}, setup.seed, setup.device, False)
+            self.optimizer = make_optimizer(self.models, setup.recipe)
+
+        def train_batch(self, inputs, y, scale):
+            with self.setup.amp:
+                loss = F.cross_entropy(self.models[0](inputs[0]).float(), y)
+            scale(loss).backward()
+            return loss.detach()
+
+        def evaluate(self):
+            s = self.setup
+            bs = s.recipe["eval_batch_size"]
+            return evaluate(self.models, s.data, "logits", bs, s.device, s.amp, torch.contiguous_format)
+
+    register_kind("toy", ToyKind)
+
+    # spaces/classes.py, in CLASSES (and `from harness.kinds import toy` in harness/kinds/__init__.py):
+    DesignClass("toy", False, "same_network_for", "toy", None, "#17becf"),
+
+Decisions that are visible in the numbers:
+- The learning rate is stepped **per iteration**: cosine decays smoothly over all iterations after a linear warm-up
+  over `warmup_epochs`; step decays at the first iteration of each milestone epoch (so it equals a per-epoch step
+  schedule). An EPOCH record's `lr` is the rate of that epoch's last iteration.
+- `lambda_cot` is stepped **per epoch** (see `harness.losses.cot_weight`); the EPOCH record holds the value used.
+- `train_loss` is the epoch's mean per-sample training objective of the kind (for fixed designs: sum of member CEs +
+  lambda_cot * JS, on the augmented and mixed views); `test_loss` is the NLL of the (ensemble's) prediction on the
+  test split.
+- A non-finite training loss is detected at the end of the epoch (checking every step would force a device sync
+  per iteration); the trial then stops with status "diverged" and that epoch is not reported.
+- Randomness: model init per member from a seed derived from (trial seed, member index), inside
+  `torch.random.fork_rng`; views, shuffling, mixing and every draw of a kind from one explicit generator on the
+  device; dropout-style layers use torch's global RNG, which is seeded from the trial seed here and checkpointed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from datetime import UTC, datetime
+
+import torch
+from torch import nn
+
+from harness import measure
+from harness.data import TrialData, load_data
+from harness.kinds import Setup, TrialKind, kind_for
+from harness.networks import derived_seed
+from harness.trial_settings import apply_trial_settings, set_aside_checkpoint
+from harness.views import ViewMaker
+from spaces.spec import RECIPE_KEYS
+
+CHECKPOINT_FILE = "trial_state.pt"
+
+
+def print_record(record: dict) -> None:
+    """Print a record as one JSON line on stdout (the default `report`)."""
+    print(json.dumps(record), flush=True)
+
+
+def utc_now() -> str:
+    """Return the current time as ISO-8601 UTC text."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def pick_device(resources: dict) -> torch.device:
+    """Return CUDA when it is available and the trial asked for a GPU, else the CPU."""
+    if torch.cuda.is_available() and float(resources.get("gpus", 0)) > 0:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def resolve_precision(requested: str, device: torch.device) -> tuple[str, torch.dtype | None]:
+    """Return (precision actually used, autocast dtype or None). Mixed precision applies on CUDA only."""
+    allowed = RECIPE_KEYS["precision"].allowed
+    if requested not in allowed:
+        raise ValueError(f"unknown precision {requested!r}; allowed: {', '.join(allowed)}")
+    if device.type != "cuda" or requested == "fp32":
+        return "fp32", None
+    return requested, torch.bfloat16 if requested == "bf16" else torch.float16
+
+
+def lr_schedule(recipe: dict, epochs: int, iters_per_epoch: int) -> Callable[[int], float]:
+    """Return lr_at(step): the learning rate of 0-based iteration `step` (per-iteration schedule).
+
+    Linear warm-up over `warmup_epochs` (from lr/warmup_iters up to lr), then cosine to 0 over the remaining
+    iterations, or step decay by `gamma` at each epoch in `milestones`.
+    """
+    base, total = float(recipe["lr"]), max(1, epochs * iters_per_epoch)
+    warmup = int(round(float(recipe["warmup_epochs"]) * iters_per_epoch))
+    kind = recipe["schedule"]
+    milestones, gamma = [int(m) for m in recipe["milestones"]], float(recipe["gamma"])
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return base * (step + 1) / warmup
+        if kind == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+        epoch = step // iters_per_epoch
+        return base * gamma ** sum(epoch >= m for m in milestones)
+
+    return lr_at
+
+
+def make_views(recipe: dict, data: TrialData) -> ViewMaker:
+    """Return the augmentation pipeline the recipe asks for, normalising with the data set's statistics."""
+    return ViewMaker(
+        padding=int(recipe["crop_padding"]),
+        flip=bool(recipe["flip"]),
+        normalize=data.normalize,
+        autoaugment=bool(recipe["autoaugment"]),
+        randaugment=bool(recipe["randaugment"]),
+        random_erasing=float(recipe["random_erasing"]),
+        autoaugment_policy="svhn" if data.name == "svhn" else "cifar10",
+    )
+
+
+def train_batches(
+    data: TrialData,
+    views: ViewMaker,
+    count: int,
+    member_views: bool,
+    batch_size: int,
+    gen: torch.Generator,
+    device: torch.device,
+):
+    """Yield (list of `count` member inputs, labels) for one epoch, in a shuffled order drawn from `gen`."""
+    if data.loader:
+        for batch_views, y in data.train_loader:
+            inputs = [v.to(device, non_blocking=True) for v in batch_views]
+            yield (inputs if member_views else inputs[:1] * count), y.to(device, non_blocking=True)
+        return
+    order = torch.randperm(data.num_train, generator=gen, device=device)
+    for start in range(0, data.num_train, batch_size):
+        idx = order[start : start + batch_size]
+        yield views.views(data.train_x[idx], count, member_views, gen), data.train_y[idx]
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------------
+
+
+def rng_state(gen: torch.Generator, device: torch.device) -> dict:
+    """Return every RNG state the trial draws from (our generator, torch CPU, and CUDA when used)."""
+    state = {"views": gen.get_state(), "torch_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> None:
+    """Restore the states saved by `rng_state`."""
+    gen.set_state(state["views"])
+    torch.set_rng_state(state["torch_cpu"])
+    if device.type == "cuda" and "torch_cuda" in state:
+        torch.cuda.set_rng_state(state["torch_cuda"], device)
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Write `state` to `path` atomically (temp file in the same folder, then os.replace)."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(checkpoint_dir: str | None, trial_id: str, device: torch.device) -> tuple[str | None, dict | None]:
+    """Return (this trial's checkpoint file path or None, its saved state or None); another trial's file is an error.
+
+    A file that does not load (truncated, corrupt) is set aside (`harness.trial_settings.set_aside_checkpoint`) and the
+    state is None: the trial starts from scratch rather than failing on every retry."""
+    ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
+    if not (ckpt_path and os.path.exists(ckpt_path)):
+        return ckpt_path, None
+    try:
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    except Exception as err:  # truncated or corrupt: set aside (renamed, named in a warning), start from scratch
+        set_aside_checkpoint(ckpt_path, err)
+        return ckpt_path, None
+    if state["trial_id"] != trial_id:
+        raise ValueError(f"checkpoint {ckpt_path} belongs to trial {state['trial_id']}, not {trial_id}")
+    return ckpt_path, state
+
+
+def restore_training(state: dict, kind: TrialKind, scaler, gen: torch.Generator, device: torch.device):
+    """Load a checkpoint's model, optimizer, scaler and RNG states into the kind's networks in place; return its
+    (EPOCH history, optimizer step, started_at)."""
+    for model, saved in zip(kind.models, state["models"], strict=True):
+        model.load_state_dict(saved)
+    kind.optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"], gen, device)
+    return state["history"], state["step"], state["started_at"]
+
+
+def save_training(ckpt_path: str, trial_id: str, kind: TrialKind, scaler, gen: torch.Generator, device: torch.device,
+                  history: list[dict], step: int, started_at: str) -> None:  # fmt: skip
+    """Write everything `restore_training` needs to `ckpt_path` (atomically, creating its folder)."""
+    os.makedirs(os.path.dirname(ckpt_path), exist_ok=True)
+    save_checkpoint(
+        ckpt_path,
+        {
+            "trial_id": trial_id,
+            "execution": kind.execution,
+            "models": [m.state_dict() for m in kind.models],
+            "optimizer": kind.optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(gen, device),
+            "history": history,
+            "step": step,
+            "started_at": started_at,
+        },
+    )
+
+
+# --- the loop ---------------------------------------------------------------------------------------------------
+
+
+def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_views: int) -> Setup:
+    """Return the trial's Setup: precision and autocast on `device`, data (folder data making `data_views` views per
+    sample), views, the trial's generator; torch's global RNG is seeded from the trial seed."""
+    seed, recipe = int(config["seed"]), config["recipe"]
+    precision, amp_dtype = resolve_precision(recipe["precision"], device)
+    amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    if device.type == "cuda":
+        # Input shapes are fixed, so timing cuDNN's algorithms once pays off; off gives run-to-run reproducibility.
+        torch.backends.cudnn.benchmark = bool(recipe["cudnn_benchmark"])
+    data = load_data(
+        config["dataset"],
+        device,
+        member_views=data_views,
+        batch_size=recipe["batch_size"],
+        eval_batch_size=recipe["eval_batch_size"],
+        augment=recipe,
+    )
+    views = make_views(recipe, data)
+    gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "views"))
+    torch.manual_seed(derived_seed(seed, "torch"))  # dropout / stochastic depth draw from the global RNG
+    return Setup(config, seed, device, precision, amp_dtype, amp, data, views, gen, checkpoint)
+
+
+def train_one_epoch(kind: TrialKind, setup: Setup, scaler, lr_at: Callable[[int], float], step: int):
+    """Train the kind's networks for one epoch, one optimizer step per batch; return (mean per-sample training loss in
+    nats, next step, last lr)."""
+    recipe, device, optimizer = setup.recipe, setup.device, kind.optimizer
+    count, member_views = kind.views_per_batch()
+    batches = train_batches(setup.data, setup.views, count, member_views, recipe["batch_size"], setup.gen, device)
+    loss_sum, seen, lr = torch.zeros((), device=device), 0, float("nan")
+    for inputs, y in batches:
+        lr = lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss = kind.train_batch(inputs, y, scaler.scale)
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss * len(y)
+        seen += len(y)
+        step += 1
+    return float(loss_sum) / max(1, seen), step, lr
+
+
+def run_epochs(
+    trial_id: str,
+    epochs: int,
+    history: list[dict],
+    step: int,
+    device: torch.device,
+    train_epoch: Callable[[int, int], tuple[float, int, float, float]],
+    evaluate_epoch: Callable[[], tuple[float, list[float], float]],
+    save: Callable[[list[dict], int], None] | None,
+    report: Callable[[dict], None],
+) -> tuple[str, str | None]:
+    """Run epochs len(history)+1..epochs of one trial, appending each EPOCH record to `history`; return (status,
+    error): ("ok", None), or ("diverged", why) at the first non-finite training loss.
+
+    `train_epoch(epoch, step)` trains 0-based `epoch` from optimizer step `step` and returns (mean training loss in
+    nats, next step, last lr, lambda_cot); its time (device-synchronized, s) is the epoch's `epoch_time_s`.
+    `evaluate_epoch()` returns (test accuracy, per-member accuracies, test loss in nats). After each epoch
+    `save(history, step)` checkpoints (when given) and then `report` gets the record. Peak memory is measured from
+    here on.
+    """
+    measure.reset_peak_memory(device)
+    for epoch in range(len(history), epochs):
+        measure.sync(device)
+        start = time.perf_counter()
+        train_loss, step, lr, lambda_cot = train_epoch(epoch, step)
+        measure.sync(device)
+        epoch_time = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            return "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
+        test_acc, member_acc, test_loss = evaluate_epoch()
+        record = {
+            "kind": "epoch",
+            "trial_id": trial_id,
+            "epoch": epoch + 1,
+            "test_acc": test_acc,
+            "member_acc": member_acc,
+            "member_acc_mean": sum(member_acc) / len(member_acc),
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "epoch_time_s": epoch_time,
+            "cum_time_s": (history[-1]["cum_time_s"] if history else 0.0) + epoch_time,
+            "lr": lr,
+            "lambda_cot": lambda_cot,
+        }
+        history.append(record)
+        if save is not None:
+            save(history, step)
+        report(record)
+    return "ok", None
+
+
+def final_record(
+    config: dict,
+    models: list[nn.Module],
+    history: list[dict],
+    data,
+    memory: dict,
+    device: torch.device,
+    precision: str,
+    amp_dtype,
+    status: str,
+    error: str | None,
+    started_at: str,
+    execution: str,
+    channels_last: bool = False,
+) -> dict:
+    """Return the FINAL record: the accuracy summary of `history` (fractions) and the trained `models` measured now in
+    eval mode: params (count), forward MACs/FLOPs per sample, batch-1 latency (ms) and throughput (samples/s);
+    `memory` is the peak-memory reading (MiB) taken when training ended."""
+    for model in models:
+        model.eval()
+    measure_cfg = config["measure"]
+    sample = torch.zeros(1, data.in_chans, data.image_size, data.image_size, device=device)
+    macs_fvcore, macs_fvcore_error = measure.fvcore_macs(models, sample)
+    flops_torch, flops_torch_error = measure.torch_flops(models, sample)
+    latency = measure.inference_latency(
+        models,
+        (data.in_chans, data.image_size, data.image_size),
+        device,
+        int(measure_cfg["latency_warmup"]),
+        int(measure_cfg["latency_runs"]),
+        int(measure_cfg["throughput_batch"]),
+        amp_dtype,
+        channels_last,
+    )
+    accs = [r["test_acc"] for r in history]
+    best = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
+    params = [measure.count_params(m) for m in models]
+    return {
+        "kind": "final",
+        "trial_id": config["trial_id"],
+        "status": status,
+        "error": error,
+        "epochs_done": len(history),
+        "final_acc": accs[-1] if accs else None,
+        "best_acc": accs[best] if accs else None,
+        "best_epoch": best + 1 if accs else None,
+        "train_time_s": history[-1]["cum_time_s"] if history else 0.0,
+        "params_member": params,
+        "params_total": sum(params),
+        "macs_fvcore": macs_fvcore,
+        "macs_fvcore_error": macs_fvcore_error,
+        "flops_torch": flops_torch,
+        "flops_torch_error": flops_torch_error,
+        **memory,
+        **latency,
+        **measure.environment(device, precision, config.get("resources", {}).get("fractional_gpu", False)),
+        "execution": execution,
+        "channels_last": channels_last,
+        "split_id": data.split_id,
+        "started_at": started_at,
+        "finished_at": utc_now(),
+    }
+
+
+def run_trial(config: dict, report: Callable[[dict], None] = print_record, checkpoint_dir: str | None = None) -> dict:
+    """Train and measure one trial; return {"epochs": all EPOCH records, "final": the FINAL record}.
+
+    Calls `report` with each new EPOCH record and then the FINAL record. With `checkpoint_dir`, resumes from the
+    state saved there (epochs restored from it are returned but not reported again) and saves after every epoch.
+    """
+    apply_trial_settings(config)  # threads, cudnn.benchmark, global seeds: nothing carries over from an earlier trial
+    started_at = utc_now()
+    trial_id, epochs, recipe = config["trial_id"], int(config["epochs"]), config["recipe"]
+    kind_class = kind_for(config["design"]["design_class"])
+    if int(config["measure"]["threads"]) > 0:
+        torch.set_num_threads(int(config["measure"]["threads"]))
+    device = pick_device(config.get("resources", {}))
+    ckpt_path, state = load_checkpoint(checkpoint_dir, trial_id, device)
+    setup = prologue(config, state, device, kind_class.data_views(config["design"], recipe))
+    kind = kind_class(setup)  # the networks and their optimizer
+    scaler = torch.amp.GradScaler(device.type, enabled=setup.precision == "fp16")
+    data = setup.data
+    iters_per_epoch = len(data.train_loader) if data.loader else math.ceil(data.num_train / recipe["batch_size"])
+    lr_at = lr_schedule(recipe, epochs, iters_per_epoch)
+
+    history, step = [], 0
+    if state is not None:
+        history, step, started_at = restore_training(state, kind, scaler, setup.gen, device)
+
+    def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float]:
+        lambda_cot = kind.start_epoch(epoch)
+        train_loss, step, lr = train_one_epoch(kind, setup, scaler, lr_at, step)
+        return train_loss, step, lr, lambda_cot
+
+    def save(history: list[dict], step: int) -> None:
+        save_training(ckpt_path, trial_id, kind, scaler, setup.gen, device, history, step, started_at)
+
+    status, error = run_epochs(
+        trial_id, epochs, history, step, device, train_epoch, kind.evaluate, save if ckpt_path else None, report
+    )
+
+    # Measure once.
+    memory = measure.peak_memory(device)
+    extra = kind.final_fields(status)
+    final = final_record(config, kind.measured or kind.models, history, data, memory, device, setup.precision,
+                         setup.amp_dtype, status, error, started_at, kind.execution, kind.channels_last)  # fmt: skip
+    final.update(extra)
+    report(final)
+    return {"epochs": history, "final": final}
