@@ -2,7 +2,9 @@
 
     python run_sweep.py                          # the default `digits` preset on an embedded local Ray
     python run_sweep.py --spec FILE --dry-run    # print the design table; nothing trains, no Ray starts
-    python run_sweep.py --spec FILE --address host:6379   # or RAY_ADDRESS; `ray job submit -- ...` works too
+    python run_sweep.py --spec FILE --address host:6379   # or RAY_ADDRESS
+    ray job submit --working-dir . -- python run_sweep.py --spec FILE --store s3://bucket/store
+    python run_sweep.py --rerun-errors           # train the trials recorded as errors again
 
 Exit code 2 means nothing ran: the spec is invalid, or a pre-flight check failed (a data set that cannot be read, a
 store that cannot be written, a Ray address where nothing answers); the one-line message names the thing, the value
@@ -71,6 +73,20 @@ def _plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
+# Kept here (and checked equal to harness.sweep's in a test) so that --help needs neither Ray nor torch.
+DEFAULT_MAX_FAILURES = 2
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the parsed command line."""
     parser = argparse.ArgumentParser(
@@ -103,6 +119,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "needs pip install 'ray[client]'",
     )
     parser.add_argument(
+        "--rerun-errors",
+        action="store_true",
+        help="train trials recorded with status error again (e.g. after a transient out-of-memory); they resume from "
+        "their last checkpoint when one is left",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="retries of a trial that failed with a transient error (lost node, killed worker) before it is recorded "
+        f"as an error; default: {DEFAULT_MAX_FAILURES}",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="let Ray print to the terminal (default: to a log file in <store>/_tune)"
     )
     return parser.parse_args(argv)
@@ -133,18 +163,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped (skip_unfit): {reason}", file=sys.stderr)
         return 0
     from harness.preflight import PreflightError, preflight_local
-    from harness.store import completed_trial_ids
+    from harness.store import COMPLETE_STATUSES, StoreListingError, scan_sweep
     from spaces.spec import trial_configs
 
     try:
-        # Checked before Ray is imported, so that a missing data set or store fails in seconds.
-        done = completed_trial_ids(args.store, spec.name)
+        # Checked before Ray is imported, so that a missing data set or an unreachable or read-only store fails in
+        # seconds.
+        statuses = tuple(s for s in COMPLETE_STATUSES if not (args.rerun_errors and s == "error"))
+        try:
+            done = scan_sweep(args.store, spec.name).done(statuses)
+        except StoreListingError as err:
+            raise PreflightError(f"{err}; check the store URI, its endpoint and credentials") from None
         pending = [c for c in trial_configs(spec) if c["trial_id"] not in done]
         if pending:
             preflight_local(pending, args.store, args.address)
         from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
 
-        summary = run_sweep(spec, store=args.store, address=args.address, verbose=args.verbose)
+        failures = DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures
+        summary = run_sweep(spec, store=args.store, address=args.address, verbose=args.verbose,
+                            rerun_errors=args.rerun_errors, max_failures=failures)  # fmt: skip
     except PreflightError as err:
         print(err, file=sys.stderr)
         return 2

@@ -36,12 +36,9 @@ def read_store(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, pd.D
 
 def sweeps_in(store: str | Path) -> list[str]:
     """Return the sweep names that have a folder in the store's trials or epochs table."""
-    names = set()
-    for table in ("trials", "epochs"):
-        base = Path(store) / table
-        if base.is_dir():
-            names |= {p.name[len("sweep=") :] for p in base.iterdir() if p.is_dir() and p.name.startswith("sweep=")}
-    return sorted(names)
+    from analysis.store import sweep_names
+
+    return sweep_names(str(store))
 
 
 def _slug(*parts) -> str:
@@ -276,7 +273,8 @@ def write_report(
     title = f"Sweep report: {sweep or 'all sweeps'}"
     page.h(1, title)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    page.p(f"Store: {Path(store).resolve()} — generated {now}. Tie rule: {TIE_RULE_TEXT[tie_rule]}.")
+    where = store if "://" in str(store) else Path(store).resolve()  # a URI is printed as given
+    page.p(f"Store: {where} — generated {now}. Tie rule: {TIE_RULE_TEXT[tie_rule]}.")
     n_status = trials["status"].value_counts().to_dict() if not trials.empty else {}
     counts = ", ".join(f"{v} {k}" for k, v in sorted(n_status.items())) or "none"
     n_running = len(set(epochs["trial_id"]) - set(trials.get("trial_id", []))) if not epochs.empty else 0

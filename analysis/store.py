@@ -32,6 +32,17 @@ def _filesystem(store: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(str(store)))
 
 
+def sweep_names(store: str) -> list[str]:
+    """Return the sweep names that have a folder in the store's trials or epochs table (local path or URI)."""
+    fs, root = _filesystem(store)
+    names = set()
+    for table in ("trials", "epochs"):
+        infos = fs.get_file_info(pafs.FileSelector(f"{root}/{table}", allow_not_found=True))
+        names |= {i.base_name[len("sweep=") :] for i in infos
+                  if i.type == pafs.FileType.Directory and i.base_name.startswith("sweep=")}  # fmt: skip
+    return sorted(names)
+
+
 def _files(fs: pafs.FileSystem, root: str, table: str, sweep: str | None) -> list[tuple[str, str]]:
     """Return (sweep, path) of every visible Parquet file of `table`, sorted by path."""
     base = f"{root}/{table}"

@@ -70,6 +70,7 @@ from harness import measure
 from harness.data import TrialData, load_data
 from harness.kinds import Setup, TrialKind, kind_for
 from harness.networks import derived_seed
+from harness.trial_settings import apply_trial_settings, set_aside_checkpoint
 from harness.views import ViewMaker
 from spaces.spec import RECIPE_KEYS
 
@@ -187,11 +188,18 @@ def save_checkpoint(path: str, state: dict) -> None:
 
 
 def load_checkpoint(checkpoint_dir: str | None, trial_id: str, device: torch.device) -> tuple[str | None, dict | None]:
-    """Return (this trial's checkpoint file path or None, its saved state or None); another trial's file is an error."""
+    """Return (this trial's checkpoint file path or None, its saved state or None); another trial's file is an error.
+
+    A file that does not load (truncated, corrupt) is set aside (`harness.trial_settings.set_aside_checkpoint`) and the
+    state is None: the trial starts from scratch rather than failing on every retry."""
     ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
     if not (ckpt_path and os.path.exists(ckpt_path)):
         return ckpt_path, None
-    state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    try:
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    except Exception as err:  # truncated or corrupt: set aside (renamed, named in a warning), start from scratch
+        set_aside_checkpoint(ckpt_path, err)
+        return ckpt_path, None
     if state["trial_id"] != trial_id:
         raise ValueError(f"checkpoint {ckpt_path} belongs to trial {state['trial_id']}, not {trial_id}")
     return ckpt_path, state
@@ -396,6 +404,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     Calls `report` with each new EPOCH record and then the FINAL record. With `checkpoint_dir`, resumes from the
     state saved there (epochs restored from it are returned but not reported again) and saves after every epoch.
     """
+    apply_trial_settings(config)  # threads, cudnn.benchmark, global seeds: nothing carries over from an earlier trial
     started_at = utc_now()
     trial_id, epochs, recipe = config["trial_id"], int(config["epochs"]), config["recipe"]
     kind_class = kind_for(config["design"]["design_class"])

@@ -16,13 +16,15 @@ The store is a local path or a URI that `pyarrow.fs.FileSystem.from_uri` underst
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import functools
 import json
 import math
 import os
 import uuid
+from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -31,6 +33,7 @@ from spaces.classes import SUBNET_KINDS
 SCHEMA_VERSION = 1
 # Statuses that make a trial complete: a rerun of the sweep does not train it again.
 COMPLETE_STATUSES = ("ok", "diverged", "error")
+TABLES = ("trials", "epochs", "subnets")
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 _TS = pa.timestamp("us", tz="UTC")
@@ -181,15 +184,14 @@ def _canonical(obj) -> str:
 
 
 def point_id(config: dict) -> str:
-    """Return the design point's id: 16 hex chars of sha1 over {dataset, design, recipe, epochs}, seed left out.
+    """Return the design point's id: 16 hex chars of sha1 over the trial's identity without its seed
+    (`spaces.spec.trial_identity`: data set, design, epochs, and the non-default recipe, resources and threads).
 
-    Trials that differ only in their seed share a point_id (it is what `analysis.store.seed_view` groups by). The data
-    set's local root and download flag are left out so that the id does not depend on where the data lives.
+    Trials that differ only in their seed share a point_id (it is what `analysis.store.seed_view` groups by).
     """
-    dataset = {k: v for k, v in (config.get("dataset") or {}).items() if k not in ("root", "download")}
-    ident = {"dataset": dataset, "design": config.get("design"), "recipe": config.get("recipe"),
-             "epochs": config.get("epochs")}  # fmt: skip
-    return hashlib.sha1(_canonical(ident).encode()).hexdigest()[:16]
+    from spaces.spec import identity_hash, trial_identity
+
+    return identity_hash(trial_identity(config, with_seed=False))
 
 
 def identity_columns(config: dict) -> dict:
@@ -328,11 +330,33 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
+@functools.lru_cache(maxsize=16)
+def _from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    # A URI is parsed once per process: its query (endpoint_override, scheme, region) configures the filesystem and is
+    # not part of the path.
+    return pafs.FileSystem.from_uri(uri)
+
+
+def is_uri(store: str) -> bool:
+    """Return True when the store is given as a URI (s3://, gs://, hdfs://, file://), not a local path."""
+    return "://" in str(store)
+
+
 def filesystem(store: str) -> tuple[pafs.FileSystem, str]:
-    """Return (pyarrow filesystem, root path in it) for a store given as a local path or a URI."""
-    if "://" in str(store):
-        return pafs.FileSystem.from_uri(str(store))
+    """Return (pyarrow filesystem, root path in it) for a store given as a local path or a URI.
+
+    A URI goes through `pyarrow.fs.FileSystem.from_uri`, which keeps its query parameters (e.g.
+    `s3://bucket/store?endpoint_override=host:port&scheme=http`) in the filesystem; paths are joined on the returned
+    root (`bucket/store`), never on the URI text.
+    """
+    if is_uri(store):
+        return _from_uri(str(store))
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(str(store)))
+
+
+def display_name(store: str) -> str:
+    """Return the store as a person wrote it: a URI as given, a local path made absolute."""
+    return str(store) if is_uri(store) else filesystem(store)[1]
 
 
 def store_path(store: str, table: str, sweep: str, trial_id: str | None = None) -> str:
@@ -364,6 +388,18 @@ def write_trial(store: str, sweep: str, trial_row: dict, epoch_rows: list[dict],
     return path
 
 
+def write_error_row(store: str, sweep: str, trial_row: dict) -> str:
+    """Write only the trials row of a trial that failed; return its path.
+
+    Epoch and sub-network rows already in the store (e.g. of a trial that trained and then failed to write its trials
+    row) are never replaced: an error row adds what went wrong, it does not erase what was measured.
+    """
+    fs, _ = filesystem(store)
+    path = store_path(store, "trials", sweep, trial_row["trial_id"])
+    _write_atomic(fs, to_table([trial_row], TRIALS_SCHEMA), path)
+    return path
+
+
 def read_trial_status(store: str, sweep: str, trial_id: str) -> str | None:
     """Return the status recorded for a trial, or None if it has no (readable) trials row."""
     fs, _ = filesystem(store)
@@ -374,28 +410,95 @@ def read_trial_status(store: str, sweep: str, trial_id: str) -> str | None:
     return table.column("status")[0].as_py() if table.num_rows else None
 
 
-def completed_trial_ids(store: str, sweep: str, statuses: tuple[str, ...] = COMPLETE_STATUSES) -> set[str]:
-    """Return the ids of the sweep's trials whose trials row exists with a status in `statuses`.
+class StoreListingError(OSError):
+    """The store's folder could not be listed or read (unreachable server, no permission); the message is one line."""
 
-    Unreadable (e.g. truncated) files do not count: such a trial runs again and its file is rewritten.
-    """
-    fs, _ = filesystem(store)
-    folder = store_path(store, "trials", sweep)
+
+@dataclass
+class SweepScan:
+    """What the store holds for one sweep: `status` of every trial whose trials row reads, `files` (table -> trial id
+    -> path) of every visible file, and `broken` (trial id -> [(path, reason)]) for files that do not read, or an
+    epochs file missing beside an ok/diverged trials row."""
+
+    status: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    broken: dict = field(default_factory=dict)
+
+    def done(self, statuses: tuple[str, ...] = COMPLETE_STATUSES) -> set[str]:
+        """Return the ids of trials that count as done: a status in `statuses` and every file of the trial reads."""
+        return {tid for tid, status in self.status.items() if status in statuses and tid not in self.broken}
+
+
+def _list_partition(fs: pafs.FileSystem, folder: str) -> dict[str, str]:
+    """Return {trial id: path} of the visible Parquet files in one sweep partition (one listing; none if absent)."""
     try:
         infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    except (OSError, pa.ArrowException) as err:
+        raise StoreListingError(f"store error: cannot list {folder}: {str(err).splitlines()[0]}") from None
+    return {info.base_name[: -len(".parquet")]: info.path for info in infos
+            if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_"))
+            and info.base_name.endswith(".parquet")}  # fmt: skip
+
+
+def _read_all(fs: pafs.FileSystem, paths: dict[str, str], schema: pa.Schema, columns: list[str] | None):
+    """Read every file of `paths` (trial id -> path) as one dataset (parallel reads); return (table or None, {trial id:
+    reason} of the files that do not read). Only when the joint read fails is each file read on its own, to name it."""
+    if not paths:
+        return None, {}
+    try:
+        return ds.dataset(list(paths.values()), schema=schema, format="parquet", filesystem=fs).to_table(
+            columns=columns), {}  # fmt: skip
     except (OSError, pa.ArrowException):
-        return set()
-    done = set()
-    for info in infos:
-        if info.type != pafs.FileType.File or info.base_name.startswith(".") or not info.base_name.endswith(".parquet"):
-            continue
-        trial_id = info.base_name[: -len(".parquet")]
-        if read_trial_status(store, sweep, trial_id) in statuses:
-            done.add(trial_id)
-    return done
+        pass
+    tables, bad = [], {}
+    for tid, path in paths.items():
+        try:
+            tables.append(pq.read_table(path, filesystem=fs, schema=schema, columns=columns))
+        except (OSError, pa.ArrowException) as err:
+            bad[tid] = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return (pa.concat_tables(tables) if tables else None), bad
 
 
-TABLES = ("trials", "epochs", "subnets")
+def scan_sweep(store: str, sweep: str) -> SweepScan:
+    """Return what the store holds for `sweep` (see SweepScan): one listing per table folder and one parallel read of
+    each table's files. Raises StoreListingError when a folder cannot be listed (a missing folder is empty)."""
+    try:
+        fs, _ = filesystem(store)
+    except (OSError, pa.ArrowException) as err:
+        raise StoreListingError(f"store error: cannot open {store}: {str(err).splitlines()[0]}") from None
+    scan = SweepScan(files={t: _list_partition(fs, store_path(store, t, sweep)) for t in TABLES})
+    schemas = {"trials": TRIALS_SCHEMA, "epochs": EPOCHS_SCHEMA, "subnets": SUBNETS_SCHEMA}
+    for table in TABLES:
+        # The trials table answers the status; the others are read whole, since a reader of the table reads them whole.
+        columns = ["trial_id", "status"] if table == "trials" else None
+        read, bad = _read_all(fs, scan.files[table], schemas[table], columns)
+        for tid, reason in bad.items():
+            scan.broken.setdefault(tid, []).append((scan.files[table][tid], reason))
+        if table == "trials" and read is not None:
+            scan.status = dict(zip(read.column("trial_id").to_pylist(), read.column("status").to_pylist(), strict=True))
+    for tid, status in scan.status.items():
+        if status != "error" and tid not in scan.files["epochs"]:
+            scan.broken.setdefault(tid, []).append((store_path(store, "epochs", sweep, tid), "missing"))
+    return scan
+
+
+def set_aside(store: str, path: str) -> str:
+    """Rename an unreadable store file to a dot-file beside it (readers skip those); return the new path."""
+    fs, _ = filesystem(store)
+    folder, name = path.rsplit("/", 1)
+    new = f"{folder}/.{name}.unreadable-{_utcnow().strftime('%Y%m%dT%H%M%S')}"
+    fs.move(path, new)
+    return new
+
+
+def completed_trial_ids(store: str, sweep: str, statuses: tuple[str, ...] = COMPLETE_STATUSES) -> set[str]:
+    """Return the ids of the sweep's trials whose trials row exists with a status in `statuses` and whose files all
+    read.
+
+    Unreadable (e.g. truncated) files do not count: such a trial runs again and its files are rewritten. A folder that
+    cannot be listed raises StoreListingError rather than passing for an empty store.
+    """
+    return scan_sweep(store, sweep).done(statuses)
 
 
 def check_store_writable(store: str) -> None:

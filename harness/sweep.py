@@ -1,13 +1,21 @@
 """The sweep driver: trial configs -> Ray Tune trials -> rows in the Parquet results store (DESIGN sections 4, 7, 8).
 
 `run_sweep(spec)` turns `spaces.spec.trial_configs(spec)` into one Tune trial each. The trainable calls
-`harness.trial.run_trial` with Tune's `report`, a checkpoint folder in the store, and at the end writes the trial's rows
-to the store from the worker (so on a cluster the store must be a shared filesystem or an object-store URI).
+`harness.trial.run_trial` with Tune's `report` and a local working folder, and at the end writes the trial's rows to the
+store from the worker (so on a cluster the store must be a shared filesystem or an object-store URI).
 
-Reruns are cheap and safe: trials whose row is already in the store are skipped, interrupted trials resume from their
-checkpoint folder. A trial error that will recur (`harness.errors.is_deterministic`) is recorded at once with status
-"error"; a transient one is retried `max_failures` times first. Before any trial, `harness.preflight` checks the data
-sets, the store and the address (one line, `PreflightError`). Ray's own output goes to a log file (`ray_log_path`).
+Checkpoints are Ray Tune's: after each epoch the trial's state is reported with `tune.report(..., checkpoint=...)`, and
+Ray persists it to the run's storage, `<store>/_tune/<run>/<trial_id>/checkpoint_<n>/` (local, NFS, S3 alike, only the
+latest kept). A retried trial gets it back from `tune.get_checkpoint()`; a trial of a later run (a killed driver, an
+error row rerun) from the latest checkpoint an earlier run of the sweep left. A finished trial's checkpoints are
+deleted.
+
+Reruns are cheap and safe: trials whose files are all in the store and read are skipped (one listing per table); a
+file that does not read is set aside and its trial runs again. A trial error that will recur
+(`harness.errors.is_deterministic`) is recorded at once with status "error"; a transient one is retried `max_failures`
+times first. An error row never replaces epoch or sub-network rows. Before any trial, `harness.preflight` checks the
+data sets, the store and the address (one line, `PreflightError`). Ray's own output goes to a log file
+(`ray_log_path`).
 
 Ray: with no address (and no RAY_ADDRESS) an embedded local Ray sized to the machine is started and stopped; an address
 (or RAY_ADDRESS, which `ray job submit` sets for its entrypoint) connects to an existing cluster; a Ray already
@@ -30,6 +38,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import pyarrow.fs as pafs
 import ray
 from ray import tune
 from ray.tune.experiment import Trial
@@ -38,10 +47,16 @@ from harness.errors import InjectedTransientError, is_deterministic, one_line
 from harness.preflight import PreflightError, check_nodes, preflight_local
 from harness.store import (
     COMPLETE_STATUSES,
+    StoreListingError,
+    SweepScan,
     build_subnet_rows,
-    completed_trial_ids,
+    display_name,
     filesystem,
+    is_uri,
     rows_from_result,
+    scan_sweep,
+    set_aside,
+    write_error_row,
     write_trial,
 )
 from harness.terminal import ray_output_to
@@ -53,15 +68,56 @@ DETERMINISTIC_STOP_AFTER = 2
 TEST_FAIL_FIRST_ATTEMPT = "test_fail_first_attempt"
 
 
-def checkpoint_root(store: str, sweep: str) -> str | None:
-    """Return the folder under which each trial of `sweep` keeps its checkpoint folder, or None for a URI store.
+def tune_root(store: str) -> tuple[pafs.FileSystem, str]:
+    """Return (filesystem, path) of Tune's storage for a store: `<store>/_tune`, beside the tables.
 
-    Checkpoints live in the store (shared by every node) when the store is a local/shared path; `run_trial` needs a
-    local folder, so a URI store gets no resumable checkpoints.
+    Each run is a folder there (`<sweep>-<YYYYmmdd-HHMMSS>`), each trial a folder `<trial_id>` in it, and Ray keeps
+    the trial's latest checkpoint in `checkpoint_<n>/` (local, NFS or object storage alike).
     """
-    if "://" in str(store):
-        return None
-    return os.path.join(filesystem(store)[1], "checkpoints", f"sweep={sweep}")
+    fs, root = filesystem(store)
+    return fs, f"{root}/_tune"
+
+
+def _run_folders(fs: pafs.FileSystem, root: str, sweep: str, current: str | None) -> list[str]:
+    """Return the folders of the sweep's earlier runs in Tune's storage, newest first."""
+    pattern = re.compile(rf"{re.escape(sweep)}-\d{{8}}-\d{{6}}")
+    infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    runs = [i for i in infos if i.type == pafs.FileType.Directory and pattern.fullmatch(i.base_name)]
+    return [i.path for i in sorted(runs, key=lambda i: i.base_name, reverse=True) if i.base_name != current]
+
+
+def _checkpoints(fs: pafs.FileSystem, trial_dir: str) -> list[str]:
+    """Return the checkpoint folders Ray persisted in one trial folder, oldest first."""
+    infos = fs.get_file_info(pafs.FileSelector(trial_dir, allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_"))
+
+
+def earlier_checkpoint(store: str, sweep: str, trial_id: str, current_run: str | None = None) -> str | None:
+    """Return the path (in the store's filesystem) of the trial's latest checkpoint left by an earlier run of the sweep
+    (a driver killed mid-trial, a trial recorded as an error), or None.
+
+    Within one run Ray hands a retried trial its checkpoint itself (`tune.get_checkpoint`); a new run starts new Tune
+    trials, so this finds what the earlier runs persisted.
+    """
+    fs, root = tune_root(store)
+    for run in _run_folders(fs, root, sweep, current_run):
+        found = _checkpoints(fs, f"{run}/{trial_id}")
+        if found:
+            return found[-1]
+    return None
+
+
+def remove_checkpoints(store: str, sweep: str, trial_id: str) -> int:
+    """Delete every checkpoint folder of the trial in every run of the sweep (the rows are the durable result);
+    return how many were deleted."""
+    fs, root = tune_root(store)
+    gone = 0
+    for run in _run_folders(fs, root, sweep, None):
+        for path in _checkpoints(fs, f"{run}/{trial_id}"):
+            with contextlib.suppress(OSError, FileNotFoundError):
+                fs.delete_dir(path)
+                gone += 1
+    return gone
 
 
 def trial_resources(config: dict) -> dict:
@@ -153,8 +209,8 @@ def device_share(config: dict) -> tuple[bool, str | None]:
 
 def _record_error(tune_config: dict, config: dict, text: str, **extra) -> None:
     """Write the trial's error row and report it to Tune as its FINAL record; the trial ends normally (no retry)."""
-    row, epochs = rows_from_result(config, None, error=text)
-    write_trial(tune_config["store"], tune_config["sweep"], row, epochs)
+    row, _ = rows_from_result(config, None, error=text)
+    write_error_row(tune_config["store"], tune_config["sweep"], row)
     tune.report({"kind": "final", "status": "error", "error": text, "deterministic": True, **extra})
 
 
@@ -164,7 +220,8 @@ def _train(tune_config: dict) -> None:
     A deterministic error (`harness.errors.is_deterministic`) is recorded at once as an error row and ends the trial
     normally, so Tune does not retry it; any other error is raised for Tune to retry.
     """
-    from harness.trial import run_trial  # imported in the worker, where the trial runs
+    from harness.loop import CHECKPOINT_FILE  # imported in the worker, where the trial runs
+    from harness.trial import run_trial
 
     config, store, sweep = tune_config["trial"], tune_config["store"], tune_config["sweep"]
     guard, key = _guard(tune_config.get("guard")), dataset_key(config)
@@ -177,29 +234,48 @@ def _train(tune_config: dict) -> None:
         open(os.path.join(marker_dir, config["trial_id"]), "w").close()
         raise InjectedTransientError("injected failure on the first attempt (test only)")
 
-    root = checkpoint_root(store, sweep)
-    ckpt = os.path.join(root, config["trial_id"]) if root else None
-
-    def report(record: dict) -> None:
-        tune.report(_metrics(record))
-
+    # Ray keeps the checkpoints in the run's storage; the trial reads and writes a local working folder.
+    work = tempfile.mkdtemp(prefix=f"harness-{config['trial_id']}-")
     try:
-        result = run_trial(config, report=report, checkpoint_dir=ckpt)
-    except Exception as err:
-        if not is_deterministic(err):
-            raise
-        text = one_line(err)
-        stops = bool(guard and ray.get(guard.failed.remote(key, text)))
-        _record_error(tune_config, config, text, stops_dataset=stops)
-        return
-    if guard:
-        guard.succeeded.remote(key)
-    result["final"]["device_shared"], result["final"]["device_share"] = device_share(config)
-    trial_row, epoch_rows = rows_from_result(config, result)
-    write_trial(store, sweep, trial_row, epoch_rows, build_subnet_rows(config, result))
-    if ckpt and not tune_config.get("keep_checkpoints", False):
-        # The row is the durable result; the checkpoint only served to resume.
-        shutil.rmtree(ckpt, ignore_errors=True)
+        _restore_checkpoint(store, sweep, config["trial_id"], tune_config.get("run"), work)
+
+        def report(record: dict) -> None:
+            # run_trial saves the epoch's checkpoint before it reports the epoch, so the folder holds that epoch.
+            saved = record.get("kind") == "epoch" and os.path.exists(os.path.join(work, CHECKPOINT_FILE))
+            tune.report(_metrics(record), checkpoint=tune.Checkpoint.from_directory(work) if saved else None)
+
+        try:
+            result = run_trial(config, report=report, checkpoint_dir=work)
+        except Exception as err:
+            if not is_deterministic(err):
+                raise
+            text = one_line(err)
+            stops = bool(guard and ray.get(guard.failed.remote(key, text)))
+            _record_error(tune_config, config, text, stops_dataset=stops)
+            return
+        if guard:
+            guard.succeeded.remote(key)
+        result["final"]["device_shared"], result["final"]["device_share"] = device_share(config)
+        trial_row, epoch_rows = rows_from_result(config, result)
+        write_trial(store, sweep, trial_row, epoch_rows, build_subnet_rows(config, result))
+        if not tune_config.get("keep_checkpoints", False):
+            # The rows are the durable result; the checkpoints only served to resume.
+            remove_checkpoints(store, sweep, config["trial_id"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _restore_checkpoint(store: str, sweep: str, trial_id: str, run: str | None, work: str) -> str | None:
+    """Copy the trial's checkpoint into the local folder `work`: the one Ray hands a retried trial, else the latest
+    an earlier run of the sweep left; return where it came from (None: the trial starts from scratch)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        path = earlier_checkpoint(store, sweep, trial_id, current_run=run)
+        if path is None:
+            return None
+        checkpoint = tune.Checkpoint(path, filesystem=filesystem(store)[0])
+    checkpoint.to_directory(work)
+    return checkpoint.path
 
 
 def _describe(config: dict) -> str:
@@ -223,6 +299,21 @@ def _error_text(trial) -> str:
         return "trial failed (no error text was recorded)"
     last = lines[-1].strip()
     return last if len(text) <= len(last) + 1 else f"{last}\n{text[-4000:]}"
+
+
+def failure_reason(text: str) -> str:
+    """Return why a trial's attempt failed, in a few words: a lost node (with its address when Ray names it), a dead
+    worker process, out of memory, or else the error's first line."""
+    low = text.lower()
+    ip = re.search(r"(?:ip[:= ]+|node )(\d+\.\d+\.\d+\.\d+)", text, re.IGNORECASE)
+    where = f" {ip.group(1)}" if ip else ""
+    if "nodediederror" in low or "node has died" in low or "node died" in low or "node was marked as dead" in low:
+        return f"its node{where} was lost"
+    if "out of memory" in low or "outofmemoryerror" in low:
+        return "its worker ran out of memory" + (f" on{where}" if ip else "")
+    if "actordiederror" in low or "actor died" in low or "worker died" in low or "workercrashederror" in low:
+        return "its worker process" + (f" on{where}" if ip else "") + " died (killed, or its node went away)"
+    return f"failed: {text.splitlines()[0]}"
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -319,18 +410,21 @@ class SweepProgress(tune.Callback):
                         "its trials failed with the same error, none succeeded; its other trials are not run")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        config = trial.config["trial"]
-        self._print(f"[{self.sweep}] trial {config['trial_id']} failed (attempt {trial.num_failures}); retrying: "
-                    f"{_error_text(trial).splitlines()[0]}")  # fmt: skip
+        config, last = trial.config["trial"], trial.last_result or {}
+        epoch = last.get("epoch") if last.get("kind") == "epoch" else None
+        resume = f"from its checkpoint of epoch {epoch}" if isinstance(epoch, int) else "from epoch 1"
+        why = failure_reason(_error_text(trial))
+        self._print(f"[{self.sweep}] trial {config['trial_id']} {_describe(config)}: {why} (attempt "
+                    f"{trial.num_failures}); it restarts {resume}, on whichever node has room")  # fmt: skip
 
     def on_trial_error(self, iteration, trials, trial, **info):
         config, last = trial.config["trial"], trial.last_result or {}
         text = _error_text(trial)
-        row, epochs = rows_from_result(config, None, error=text)
+        row, _ = rows_from_result(config, None, error=text)
         if isinstance(last.get("epoch"), int):
             row["epochs_done"] = last["epoch"]
         try:
-            write_trial(self.store, self.sweep, row, epochs)
+            write_error_row(self.store, self.sweep, row)  # the trial's epoch rows, if any were written, stay
         except Exception as err:  # a store problem must not stop the other trials
             self._print(f"[{self.sweep}] could not record the error of trial {config['trial_id']}: {err}")
         self.counts["error"] += 1
@@ -382,7 +476,7 @@ def _check_feasible(configs: list[dict], embedded: bool, out=None) -> None:
 
 def ray_log_path(store: str, run_name: str) -> str:
     """Return the file Ray's output goes to: `<store>/_tune/<run>.log`, or a local temp file for a URI store."""
-    if "://" in store:
+    if is_uri(store):
         return os.path.join(tempfile.gettempdir(), "harness-logs", f"{run_name}.log")
     return os.path.join(store, "_tune", f"{run_name}.log")
 
@@ -413,18 +507,22 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
         unique.setdefault(c["trial_id"], c)
     configs = list(unique.values())
     sweep = getattr(spec, "name", None) or (configs[0]["sweep"] if configs else "sweep")
-    store = store if "://" in str(store) else filesystem(store)[1]
+    store = display_name(store)  # a URI as given (its query configures the filesystem), a local path made absolute
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials see the driver's cwd; Tune passes this on
 
     statuses = tuple(s for s in COMPLETE_STATUSES if not (rerun_errors and s == "error"))
-    done = completed_trial_ids(store, sweep, statuses)
+    scan = scan_store(store, sweep)
+    say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
+    done = scan.done(statuses)
     pending = [c for c in configs if c["trial_id"] not in done]
     skipped = len(configs) - len(pending)
     if pending:
         preflight_local(pending, store, address)
-    say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
+    set_aside_unreadable(store, sweep, scan, {c["trial_id"] for c in configs}, say)
     trials = f"{len(configs)} trial{'' if len(configs) == 1 else 's'}"
-    say(f"[{sweep}] {trials}: {skipped} already in the store {store}, {len(pending)} to run")
+    reruns = sum(c["trial_id"] in scan.status and c["trial_id"] not in done for c in configs)
+    again = f" ({reruns} of them again: error rows with --rerun-errors, or files that do not read)" if reruns else ""
+    say(f"[{sweep}] {trials}: {skipped} already in the store {store}, {len(pending)} to run{again}")
 
     best, log_path = None, None
     if pending:
@@ -447,6 +545,28 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     return summary
 
 
+def scan_store(store: str, sweep: str) -> SweepScan:
+    """Return `harness.store.scan_sweep`, a store that cannot be listed raised as a one-line PreflightError (an
+    unreachable server must not pass for an empty store)."""
+    try:
+        return scan_sweep(store, sweep)
+    except StoreListingError as err:
+        raise PreflightError(f"{err}; check the store URI, its endpoint and credentials") from None
+
+
+def set_aside_unreadable(store: str, sweep: str, scan: SweepScan, ids: set[str], say) -> None:
+    """Rename each file of the sweep that does not read to a dot-file (readers skip them; nothing is deleted) and say
+    which trial runs again because of it."""
+    for trial_id, problems in sorted(scan.broken.items()):
+        for path, reason in problems:
+            if reason == "missing":
+                say(f"[{sweep}] trial {trial_id}: its epochs file {path} is missing; the trial runs again")
+                continue
+            new = set_aside(store, path)
+            again = "the trial runs again" if trial_id in ids else "the trial is not in this spec"
+            say(f"[{sweep}] trial {trial_id}: {path} does not read ({reason}); set aside as {new}; {again}")
+
+
 def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
          progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose):  # fmt: skip
     """Start or join Ray, check the nodes, run the Tune experiment; return the best accuracy seen (or None)."""
@@ -462,7 +582,7 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
             guard = ray.remote(num_cpus=0)(DeterministicGuard).options(name=guard_name).remote()
             tracker = SweepProgress(store, sweep, len(configs), skipped, every_s=progress_every_s, enabled=progress,
                                     stream=term)  # fmt: skip
-            local = "://" not in store
+            storage_fs, storage_path = tune_root(store)
             tuner = tune.Tuner(
                 tune.with_resources(_train, _placement),
                 param_space={
@@ -471,6 +591,7 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
                     "sweep": sweep,
                     "keep_checkpoints": keep_checkpoints,
                     "guard": guard_name,
+                    "run": run_name,
                 },  # fmt: skip
                 tune_config=tune.TuneConfig(
                     num_samples=1,
@@ -480,8 +601,11 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
                 ),
                 run_config=tune.RunConfig(
                     name=run_name,
-                    # Tune's own experiment state sits next to the results (shared on a cluster) but outside the tables.
-                    storage_path=os.path.join(store, "_tune") if local else f"{store.rstrip('/')}/_tune",
+                    # Tune's experiment state and the trials' checkpoints sit next to the results (shared on a
+                    # cluster) but outside the tables; the filesystem carries a URI's query (endpoint, scheme).
+                    storage_path=storage_path,
+                    storage_filesystem=storage_fs if is_uri(store) else None,
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # each epoch's replaces the one before
                     failure_config=tune.FailureConfig(max_failures=max_failures),
                     verbose=1 if verbose else 0,
                     callbacks=[tracker],
@@ -498,11 +622,10 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
 
 
 def _summarize(store: str, sweep: str, configs: list[dict], skipped: int, wall: float, best) -> SweepSummary:
-    from harness.store import read_trial_status
-
+    scan = scan_store(store, sweep)
     statuses, missing = {}, []
     for c in configs:
-        status = read_trial_status(store, sweep, c["trial_id"])
+        status = scan.status.get(c["trial_id"])
         if status is None:
             missing.append(c["trial_id"])
         else:
@@ -517,12 +640,22 @@ def print_footer(summary: SweepSummary, stream=None) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items())) or "none"
     print(f"[{summary.sweep}] finished in {_fmt_duration(summary.wall_time_s)}: {counts}"
           + (f"; {len(summary.missing)} trials not run (no row)" if summary.missing else ""), file=out)  # fmt: skip
-    print(f"results: {summary.store}/trials/sweep={summary.sweep}/ and {summary.store}/epochs/sweep={summary.sweep}/ "
-          "(schema: results/README.md)", file=out)  # fmt: skip
-    if summary.log_path:
-        print(f"Ray's output (banners, warnings, tracebacks of failed attempts): {summary.log_path}", file=out)
-    print("query them with pandas:", file=out)
-    print(f"    import pandas as pd; t = pd.read_parquet({summary.store + '/trials'!r}, "
-          f"filters=[('sweep', '=', {summary.sweep!r})])", file=out)  # fmt: skip
+    if is_uri(summary.store):
+        # A URI's query (endpoint, scheme) configures the filesystem, so the tables are not "<uri>/trials".
+        print(f"results: tables trials/, epochs/ (sweep={summary.sweep}) under {summary.store} "
+              "(schema: results/README.md)", file=out)  # fmt: skip
+        if summary.log_path:
+            print(f"Ray's output (banners, warnings, tracebacks of failed attempts): {summary.log_path}", file=out)
+        print("query them with pandas (analysis.store parses the URI with pyarrow):", file=out)
+        print(f"    from analysis.store import load_trials; "
+              f"t = load_trials({summary.store!r}, sweep={summary.sweep!r})", file=out)  # fmt: skip
+    else:
+        print(f"results: {summary.store}/trials/sweep={summary.sweep}/ and "
+              f"{summary.store}/epochs/sweep={summary.sweep}/ (schema: results/README.md)", file=out)  # fmt: skip
+        if summary.log_path:
+            print(f"Ray's output (banners, warnings, tracebacks of failed attempts): {summary.log_path}", file=out)
+        print("query them with pandas:", file=out)
+        print(f"    import pandas as pd; t = pd.read_parquet({summary.store + '/trials'!r}, "
+              f"filters=[('sweep', '=', {summary.sweep!r})])", file=out)  # fmt: skip
     print('    print(t.groupby(["budget", "design_class"])["final_acc"].agg(["mean", "std", "count"]))', file=out,
           flush=True)  # fmt: skip

@@ -688,20 +688,63 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str], list[int]]:
     return designs, skipped, origin
 
 
-def trial_id(config: dict) -> str:
-    """Return the stable id (16 hex chars) of a trial: a hash of its dataset, design, recipe, seed and epochs.
+# What a trial measures also depends on where it runs: the device kind and count (resources.gpus), GPU sharing,
+# the CPUs it holds (Ray sets the worker's thread count from them) and torch's intra-op threads.
+IDENTITY_MEASURE_KEYS = ("threads",)
 
-    The data set's location (root, download) and the measurement/resource settings are not part of the identity.
+
+def _without_defaults(values: dict, defaults: dict) -> dict:
+    """Return `values` less the keys whose value equals their default (a key with no default always stays)."""
+    return {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
+
+
+def _default_recipe(config: dict) -> dict:
+    """Return the recipe a trial of this design would get from a spec with no [recipe] keys (its class defaults and
+    the values derived from epochs, members and image size), or {} for a config that names no known class."""
+    design = config.get("design") or {}
+    if design.get("design_class") not in CLASS_DEFAULTS or "epochs" not in config:
+        return {}
+    bare = {"_raw_recipe": {}, "epochs": config["epochs"], "dataset": config.get("dataset") or {}}
+    return _resolve_recipe(bare, design["design_class"], int(design.get("members") or 1))
+
+
+def trial_identity(config: dict, with_seed: bool = True) -> dict:
+    """Return what identifies a trial: data set, design, epochs, seed, and the recipe, resources and thread setting
+    that differ from their defaults.
+
+    Keys at their default value are left out, so adding a spec key with a default keeps every existing id. The data
+    set's location (root, download) is left out, so the id does not depend on where the data lives. The resources
+    (device kind and count, sharing, CPUs) and `measure.threads` are in: they change what a trial measures.
     """
-    dataset = {k: v for k, v in config["dataset"].items() if k not in ("root", "download")}
+    dataset = config.get("dataset") or {}
+    info = DATASETS.get(dataset.get("name"))
+    dataset_defaults = {k: v.default for k, v in DATASET_KEYS.items() if k not in ("name", "root", "download")}
+    if info is not None:
+        dataset_defaults["image_size"] = info.image_size
     identity = {
-        "dataset": dataset,
-        "design": config["design"],
-        "recipe": config["recipe"],
-        "seed": config["seed"],
-        "epochs": config["epochs"],
-    }
-    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        "dataset": _without_defaults({k: v for k, v in dataset.items() if k not in ("root", "download")},
+                                     dataset_defaults),
+        "design": config.get("design"),
+        "recipe": _without_defaults(config.get("recipe") or {}, _default_recipe(config)),
+        "epochs": config.get("epochs"),
+        "resources": _without_defaults(config.get("resources") or {},
+                                       {k: v.default for k, v in RESOURCE_KEYS.items()}),
+        "measure": _without_defaults({k: v for k, v in (config.get("measure") or {}).items()
+                                      if k in IDENTITY_MEASURE_KEYS}, {k: v.default for k, v in MEASURE_KEYS.items()}),
+    }  # fmt: skip
+    if with_seed:
+        identity["seed"] = config.get("seed")
+    return identity
+
+
+def identity_hash(identity: dict) -> str:
+    """Return 16 hex chars of sha1 over the identity's canonical JSON."""
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def trial_id(config: dict) -> str:
+    """Return the stable id (16 hex chars) of a trial: a hash of `trial_identity(config)`."""
+    return identity_hash(trial_identity(config))
 
 
 def trial_configs(spec: Spec) -> list[dict]:

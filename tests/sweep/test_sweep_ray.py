@@ -101,7 +101,7 @@ def test_a_data_set_whose_trials_all_fail_alike_is_stopped_and_its_other_trials_
 
 def test_a_transient_error_is_retried_and_the_trial_then_succeeds(swept):
     first = swept["good"][0]["trial_id"]
-    assert f"trial {first} failed (attempt 1); retrying: " in swept["out"]
+    assert f"trial {first} " in swept["out"] and "(attempt 1); it restarts from epoch 1" in swept["out"]
     assert "injected failure on the first attempt (test only)" in swept["out"]
     row = load_trials(swept["store"]).set_index("trial_id").loc[first]
     assert row["status"] == "ok" and row["epochs_done"] == 2
