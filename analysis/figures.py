@@ -275,8 +275,18 @@ def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str) 
 COST_METRICS = [
     ("epoch_time", "training time per epoch (s), after the first"),
     ("latency_ms_p50", "inference latency, p50 at batch 1 (ms)"),
-    ("peak_mem_mb", "peak training memory (MB)"),
+    ("peak_mem_mb", "peak training memory above baseline (MiB)"),
 ]
+
+# What peak_mem_mb measures (results/README.md), for the report under the cost figure.
+MEMORY_NOTE = (
+    "Peak training memory is what training adds to the process: the peak from the start of training to its end "
+    "(per-epoch evaluation included) above a baseline taken after the data was loaded and before the networks were "
+    "built (CPU: resident memory, VmHWM minus VmRSS; CUDA: the allocator's allocated bytes, so a device-held data set "
+    "is left out). Independent ensembles (lambda_cot = 0, sequential execution) train one member at a time within each "
+    "batch (member_schedule per_member), so one member's activations are alive at a time, as More-or-Less measures an "
+    "ensemble's training memory; co-trained and fused ensembles train jointly."
+)
 
 
 # Columns cost_table adds beside COST_METRICS (the explorer plots and shows them; the report's figure does not).

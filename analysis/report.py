@@ -330,6 +330,8 @@ def write_report(
             page.p("No finished trials yet for this group: no cost figure (training time, latency, memory).")
         for alt, paths in made:
             page.img(str(paths[0].relative_to(out)), f"{alt} — {gtitle}")
+        if not trows.empty:
+            page.p(figures.MEMORY_NOTE)
         page.p(never_txt + ".")
 
     page.h(2, "Divide and co-train comparison")

@@ -254,21 +254,35 @@ def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_v
     return Setup(config, seed, device, precision, amp_dtype, amp, data, views, gen, checkpoint)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler) -> None:
+    """Step `optimizer` on the gradients present (through the GradScaler: unscale, skip on inf/NaN, update the scale),
+    then drop the gradients (set to None), so a later step in the same batch only moves parameters that got new ones.
+
+    Every parameter update of every trial kind goes through here: once per batch (joint schedule), or once per member
+    in the batch (per-member schedule, `harness.kinds.fixed`). torch's optimizers skip parameters whose `.grad` is
+    None, so a step after one member's backward moves that member only."""
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train_one_epoch(kind: TrialKind, setup: Setup, scaler, lr_at: Callable[[int], float], step: int):
-    """Train the kind's networks for one epoch, one optimizer step per batch; return (mean per-sample training loss in
-    nats, next step, last lr)."""
+    """Train the kind's networks for one epoch, one optimizer step per batch (per member and batch for a per-member
+    schedule); return (mean per-sample training loss in nats, next step, last lr). `step` counts batches."""
     recipe, device, optimizer = setup.recipe, setup.device, kind.optimizer
     count, member_views = kind.views_per_batch()
     batches = train_batches(setup.data, setup.views, count, member_views, recipe["batch_size"], setup.gen, device)
     loss_sum, seen, lr = torch.zeros((), device=device), 0, float("nan")
+
+    def step_now() -> None:
+        optimizer_step(optimizer, scaler)
+
+    optimizer.zero_grad(set_to_none=True)
     for inputs, y in batches:
         lr = lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss = kind.train_batch(inputs, y, scaler.scale)
-        scaler.step(optimizer)
-        scaler.update()
+        loss = kind.train_step(inputs, y, scaler.scale, step_now)
         loss_sum += loss * len(y)
         seen += len(y)
         step += 1
@@ -343,7 +357,7 @@ def final_record(
 ) -> dict:
     """Return the FINAL record: the accuracy summary of `history` (fractions) and the trained `models` measured now in
     eval mode: params (count), forward MACs/FLOPs per sample, batch-1 latency (ms) and throughput (samples/s);
-    `memory` is the peak-memory reading (MiB) taken when training ended."""
+    `memory` is the peak-memory reading (MiB) taken when training ended, with the member schedule that ran."""
     for model in models:
         model.eval()
     measure_cfg = config["measure"]
@@ -404,6 +418,8 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     device = pick_device(config.get("resources", {}))
     ckpt_path, state = load_checkpoint(checkpoint_dir, trial_id, device)
     setup = prologue(config, state, device, kind_class.data_views(config["design"], recipe))
+    # Training memory is what the networks, their optimizer and their activations add to the process.
+    mem_baseline_mb = measure.memory_baseline(device)
     kind = kind_class(setup)  # the networks and their optimizer
     scaler = torch.amp.GradScaler(device.type, enabled=setup.precision == "fp16")
     data = setup.data
@@ -427,7 +443,11 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     )
 
     # Measure once.
-    memory = measure.peak_memory(device)
+    memory = {
+        **measure.peak_memory(device, mem_baseline_mb),
+        "data_device_mb": measure.data_device_mb(setup.data, device) if device.type == "cuda" else None,
+        "member_schedule": kind.member_schedule,
+    }
     extra = kind.final_fields(status)
     final = final_record(config, kind.measured or kind.models, history, data, memory, device, setup.precision,
                          setup.amp_dtype, status, error, started_at, kind.execution, kind.channels_last)  # fmt: skip

@@ -12,6 +12,8 @@ Either count that fails is None with the reason in `*_error`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import logging
 import os
 import platform
@@ -84,6 +86,43 @@ def torch_flops(models: list[nn.Module], sample: torch.Tensor) -> tuple[int | No
         return None, _error_text(err)
 
 
+def _release_free_heap() -> None:
+    """Collect garbage and hand glibc's free heap pages back to the OS (malloc_trim), so that resident memory is what
+    is alive: memory freed by an earlier trial in a reused worker could otherwise be reused without showing up."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _current_rss_kib() -> int | None:
+    """Return the process's resident memory now (VmRSS, KiB), or None without /proc."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def data_device_mb(data: TrialData, device: torch.device) -> float:
+    """Return the MiB of the data set's tensors held on `device` (train and test pixels and labels); 0 for folder
+    data and for CPU-held tensors on a CUDA device."""
+    tensors = (data.train_x, data.train_y, data.test_x, data.test_y)
+    held = [t for t in tensors if t is not None and t.device.type == device.type]
+    return sum(t.numel() * t.element_size() for t in held) / MIB
+
+
+def memory_baseline(device: torch.device) -> float:
+    """Return the trial's memory baseline in MiB, taken after the data is loaded and before the models are built:
+    the CUDA allocator's allocated bytes (the device-held data set, mostly), or on CPU the process's resident memory
+    (Python, torch, the data set) after freeing the heap. `peak_memory` reports the peak above it."""
+    if device.type == "cuda":
+        sync(device)
+        return torch.cuda.memory_allocated(device) / MIB
+    _release_free_heap()
+    rss = _current_rss_kib()
+    return rss / 1024 if rss is not None else 0.0
+
+
 def reset_peak_memory(device: torch.device) -> None:
     """Start a fresh peak-memory window: torch's peak stats on CUDA; on Linux CPUs the process's peak RSS (VmHWM),
     which writing "5" to /proc/self/clear_refs resets. Without the reset, a Ray worker reused across trials would
@@ -124,26 +163,30 @@ def _nvml_process_mb(device: torch.device) -> float | None:
         return None
 
 
-def peak_memory(device: torch.device) -> dict:
+def peak_memory(device: torch.device, baseline_mb: float = 0.0) -> dict:
     """Return the peak training memory fields of the FINAL record (MiB).
 
-    CUDA: torch's peak allocated/reserved since `reset_peak_memory`, plus NVML's reading of this process's device
-    memory now (it includes the CUDA context; the caching allocator keeps its peak reserved, so it is close to a
-    peak). CPU: the process's peak resident memory since `reset_peak_memory` (VmHWM; mem_source "rss"). It counts the
-    whole process, so the Python/torch baseline (about 1 GB) is included; where /proc is missing it is the lifetime
-    peak (ru_maxrss; mem_source "rss_lifetime").
+    `peak_mem_mb` is the peak since `reset_peak_memory` above `baseline_mb` (`memory_baseline`, taken before the
+    models were built, recorded as `mem_baseline_mb`): the models, gradients, optimizer state and activations of
+    training. CUDA: torch's peak allocated minus the baseline (which holds a device-resident data set); the peak
+    reserved and NVML's reading of this process's device memory now (CUDA context included) are raw, without
+    subtraction. CPU: the process's peak resident memory (VmHWM; mem_source "rss") minus the baseline resident memory;
+    where /proc is missing it is the lifetime peak (ru_maxrss; mem_source "rss_lifetime"), baseline not subtracted.
     """
     if device.type == "cuda":
         nvml = _nvml_process_mb(device)
         return {
-            "peak_mem_mb": torch.cuda.max_memory_allocated(device) / MIB,
+            "peak_mem_mb": torch.cuda.max_memory_allocated(device) / MIB - baseline_mb,
+            "mem_baseline_mb": baseline_mb,
             "peak_mem_reserved_mb": torch.cuda.max_memory_reserved(device) / MIB,
             "nvml_mem_mb": nvml,
             "mem_source": "cuda_allocator+nvml" if nvml is not None else "cuda_allocator",
         }
     rss_kib, source = _peak_rss_kib()
+    baseline = baseline_mb if source == "rss" else 0.0
     return {
-        "peak_mem_mb": rss_kib * 1024 / MIB,
+        "peak_mem_mb": rss_kib * 1024 / MIB - baseline,
+        "mem_baseline_mb": baseline,
         "peak_mem_reserved_mb": None,
         "nvml_mem_mb": None,
         "mem_source": source,

@@ -100,6 +100,9 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("peak_mem_reserved_mb", _F),
         pa.field("nvml_mem_mb", _F),
         pa.field("mem_source", _S),
+        pa.field("mem_baseline_mb", _F),
+        pa.field("data_device_mb", _F),
+        pa.field("member_schedule", _S),
         pa.field("latency_ms_p50", _F),
         pa.field("latency_ms_p90", _F),
         pa.field("throughput_sps", _F),
@@ -169,6 +172,7 @@ _FINAL_KEYS = (
     "latency_ms_p90", "throughput_sps", "throughput_batch", "device_name", "device_shared", "device_share",
     "torch_version", "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
     "channels_last",
+    "mem_baseline_mb", "data_device_mb", "member_schedule",
 )  # fmt: skip
 _RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
                 "combine", "execution", "compile", "compile_backend")  # fmt: skip
