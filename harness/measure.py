@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import gc
 import logging
+import math
 import os
 import platform
 import resource
 import socket
 import statistics
+import tempfile
 import time
 import warnings
 from contextlib import nullcontext
@@ -206,11 +209,95 @@ def _timed_ms(run, device: torch.device, warmup: int, runs: int) -> list[float]:
     return times
 
 
+class PhaseTimer:
+    """Sum the time of the blocks run under `with timer:` (s): host wall-clock on CPU; on CUDA the device time between
+    two events recorded around each block, read at `total_s()` (one synchronization then, none per block)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.host_s = 0.0
+        self.events: list = []
+
+    def __enter__(self):
+        if self.cuda:
+            self.events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+            self.events[-1][0].record()
+        else:
+            self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.events[-1][1].record()
+        else:
+            self.host_s += time.perf_counter() - self._start
+        return False
+
+    def total_s(self) -> float:
+        """Return the summed time of every block so far, in seconds."""
+        if not self.cuda:
+            return self.host_s
+        torch.cuda.synchronize()
+        return sum(start.elapsed_time(end) for start, end in self.events) / 1000.0
+
+
+def _quantile(sorted_times: list[float], q: float) -> float:
+    return sorted_times[min(len(sorted_times) - 1, int(round(q * (len(sorted_times) - 1))))]
+
+
 def latency_p50_p90_ms(run, device: torch.device, warmup: int, runs: int) -> tuple[float, float]:
     """Return the median and 90th-percentile time (ms, device-synchronized) of `runs` calls of `run()` after
     `warmup` untimed ones."""
     times = sorted(_timed_ms(run, device, warmup, runs))
-    return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    return statistics.median(times), _quantile(times, 0.9)
+
+
+# Timed runs are split into this many blocks; with several modes to time, the blocks interleave (A, B, A, B, ...).
+LATENCY_BLOCKS = 5
+
+
+def blocked_latency_ms(runs_by_mode: dict, device: torch.device, warmup: int, runs: int,
+                       blocks: int = LATENCY_BLOCKS) -> dict[str, dict]:  # fmt: skip
+    """Time each mode's `run()` (ms per call, device-synchronized) in `blocks` interleaved blocks of about
+    runs / blocks calls, after `warmup` untimed calls of each; return per mode {"p50": the median of the block
+    medians, "p90": the 90th percentile of all calls, "iqr": the interquartile range of all calls}.
+
+    The median of block medians is robust to a burst of interference (a neighbour's training step, a page fault,
+    a timer tick) that falls inside one block; interleaving gives each mode the same conditions."""
+    per_block = max(1, math.ceil(runs / blocks))
+    for run in runs_by_mode.values():
+        for _ in range(warmup):
+            run()
+    sync(device)
+    times: dict[str, list[list[float]]] = {mode: [] for mode in runs_by_mode}
+    for _ in range(blocks):
+        for mode, run in runs_by_mode.items():
+            times[mode].append(_timed_ms(run, device, 0, per_block))
+    out = {}
+    for mode, block_times in times.items():
+        flat = sorted(t for block in block_times for t in block)
+        out[mode] = {
+            "p50": statistics.median(statistics.median(block) for block in block_times),
+            "p90": _quantile(flat, 0.9),
+            "iqr": _quantile(flat, 0.75) - _quantile(flat, 0.25),
+        }
+    return out
+
+
+LOCK_FILE = os.path.join(tempfile.gettempdir(), "ensemble-harness-latency.lock")
+
+
+@contextlib.contextmanager
+def one_measurement_per_node(path: str = LOCK_FILE):
+    """Hold an exclusive lock on `path` (a file on this node) for the block: trials on one node then measure
+    inference latency one at a time, while their training still runs concurrently. Yields the seconds waited."""
+    start = time.perf_counter()
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield time.perf_counter() - start
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def inference_latency(
@@ -222,9 +309,17 @@ def inference_latency(
     throughput_batch: int,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    fused_forward=None,
 ) -> dict:
-    """Return latency_ms_p50/p90 (batch 1, members run one after another, ms per ensemble forward) and
-    throughput_sps (samples/s at `throughput_batch`, from the median batch time) in eval mode, no grad."""
+    """Return the inference timings of the FINAL record in eval mode, no grad, holding the node's latency lock:
+
+    - latency_ms_p50/p90/iqr: batch 1, members one after another (ms per ensemble forward; p50 is the median of
+      block medians, see `blocked_latency_ms`);
+    - latency_fused_ms_p50/p90/iqr: batch 1 through `fused_forward` (the trial's vmapped members, given when the trial
+      ran fused; None otherwise), timed in blocks interleaved with the sequential ones;
+    - throughput_sps (samples/s at `throughput_batch`, members one after another, from the median batch time);
+    - latency_lock_wait_s: the seconds spent waiting for another trial's measurement on this node.
+    """
     for model in models:
         model.eval()
     amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
@@ -240,12 +335,28 @@ def inference_latency(
 
         return run
 
-    p50, p90 = latency_p50_p90_ms(runner(1), device, warmup, runs)
-    # Big batches take long on a CPU; a handful of runs gives a stable median.
-    thr = _timed_ms(runner(throughput_batch), device, min(warmup, 2), max(3, min(runs, 10)))
+    modes = {"sequential": runner(1)}
+    if fused_forward is not None:
+        x1 = torch.randn(1, *shape, device=device)
+
+        def run_fused():
+            with torch.no_grad(), amp:
+                fused_forward([x1] * len(models))
+
+        modes["fused"] = run_fused
+    with one_measurement_per_node() as waited:
+        lat = blocked_latency_ms(modes, device, warmup, runs)
+        # Big batches take long on a CPU; a handful of runs gives a stable median.
+        thr = _timed_ms(runner(throughput_batch), device, min(warmup, 2), max(3, min(runs, 10)))
+    fused = lat.get("fused", {})
     return {
-        "latency_ms_p50": p50,
-        "latency_ms_p90": p90,
+        "latency_ms_p50": lat["sequential"]["p50"],
+        "latency_ms_p90": lat["sequential"]["p90"],
+        "latency_ms_iqr": lat["sequential"]["iqr"],
+        "latency_fused_ms_p50": fused.get("p50"),
+        "latency_fused_ms_p90": fused.get("p90"),
+        "latency_fused_ms_iqr": fused.get("iqr"),
+        "latency_lock_wait_s": waited,
         "throughput_sps": throughput_batch / (statistics.median(thr) / 1000.0),
         "throughput_batch": throughput_batch,
     }
