@@ -77,7 +77,8 @@ def _budget_axis(ax, budgets: list[int]) -> None:
     ax.set_xlabel("parameter budget (parameters, M = 10^6)")
 
 
-DEVIATION_EDGE = "#d62728"  # the frame and hatch of cells whose design is far from its budget
+# The frame and hatch of cells whose design is far from its budget: black shows on every class colour.
+DEVIATION_EDGE = "#000000"
 
 
 def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "") -> list[Path]:
@@ -86,7 +87,7 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     `grid` holds one group's rows of `analysis.est.winner_grid` (budget, epoch, winner, assessable). The per-epoch
     EST is outlined with a black step line; cells decided by means only (one seed) are hatched; cells with a design
     further than the grid's `max_budget_deviation_pct` from its budget (`over_budget_deviation`) are cross-hatched in
-    red, with a legend entry.
+    black, with a legend entry.
     """
     budgets = sorted(int(b) for b in grid["budget"].unique())
     epochs = sorted(int(e) for e in grid["epoch"].unique())
@@ -117,7 +118,7 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
                 ax.add_patch(
                     Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="#444444", linewidth=0)
                 )
-    # Cells comparing a design far from its budget: cross-hatched and framed in red (kept, but not a fair cell).
+    # Cells comparing a design far from its budget: cross-hatched and framed (kept, but not a fair cell).
     far = grid[grid["over_budget_deviation"].astype(bool)] if "over_budget_deviation" in grid else grid.iloc[:0]
     for b, e in far[["budget", "epoch"]].values:
         i, j = epochs.index(int(e)), budgets.index(int(b))

@@ -266,10 +266,12 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def train_one_epoch(kind: TrialKind, setup: Setup, scaler, lr_at: Callable[[int], float], step: int):
+def train_one_epoch(kind: TrialKind, setup: Setup, scaler, lr_at: Callable[[int], float], step: int,
+                    share=None):  # fmt: skip
     """Train the kind's networks for one epoch, one optimizer step per batch (per member and batch for a per-member
     schedule); return (mean per-sample training loss in nats, next step, last lr, data time in s: the part of the
-    epoch spent making batches and their views). `step` counts batches."""
+    epoch spent making batches and their views). `step` counts batches. `share` (a `measure.TrainingShare`) is held
+    around each batch, so that another trial's latency measurement on this node runs between batches."""
     recipe, device, optimizer = setup.recipe, setup.device, kind.optimizer
     count, member_views = kind.views_per_batch()
     batches = train_batches(setup.data, setup.views, count, member_views, recipe["batch_size"], setup.gen, device)
@@ -289,7 +291,8 @@ def train_one_epoch(kind: TrialKind, setup: Setup, scaler, lr_at: Callable[[int]
         lr = lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = kind.train_step(inputs, y, scaler.scale, step_now)
+        with share or nullcontext():
+            loss = kind.train_step(inputs, y, scaler.scale, step_now)
         loss_sum += loss * len(y)
         seen += len(y)
         step += 1
@@ -442,17 +445,22 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     if state is not None:
         history, step, started_at = restore_training(state, kind, scaler, setup.gen, device)
 
+    share = measure.TrainingShare()  # pauses between batches while another trial here measures latency
+
     def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float, float]:
         lambda_cot = kind.start_epoch(epoch)
-        train_loss, step, lr, data_time = train_one_epoch(kind, setup, scaler, lr_at, step)
+        train_loss, step, lr, data_time = train_one_epoch(kind, setup, scaler, lr_at, step, share)
         return train_loss, step, lr, lambda_cot, data_time
 
     def save(history: list[dict], step: int) -> None:
         save_training(ckpt_path, trial_id, kind, scaler, setup.gen, device, history, step, started_at)
 
-    status, error = run_epochs(
-        trial_id, epochs, history, step, device, train_epoch, kind.evaluate, save if ckpt_path else None, report
-    )
+    try:
+        status, error = run_epochs(
+            trial_id, epochs, history, step, device, train_epoch, kind.evaluate, save if ckpt_path else None, report
+        )
+    finally:
+        share.close()
 
     # Measure once.
     memory = {

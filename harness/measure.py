@@ -289,15 +289,49 @@ LOCK_FILE = os.path.join(tempfile.gettempdir(), "ensemble-harness-latency.lock")
 
 @contextlib.contextmanager
 def one_measurement_per_node(path: str = LOCK_FILE):
-    """Hold an exclusive lock on `path` (a file on this node) for the block: trials on one node then measure
-    inference latency one at a time, while their training still runs concurrently. Yields the seconds waited."""
+    """Hold the node's latency-measurement lock for the block; yield the seconds waited for it.
+
+    Two files: `path`.intent taken exclusively first (a second measurement waits here, and training trials start no
+    new batch, see `TrainingShare`), then `path` exclusively, which waits for the batches in flight to end. So one
+    trial measures at a time per node, and no trial of this node trains while it does; training trials still train
+    together (they hold `path` shared) and pause only for the length of a measurement."""
     start = time.perf_counter()
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(path + ".intent", "a") as intent, open(path, "a") as running:
+        fcntl.flock(intent, fcntl.LOCK_EX)
         try:
-            yield time.perf_counter() - start
+            fcntl.flock(running, fcntl.LOCK_EX)
+            try:
+                yield time.perf_counter() - start
+            finally:
+                fcntl.flock(running, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(intent, fcntl.LOCK_UN)
+
+
+class TrainingShare:
+    """A training trial's side of the node's latency-measurement lock (`one_measurement_per_node`): `with share:`
+    around one batch first waits while a measurement is pending or running (a shared lock on the intent file, let go
+    at once), then holds the lock file shared for the batch, so concurrent trials train together but a measurement
+    starts only between their batches. `close()` releases the files."""
+
+    def __init__(self, path: str = LOCK_FILE):
+        self.intent = open(path + ".intent", "a")  # noqa: SIM115 -- held for the trial's lifetime, closed by close()
+        self.running = open(path, "a")  # noqa: SIM115
+
+    def __enter__(self):
+        fcntl.flock(self.intent, fcntl.LOCK_SH)
+        fcntl.flock(self.intent, fcntl.LOCK_UN)
+        fcntl.flock(self.running, fcntl.LOCK_SH)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.running, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        """Close the lock files (which drops any lock still held)."""
+        self.intent.close()
+        self.running.close()
 
 
 def inference_latency(

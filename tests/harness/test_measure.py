@@ -1,6 +1,7 @@
 """CPU peak memory is per trial: the peak-RSS window resets, so an earlier, larger allocation does not leak in."""
 
 import sys
+import time
 
 import pytest
 import torch
@@ -63,3 +64,46 @@ def test_a_latency_measurement_holds_the_node_lock_exclusively(tmp_path):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with open(lock, "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released afterwards
+
+
+def test_a_training_batch_waits_while_another_trial_measures_latency(tmp_path):
+    import threading
+
+    lock = str(tmp_path / "latency.lock")
+    measuring, done = threading.Event(), threading.Event()
+
+    def measure_for_a_while():
+        with measure.one_measurement_per_node(lock):
+            measuring.set()
+            time.sleep(0.3)
+        done.set()
+
+    thread = threading.Thread(target=measure_for_a_while)
+    thread.start()
+    measuring.wait()
+    share = measure.TrainingShare(lock)
+    with share:  # a batch starts only after the measurement
+        assert done.is_set()
+    share.close()
+    thread.join()
+
+
+def test_a_measurement_waits_for_the_batch_in_flight(tmp_path):
+    import threading
+
+    lock = str(tmp_path / "latency.lock")
+    share = measure.TrainingShare(lock)
+    waited = []
+
+    def measure_now():
+        with measure.one_measurement_per_node(lock) as w:
+            waited.append(w)
+
+    with share:
+        thread = threading.Thread(target=measure_now)
+        thread.start()
+        time.sleep(0.3)
+        assert waited == []  # still waiting for this batch
+    thread.join()
+    share.close()
+    assert waited[0] >= 0.25
