@@ -31,31 +31,48 @@ DRY_RUN_COLUMNS = (
     ("params total", "params_total", "{:,}"),
     ("budget", "budget", "{:,}"),
     ("dev %", "budget_deviation_pct", "{:+.2f}"),
+    ("mark", "beyond_max_deviation", "{}"),
     ("MACs/sample", "macs", "{:,}"),
 )
 
 
-def dry_run_rows(designs: list[DesignPoint], n_seeds: int) -> list[dict]:
+def dry_run_rows(designs: list[DesignPoint], n_seeds: int, max_deviation_pct: float = 10.0) -> list[dict]:
     """Return one dict per design point for the dry run: the design, `budget_deviation_pct` (% of the budget, the
-    store's name for it) and `trials`, the trial indices of its seeds (what `python -m harness.trial --index N`
-    takes; trials are numbered design-major, seeds inner)."""
+    store's name for it), `beyond_max_deviation` ("*" when it is further than `max_deviation_pct` % from the budget,
+    else "") and `trials`, the trial indices of its seeds (what `python -m harness.trial --index N` takes; trials are
+    numbered design-major, seeds inner)."""
     rows = []
     for i, d in enumerate(designs):
         values = d.as_dict()
         values["budget_deviation_pct"] = values.pop("budget_deviation")
+        values["beyond_max_deviation"] = "*" if abs(values["budget_deviation_pct"]) > max_deviation_pct else ""
         rows.append({"trials": list(range(i * n_seeds, (i + 1) * n_seeds)), **values})
     return rows
+
+
+def worst_deviation_lines(designs: list[DesignPoint], max_deviation_pct: float) -> list[str]:
+    """Return one line per design class: its worst budget deviation (%, furthest from 0), how many of its designs
+    lie beyond `max_deviation_pct` % and how many within 5%."""
+    lines = []
+    for cls in dict.fromkeys(d.design_class for d in designs):
+        devs = [d.budget_deviation for d in designs if d.design_class == cls]
+        worst = max(devs, key=abs)
+        beyond = sum(abs(v) > max_deviation_pct for v in devs)
+        close = sum(abs(v) <= 5.0 for v in devs)
+        lines.append(f"  {cls}: worst {worst:+.2f}%, {beyond}/{len(devs)} beyond {max_deviation_pct:g}%, "
+                     f"{close}/{len(devs)} within 5%")  # fmt: skip
+    return lines
 
 
 def _index_range(indices: list[int]) -> str:
     return str(indices[0]) if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"
 
 
-def design_table(designs: list[DesignPoint], n_seeds: int = 1) -> str:
+def design_table(designs: list[DesignPoint], n_seeds: int = 1, max_deviation_pct: float = 10.0) -> str:
     """Return the dry-run design table as aligned text, one row per design point; its first column holds the trial
-    indices of the point's seeds."""
+    indices of the point's seeds, its last a "*" on designs further than `max_deviation_pct` % from their budget."""
     rows = [[title for title, _, _ in DRY_RUN_COLUMNS]]
-    for values in dry_run_rows(designs, n_seeds):
+    for values in dry_run_rows(designs, n_seeds, max_deviation_pct):
         values["trials"] = _index_range(values["trials"])
         rows.append([fmt.format(values[key]) for _, key, fmt in DRY_RUN_COLUMNS])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -149,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.dry_run:
         n_seeds = len(spec.data["seeds"])
+        max_dev = spec.data["max_budget_deviation_pct"]
         if args.json:
-            print(json.dumps(dry_run_rows(spec.designs, n_seeds), indent=2))
+            print(json.dumps(dry_run_rows(spec.designs, n_seeds, max_dev), indent=2))
         else:
             n_trials = len(spec.designs) * n_seeds
             print(
@@ -158,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_plural(n_seeds, 'seed')} = {_plural(n_trials, 'trial')} of {_plural(spec.data['epochs'], 'epoch')} "
                 f"on {spec.data['dataset']['name']} (the trials column is `python -m harness.trial --index N`)"
             )
-            print(design_table(spec.designs, n_seeds))
+            print(design_table(spec.designs, n_seeds, max_dev))
+            print(f"\nbudget deviation per class (marked * beyond max_budget_deviation_pct = {max_dev:g}%):")
+            print("\n".join(worst_deviation_lines(spec.designs, max_dev)))
         for reason in spec.skipped:
             print(f"skipped (skip_unfit): {reason}", file=sys.stderr)
         return 0
@@ -188,11 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_report:
         from analysis.report import write_report
 
-        page = write_report(args.store, spec.name, args.report or f"reports/{spec.name}")
+        max_dev = spec.data["max_budget_deviation_pct"]
+        page = write_report(args.store, spec.name, args.report or f"reports/{spec.name}",
+                            max_budget_deviation_pct=max_dev)  # fmt: skip
         print(f"report: {page} (figures and tables beside it)")
         from analysis.explore import write_explorer
 
-        print(f"explorer: {write_explorer(args.store, spec.name, page.parent / 'explorer')} (opens offline)")
+        explorer = write_explorer(args.store, spec.name, page.parent / "explorer", max_budget_deviation_pct=max_dev)
+        print(f"explorer: {explorer} (opens offline)")
     return 0 if summary.ok else 1
 
 

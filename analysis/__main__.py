@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from analysis.est import TIE_RULES
+from analysis.est import MAX_BUDGET_DEVIATION_PCT, TIE_RULES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,18 +25,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--tie-rule", choices=TIE_RULES, default="std", help="seed interval for ties (default: std)")
     r.add_argument("--no-html", action="store_true", help="write only the Markdown page")
+    r.add_argument("--max-budget-deviation-pct", type=float, default=MAX_BUDGET_DEVIATION_PCT,
+                   help="mark designs further from their budget (%%, default %(default)g)")  # fmt: skip
     r.add_argument("--no-figures", action="store_true", help="text and tables only (faster)")
     x = sub.add_parser("explore", help="write the interactive explorer: one offline HTML page (open DIR/index.html)")
     x.add_argument("--store", default="results", help="results store folder (default: results)")
     x.add_argument("--sweep", default=None, help="sweep name (default: every sweep of the store)")
     x.add_argument("--out", required=True, help="output folder (index.html and plotly.min.js)")
     x.add_argument("--tie-rule", choices=TIE_RULES, default="std", help="seed interval for ties (default: std)")
+    x.add_argument("--max-budget-deviation-pct", type=float, default=MAX_BUDGET_DEVIATION_PCT,
+                   help="mark designs further from their budget (%%, default %(default)g)")  # fmt: skip
     a = sub.add_parser("advise", help="best measured design within latency / memory / parameter limits")
     a.add_argument("--store", default="results", help="results store folder (default: results)")
     a.add_argument("--sweep", default=None, help="sweep name (default: all sweeps)")
     a.add_argument("--max-latency-ms", type=float, default=None, help="limit on latency p50 at batch 1 (ms)")
     a.add_argument("--max-memory-mb", type=float, default=None, help="limit on peak training memory (MB)")
     a.add_argument("--max-params", type=float, default=None, help="limit on total parameters (count, e.g. 2e6)")
+    a.add_argument("--max-budget-deviation-pct", type=float, default=MAX_BUDGET_DEVIATION_PCT,
+                   help="mark designs further from their budget (%%, default %(default)g)")  # fmt: skip
     a.add_argument("--json", action="store_true", help="print the chosen and runner-up designs as JSON too")
     return p
 
@@ -67,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.explore import ExploreError, write_explorer
 
         try:
-            page = write_explorer(args.store, args.sweep, args.out, tie_rule=args.tie_rule)
+            page = write_explorer(args.store, args.sweep, args.out, tie_rule=args.tie_rule,
+                                  max_budget_deviation_pct=args.max_budget_deviation_pct)  # fmt: skip
         except ExploreError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             tie_rule=args.tie_rule,
             write_html=not args.no_html,
             make_figures=not args.no_figures,
+            max_budget_deviation_pct=args.max_budget_deviation_pct,
         )
         print(f"report written: {path}")
         return 0
@@ -106,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.store import load_subnets
 
     subnets = load_subnets(args.store, sweep=args.sweep)
-    res = advise(trials, args.max_latency_ms, args.max_memory_mb, args.max_params, subnets=subnets)
+    res = advise(trials, args.max_latency_ms, args.max_memory_mb, args.max_params, subnets=subnets,
+                 max_budget_deviation_pct=args.max_budget_deviation_pct)  # fmt: skip
     print(res.text)
     if args.json:
         pick = {

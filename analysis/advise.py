@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.est import fmt_params
+from analysis.est import MAX_BUDGET_DEVIATION_PCT, fmt_params
 from analysis.store import over_seeds
 from spaces.classes import POINT_KEYS
 
@@ -34,8 +34,9 @@ LIMITS = {
 }
 
 
-def design_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per design point of the ok trials, sorted by accuracy (best first).
+def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) -> pd.DataFrame:
+    """Return one row per design point of the ok trials, sorted by accuracy (best first). A design further than
+    `max_budget_deviation_pct` % from its budget is kept, flagged (`over_budget_deviation`) and its label says so.
 
     Columns: the point columns, n_seeds, acc_mean / acc_std (fractions; std NaN for one seed), latency_ms_p50 (ms),
     peak_mem_mb (MB), params_total (parameters), gflops (1e9 MACs per sample, macs_fvcore else macs), device_name
@@ -61,7 +62,11 @@ def design_table(trials: pd.DataFrame) -> pd.DataFrame:
                        peak_mem_mb="peak_mem_mb", params_total="params_total", gflops="gflops")  # fmt: skip
     devices = g["device_name"].agg(lambda s: ", ".join(sorted({str(v) for v in s.dropna()})))
     tab = first.join(stats.set_index(keys)).join(devices).reset_index()
-    tab["label"] = [_label(r) for r in tab.to_dict("records")]
+    dev = g["budget_deviation_pct"].first().reindex(tab.set_index(keys).index).to_numpy() if (
+        "budget_deviation_pct" in ok) else np.full(len(tab), np.nan)  # fmt: skip
+    tab["budget_deviation_pct"] = dev.astype(float)
+    tab["over_budget_deviation"] = np.abs(tab["budget_deviation_pct"]) > max_budget_deviation_pct
+    tab["label"] = [_label(r, max_budget_deviation_pct) for r in tab.to_dict("records")]
     return tab.sort_values(["acc_mean", "latency_ms_p50"], ascending=[False, True], kind="stable").reset_index(
         drop=True
     )
@@ -98,12 +103,15 @@ def _subnet_label(r: dict) -> str:
             f"{int(r['resolution'])} px {where}")  # fmt: skip
 
 
-def _label(r: dict) -> str:
+def _label(r: dict, max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) -> str:
     k = f" x{int(r['members'])}" if r.get("members", 1) and int(r.get("members", 1)) > 1 else ""
     sweep = f", sweep {r['sweep']}" if r.get("sweep") else ""
+    dev = r.get("budget_deviation_pct")
+    far = "" if dev is None or not np.isfinite(dev) or abs(dev) <= max_budget_deviation_pct else (
+        f" [params {dev:+.1f}% off the budget: beyond the {max_budget_deviation_pct:g}% limit]")  # fmt: skip
     return (
         f"{r.get('design_class')} {r.get('family')}-{r.get('depth')} width {r.get('width')}{k} "
-        f"at budget {fmt_params(r.get('budget'))} ({r.get('dataset')}{sweep})"
+        f"at budget {fmt_params(r.get('budget'))} ({r.get('dataset')}{sweep}){far}"
     )
 
 
@@ -149,6 +157,7 @@ def advise(
     max_memory_mb: float | None = None,
     max_params: float | None = None,
     subnets: pd.DataFrame | None = None,
+    max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
 ) -> Advice:
     """Return the Advice for the given limits (None = no limit) from the ok trials' measured numbers and, when
     `subnets` (the store's subnets table) is given, the MutualNet sub-networks."""
@@ -157,7 +166,7 @@ def advise(
         for k, v in {"max_latency_ms": max_latency_ms, "max_memory_mb": max_memory_mb, "max_params": max_params}.items()
         if v is not None
     }
-    designs = design_table(trials)
+    designs = design_table(trials, max_budget_deviation_pct)
     if subnets is not None and not subnets.empty:
         subs = subnet_design_table(subnets, trials)
         if "point_id" in designs:

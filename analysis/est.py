@@ -24,6 +24,11 @@ a win) at B and at every larger budget with data at that epoch. Its uncertainty:
 budget interval (last non-winning budget, EST], and the report says whether the cells at and below it were decided
 beyond the seed noise. The overall EST is the EST at the final epoch of the grid. Per budget, the earliest epoch is
 the first epoch from which ensembles win at that and every later epoch with data.
+
+Budget deviation. A design's parameter count differs from its budget by `budget_deviation_pct` (integer knobs and the
+fit rule). A cell whose class's design deviates by more than `max_budget_deviation_pct` (default 10%, the spec key of
+the same name) is kept but marked (`over_budget_deviation`, `deviating_classes`); an EST whose cell or the cell below
+it is marked says so (`est_deviation_marked`, and the decision text).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ CLASS_ORDER = FIXED_CLASSES
 MISSING = "missing"
 WIN_CATEGORIES = (*ENSEMBLE_CLASSES, "all ensembles")
 TIE_RULES = ("std", "ci95")
+# Designs further than this from their budget (in %, either side) are marked wherever they are compared.
+MAX_BUDGET_DEVIATION_PCT = 10.0
 GROUP_KEYS = ["dataset", "family", "k", "fit"]
 
 TIE_RULE_TEXT = {
@@ -137,7 +144,17 @@ def cell_stats(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFram
     stats = over_seeds(per_seed.reset_index(), cols, "test_acc", "mean_acc", "std_acc",
                        member_mean_acc="member_acc_mean", cum_time_s="cum_time_s")  # fmt: skip
     stats["hw_acc"] = [half_width(s, n, tie_rule) for s, n in zip(stats["std_acc"], stats["n_seeds"], strict=True)]
+    stats["budget_deviation_pct"] = float("nan")
+    if "budget_deviation_pct" in grouped and not stats.empty:
+        # The deviation furthest from 0 among the cell's rows (several configurations may share a cell).
+        dev = grouped.groupby(cols, sort=True)["budget_deviation_pct"].agg(_furthest_from_zero)
+        stats["budget_deviation_pct"] = dev.reindex(pd.MultiIndex.from_frame(stats[cols])).to_numpy()
     return stats, notes
+
+
+def _furthest_from_zero(values: pd.Series) -> float:
+    v = values.dropna().astype(float)
+    return float(v.loc[v.abs().idxmax()]) if not v.empty else float("nan")
 
 
 def _beats(a: pd.Series, b: pd.Series) -> bool:
@@ -194,14 +211,18 @@ def _decide(cell: pd.DataFrame) -> dict:
     return out
 
 
-def winner_grid(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def winner_grid(
+    epochs: pd.DataFrame, tie_rule: str = "std", max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Return (grid, stats, notes): one grid row per (dataset, family, k, fit, budget, epoch).
 
     grid columns: GROUP_KEYS, budget, epoch, winner (a class of CLASS_ORDER, "all ensembles", "tie" or "missing"),
     best_class, ensembles_win, n_seeds_min/max, assessable, classes, single_mean_acc, best_ensemble,
     best_ensemble_mean_acc (fractions),
-    margin_pp (best ensemble minus single, percentage points), noise_pp (sum of the two half-widths, pp).
-    stats is `cell_stats`'s table.
+    margin_pp (best ensemble minus single, percentage points), noise_pp (sum of the two half-widths, pp),
+    deviating_classes (the cell's classes whose design is further than `max_budget_deviation_pct` % from the budget,
+    comma-separated), over_budget_deviation (any such class), max_budget_deviation_pct.
+    stats is `cell_stats`'s table (with budget_deviation_pct per class, %).
     """
     stats, notes = cell_stats(epochs, tie_rule)
     keys = GROUP_KEYS + ["budget", "epoch"]
@@ -226,6 +247,12 @@ def winner_grid(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFra
                     }
                 else:
                     d = _decide(cell)
+                far = [] if cell is None else [
+                    r for r, dev in zip(cell["role"], cell["budget_deviation_pct"], strict=True)
+                    if np.isfinite(dev) and abs(dev) > max_budget_deviation_pct
+                ]  # fmt: skip
+                d.update(deviating_classes=",".join(r for r in CLASS_ORDER if r in far),
+                         over_budget_deviation=bool(far), max_budget_deviation_pct=float(max_budget_deviation_pct))
                 rows.append(dict(zip(GROUP_KEYS, gkey, strict=True), budget=int(b), epoch=int(e), **d))
     return pd.DataFrame(rows), stats, notes
 
@@ -244,6 +271,7 @@ def _est_at(cells: pd.DataFrame) -> dict:
         "est_noise_pp": None,
         "est_assessable": None,
         "decision": None,
+        "est_deviation_marked": None,
         "missing_budgets": missing,
     }
     if have.empty:
@@ -269,6 +297,16 @@ def _est_at(cells: pd.DataFrame) -> dict:
         below = have.iloc[i0 - 1]
         res.update(below_budget=budgets[i0 - 1], below_winner=below["winner"])
     res["decision"] = _decision_text(res, bool(have.iloc[i0 - 1]["assessable"]) if i0 > 0 else None)
+    # The EST rests on its own cell and the one below it (the two ends of the switchover interval).
+    resting = have.iloc[max(0, i0 - 1) : i0 + 1]
+    if "over_budget_deviation" in resting:
+        marked = resting[resting["over_budget_deviation"].astype(bool)]
+        res["est_deviation_marked"] = not marked.empty
+        if not marked.empty:
+            pct = float(marked["max_budget_deviation_pct"].iloc[0])
+            where = "; ".join(f"{fmt_params(b)}: {c}" for b, c in zip(marked["budget"], marked["deviating_classes"],
+                                                                        strict=True))
+            res["decision"] += f"; rests on a design further than {pct:g}% from its budget ({where})"
     return res
 
 
@@ -324,6 +362,7 @@ class ESTResult:
     per_epoch: pd.DataFrame
     earliest: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT
 
     def to_dict(self) -> dict:
         """Return a JSON-able dict: tie rule, notes, and per group the summary, per-epoch EST and earliest epochs."""
@@ -343,14 +382,25 @@ class ESTResult:
                     "overall": _jsonable({k: v for k, v in rec.items() if k not in GROUP_KEYS}),
                     "per_epoch": _jsonable(_pick(self.per_epoch).to_dict("records")),
                     "earliest_epoch_per_budget": _jsonable(_pick(self.earliest).to_dict("records")),
+                    "cells": _jsonable(self._cells(_pick(self.grid), rec.get("final_epoch"))),
                 }
             )
         return {
             "tie_rule": self.tie_rule,
+            "max_budget_deviation_pct": self.max_budget_deviation_pct,
             "tie_rule_text": TIE_RULE_TEXT[self.tie_rule],
             "notes": self.notes,
             "groups": groups,
         }
+
+    @staticmethod
+    def _cells(grid: pd.DataFrame, epoch) -> list[dict]:
+        """Return the winner cells of one group at `epoch` (the final one): budget, winner and the deviation flag."""
+        if grid.empty or epoch is None or pd.isna(epoch):
+            return []
+        keep = ["budget", "winner", "over_budget_deviation", "deviating_classes"]
+        at = grid[grid["epoch"] == int(epoch)].sort_values("budget")
+        return at[[c for c in keep if c in at]].to_dict("records")
 
     def to_json(self, indent: int = 2) -> str:
         """Return `to_dict()` as JSON text."""
@@ -399,8 +449,16 @@ def _jsonable(x):
     return x
 
 
-def compute_est(epochs: pd.DataFrame, trials: pd.DataFrame | None = None, tie_rule: str = "std") -> ESTResult:
+def compute_est(
+    epochs: pd.DataFrame,
+    trials: pd.DataFrame | None = None,
+    tie_rule: str = "std",
+    max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
+) -> ESTResult:
     """Return the EST of every (dataset, family, k, fit) group in an epochs table (see module docstring).
+
+    The designs' `budget_deviation_pct` comes from `trials` (by trial_id) when the epochs table lacks it; cells with
+    a design further than `max_budget_deviation_pct` % from its budget are marked.
 
     If `trials` is given, epoch rows of trials whose status is "error" are dropped (their numbers are not a design's
     outcome); rows of running and diverged trials are kept (what they measured is real) and the report lists them.
@@ -417,7 +475,12 @@ def compute_est(epochs: pd.DataFrame, trials: pd.DataFrame | None = None, tie_ru
         if bad:
             epochs = epochs[~epochs["trial_id"].isin(bad)]
             notes.append(f"epoch rows of {len(bad)} trial(s) with status 'error' left out")
-    grid, stats, gnotes = winner_grid(epochs, tie_rule)
+    if trials is not None and "budget_deviation_pct" not in epochs and {"trial_id", "budget_deviation_pct"} <= set(
+        trials.columns
+    ):
+        deviation = trials.drop_duplicates("trial_id").set_index("trial_id")["budget_deviation_pct"]
+        epochs = epochs.assign(budget_deviation_pct=epochs["trial_id"].map(deviation).astype(float))
+    grid, stats, gnotes = winner_grid(epochs, tie_rule, max_budget_deviation_pct)
     notes += gnotes
     summary_rows, epoch_rows, earliest_rows = [], [], []
     if not grid.empty:
@@ -436,7 +499,7 @@ def compute_est(epochs: pd.DataFrame, trials: pd.DataFrame | None = None, tie_ru
         for gd, s in zip(summary[GROUP_KEYS].to_dict("records"), summary["status"], strict=True):
             if s == "none":
                 notes.append(f"{gd['dataset']}/{gd['family']} k={gd['k']} fit={gd['fit']}: no EST in the grid")
-    return ESTResult(tie_rule, grid, stats, summary, per_epoch, earliest, notes)
+    return ESTResult(tie_rule, grid, stats, summary, per_epoch, earliest, notes, float(max_budget_deviation_pct))
 
 
 def _nullable_ints(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -491,6 +554,9 @@ def _summary(g: pd.DataFrame, final: dict, earliest_rows: list[dict], tie_rule: 
         "est_noise_pp": final["est_noise_pp"],
         "below_winner": final["below_winner"],
         "decision": decision,
+        "est_deviation_marked": final.get("est_deviation_marked"),
+        "deviating_budgets": sorted(int(b) for b in g.loc[g["over_budget_deviation"].astype(bool), "budget"].unique())
+        if "over_budget_deviation" in g else [],
         "tie_note": tie_note,
         "missing_budgets_final_epoch": final["missing_budgets"],
         "budgets": sorted(int(b) for b in g["budget"].unique()),

@@ -30,6 +30,7 @@ from analysis.est import (
     CLASS_ORDER,
     ENSEMBLE_CLASSES,
     GROUP_KEYS,
+    MAX_BUDGET_DEVIATION_PCT,
     MISSING,
     TIE_RULE_TEXT,
     assign_groups,
@@ -126,11 +127,15 @@ def _est_text(per_epoch: pd.DataFrame, epoch: int) -> str:
 
 def _cell_hover(cell: dict, stats: dict[str, dict], deviation: dict, est_line: str, tie_rule: str) -> str:
     """Return the hover text of one heatmap cell (`stats`: the cell's `cell_stats` rows by role): winner, every class's
-    mean ± spread over seeds, seeds, budget deviation, the margin against the seed noise and the EST line."""
+    mean ± spread over seeds, seeds, budget deviation (and a line when a class's design is further from the budget than
+    the grid's `max_budget_deviation_pct`), the margin against the seed noise and the EST line."""
     b, e = int(cell["budget"]), int(cell["epoch"])
     w = cell["winner"]
     how = "" if w == MISSING or cell["assessable"] else " (a 1-seed class: decided by means only)"
     lines = [f"<b>budget {fmt_params(b)} parameters, epoch {e}</b>", f"winner: <b>{w}</b>{how}"]
+    if cell.get("over_budget_deviation"):
+        lines.append(f"<b>marked</b>: {cell['deviating_classes']} further than "
+                     f"{cell['max_budget_deviation_pct']:g}% from the budget")  # fmt: skip
     spread = "std" if tie_rule == "std" else "95% CI"
     for role in CLASS_ORDER:
         r = stats.get(role)
@@ -390,7 +395,8 @@ def _trials_table(trials: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     return {"columns": cols, "rows": _js(t[cols].to_numpy(dtype=object).tolist())}, grouped
 
 
-def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std") -> dict:
+def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std",
+               max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) -> dict:  # fmt: skip
     """Return everything the page shows for one sweep, as JSON-able values: status, notes, per EST group its figures
     and the indices of its trials, the sweep's trials table, the mutual/coop figures and the advisor's candidates."""
     from analysis.subnets import query_table
@@ -401,7 +407,8 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std") -> dict:
         from analysis.store import load_subnets
 
         subnets = load_subnets(str(store), sweep=sweep)
-    est = compute_est(epochs, trials if not trials.empty else None, tie_rule=tie_rule)
+    est = compute_est(epochs, trials if not trials.empty else None, tie_rule=tie_rule,
+                      max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
     table, grouped = _trials_table(trials)
     groups = []
     for r in est.summary.to_dict("records"):
@@ -432,7 +439,8 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std") -> dict:
     sub_figs = None
     if not query.empty:
         sub_figs = {cost: subnet_figure(query, trials, cost, sweep) for cost in ("macs", "latency_ms_p50")}
-    adv = advise(trials, subnets=subnets if not subnets.empty else None)
+    adv = advise(trials, subnets=subnets if not subnets.empty else None,
+                 max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
     cand = adv.designs
     for c in ADVISOR_COLUMNS:
         if c not in cand:
@@ -453,7 +461,8 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std") -> dict:
 # --- the page -------------------------------------------------------------------------------------------------
 
 
-def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = "std") -> dict:
+def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = "std",
+                  max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) -> dict:  # fmt: skip
     """Return the page's data for `sweep` (None: every sweep of the store); raises ExploreError on bad input."""
     import plotly.io as pio
 
@@ -465,7 +474,7 @@ def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = "
         "tie_rule": TIE_RULE_TEXT[tie_rule],
         "limits": {k: {"column": c, "unit": u, "name": n} for k, (c, u, n) in LIMITS.items()},
         "template": _js(template),
-        "sweeps": {name: sweep_data(store, name, tie_rule) for name in names},
+        "sweeps": {name: sweep_data(store, name, tie_rule, max_budget_deviation_pct) for name in names},
     }
 
 
@@ -478,7 +487,8 @@ def page_html(data: dict) -> str:
             .replace("__DATA__", payload))  # fmt: skip
 
 
-def write_explorer(store: str | Path, sweep: str | None, out_dir: str | Path, tie_rule: str = "std") -> Path:
+def write_explorer(store: str | Path, sweep: str | None, out_dir: str | Path, tie_rule: str = "std",
+                   max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) -> Path:  # fmt: skip
     """Write out_dir/index.html and out_dir/plotly.min.js; return the page's path.
 
     `sweep` None shows every sweep of the store. Raises ExploreError (one line naming what the store holds) for an
@@ -486,7 +496,7 @@ def write_explorer(store: str | Path, sweep: str | None, out_dir: str | Path, ti
     """
     import plotly
 
-    data = explorer_data(store, sweep, tie_rule)
+    data = explorer_data(store, sweep, tie_rule, max_budget_deviation_pct)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(plotly.__file__).parent / "package_data" / PLOTLY_JS, out / PLOTLY_JS)

@@ -77,11 +77,17 @@ def _budget_axis(ax, budgets: list[int]) -> None:
     ax.set_xlabel("parameter budget (parameters, M = 10^6)")
 
 
+# The frame and hatch of cells whose design is far from its budget: black shows on every class colour.
+DEVIATION_EDGE = "#000000"
+
+
 def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "") -> list[Path]:
     """Draw the discrete winner heatmap (x = budget, y = epoch, one colour per category); return [png, svg].
 
     `grid` holds one group's rows of `analysis.est.winner_grid` (budget, epoch, winner, assessable). The per-epoch
-    EST is outlined with a black step line; cells decided by means only (one seed) are hatched.
+    EST is outlined with a black step line; cells decided by means only (one seed) are hatched; cells with a design
+    further than the grid's `max_budget_deviation_pct` from its budget (`over_budget_deviation`) are cross-hatched in
+    black, with a legend entry.
     """
     budgets = sorted(int(b) for b in grid["budget"].unique())
     epochs = sorted(int(e) for e in grid["epoch"].unique())
@@ -112,6 +118,12 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
                 ax.add_patch(
                     Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="#444444", linewidth=0)
                 )
+    # Cells comparing a design far from its budget: cross-hatched and framed (kept, but not a fair cell).
+    far = grid[grid["over_budget_deviation"].astype(bool)] if "over_budget_deviation" in grid else grid.iloc[:0]
+    for b, e in far[["budget", "epoch"]].values:
+        i, j = epochs.index(int(e)), budgets.index(int(b))
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="xx", edgecolor=DEVIATION_EDGE,
+                               linewidth=1.2))  # fmt: skip
     # Per-epoch EST: left edge of the first cell from which every larger budget is an ensemble win.
     wins = np.isin(mat, [code[c] for c in ("deq", "weq", "dct", "all ensembles")])
     present = mat != code[MISSING]
@@ -141,6 +153,10 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
         handles.append(Line2D([], [], color="black", linewidth=2.5, label="EST (per epoch)"))
     if (~grid["assessable"].astype(bool) & (grid["winner"] != MISSING)).any():
         handles.append(Patch(facecolor="white", edgecolor="#444444", hatch="//", label="1-seed class: by mean"))
+    if not far.empty:
+        pct = float(far["max_budget_deviation_pct"].iloc[0]) if "max_budget_deviation_pct" in far else float("nan")
+        handles.append(Patch(facecolor="white", edgecolor=DEVIATION_EDGE, hatch="xx",
+                             label=f"a design > {pct:g}% from its budget"))  # fmt: skip
     ax.legend(handles=handles, title="winner", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=True)
     fig.suptitle(f"Winner by budget and epoch — {title}", fontsize=11)
     if note:
@@ -275,8 +291,18 @@ def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str) 
 COST_METRICS = [
     ("epoch_time", "training time per epoch (s), after the first"),
     ("latency_ms_p50", "inference latency, p50 at batch 1 (ms)"),
-    ("peak_mem_mb", "peak training memory (MB)"),
+    ("peak_mem_mb", "peak training memory above baseline (MiB)"),
 ]
+
+# What peak_mem_mb measures (results/README.md), for the report under the cost figure.
+MEMORY_NOTE = (
+    "Peak training memory is what training adds to the process: the peak from the start of training to its end "
+    "(per-epoch evaluation included) above a baseline taken after the data was loaded and before the networks were "
+    "built (CPU: resident memory, VmHWM minus VmRSS; CUDA: the allocator's allocated bytes, so a device-held data set "
+    "is left out). Independent ensembles (lambda_cot = 0, sequential execution) train one member at a time within each "
+    "batch (member_schedule per_member), so one member's activations are alive at a time, as More-or-Less measures an "
+    "ensemble's training memory; co-trained and fused ensembles train jointly."
+)
 
 
 # Columns cost_table adds beside COST_METRICS (the explorer plots and shows them; the report's figure does not).

@@ -16,7 +16,16 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import tables
-from analysis.est import CLASS_ORDER, GROUP_KEYS, TIE_RULE_TEXT, ESTResult, assign_groups, compute_est, fmt_params
+from analysis.est import (
+    CLASS_ORDER,
+    GROUP_KEYS,
+    MAX_BUDGET_DEVIATION_PCT,
+    TIE_RULE_TEXT,
+    ESTResult,
+    assign_groups,
+    compute_est,
+    fmt_params,
+)
 from analysis.store import over_seeds
 from spaces.classes import ADAPTIVE_CLASSES
 
@@ -257,8 +266,12 @@ def write_report(
     tie_rule: str = "std",
     write_html: bool = True,
     make_figures: bool = True,
+    max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
 ) -> Path:
     """Write figures (PNG+SVG), tables (MD/CSV/TeX), est.json and index.md (+ index.html) to out_dir.
+
+    Designs further than `max_budget_deviation_pct` % from their budget are kept and marked: hatched heatmap cells,
+    a flag per cell in est.json, a footnote under the tables that hold them.
 
     Returns the path of index.md. A sweep with no rows yet still gets a page saying so. `make_figures=False` writes
     the text and tables only (a quick look at a running sweep; drawing is most of the time).
@@ -282,7 +295,8 @@ def write_report(
         f"Trials finished: {counts}. Trials with epoch rows but no trials row (running or interrupted): {n_running}."
     )
 
-    est = compute_est(epochs, trials if not trials.empty else None, tie_rule=tie_rule)
+    est = compute_est(epochs, trials if not trials.empty else None, tie_rule=tie_rule,
+                      max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
     _write_est(est, out)
     page.h(2, "Ensemble Switchover Threshold (EST)")
     if est.summary.empty:
@@ -294,6 +308,10 @@ def write_report(
             "grid. The switchover interval runs from the last non-winning budget (exclusive) to the EST."
         )
         page.table(_md_summary(est))
+        if est.summary.get("est_deviation_marked", pd.Series(dtype=bool)).fillna(False).astype(bool).any():
+            page.p(f"† The EST rests on a cell (its own or the one below it) where a design's parameter count is "
+                   f"further than {max_budget_deviation_pct:g}% from its budget: the comparison there is not at equal "
+                   "budgets (see the decision text and the hatched heatmap cells).")  # fmt: skip
         page.p("Files: est.json, est_summary.md/.csv, est_per_epoch.csv, est_earliest_epoch.csv, winner_grid.csv.")
     if est.notes:
         page.p("Notes:")
@@ -328,14 +346,16 @@ def write_report(
             page.p("No finished trials yet for this group: no cost figure (training time, latency, memory).")
         for alt, paths in made:
             page.img(str(paths[0].relative_to(out)), f"{alt} — {gtitle}")
+        if not trows.empty:
+            page.p(figures.MEMORY_NOTE)
         page.p(never_txt + ".")
 
     page.h(2, "Divide and co-train comparison")
-    dct_paths = tables.write_dct_table(trials, out)
+    dct_paths = tables.write_dct_table(trials, out, max_budget_deviation_pct=max_budget_deviation_pct)
     if dct_paths:
         dct = tables.dct_table(trials)
-        page.table(tables.display_frame(dct))  # a table block: a real <table> in the HTML page
-        page.p(tables.caption(dct))
+        page.table(tables.display_frame(dct, max_budget_deviation_pct))  # a real <table> in the HTML page
+        page.p(tables.caption(dct, max_budget_deviation_pct))
         page.p("Files: " + ", ".join(p.name for p in dct_paths.values()) + ".")
     else:
         page.p("No dct designs with finished (ok) trials in this sweep: no comparison table.")
@@ -497,8 +517,10 @@ def _md_summary(est: ESTResult) -> pd.DataFrame:
             "final epoch": t["final_epoch"].astype(str),
             "seeds": t["seeds"],
             "EST": [
-                fmt_params(b) if s == "found" else ("no EST in grid" if s == "none" else s)
-                for b, s in zip(t["est_budget"], t["status"], strict=True)
+                (fmt_params(b) + (" †" if marked is True else "")) if s == "found"
+                else ("no EST in grid" if s == "none" else s)
+                for b, s, marked in zip(t["est_budget"], t["status"], t.get("est_deviation_marked", [None] * len(t)),
+                                        strict=True)
             ],
             "interval": t["interval"],
             "earliest epoch at EST": [("" if pd.isna(e) else str(int(e))) for e in t["est_earliest_epoch"]],

@@ -114,7 +114,7 @@ def member_forward(
         def run_all(inputs):
             return list(fused(inputs).unbind(0))
     else:
-        runners = members if compile_kwargs is None else [torch.compile(m, **compile_kwargs) for m in members]
+        runners = member_runners(members, compile_kwargs)
 
         def run_all(inputs):
             return [run(x.contiguous(memory_format=fmt)) for run, x in zip(runners, inputs, strict=True)]
@@ -129,6 +129,13 @@ def member_forward(
         return [z.clone() for z in run_all(inputs)]
 
     return run_all_graphed
+
+
+def member_runners(members: list[nn.Module], compile_kwargs: dict | None = None) -> list[Callable]:
+    """Return one callable per member that runs its forward: the module itself, or `torch.compile(module,
+    **compile_kwargs)`. A runner that replays CUDA graphs needs `torch.compiler.cudagraph_mark_step_begin()` before
+    each call whose outputs must not overwrite an earlier call's (see `member_forward`)."""
+    return members if compile_kwargs is None else [torch.compile(m, **compile_kwargs) for m in members]
 
 
 def uses_cuda_graphs(compile_kwargs: dict | None) -> bool:

@@ -262,25 +262,49 @@ def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_v
     return Setup(config, seed, device, precision, amp_dtype, amp, data, views, gen, checkpoint)
 
 
-def train_one_epoch(kind: TrialKind, setup: Setup, scaler, lr_at: Callable[[int], float], step: int):
-    """Train the kind's networks for one epoch, one optimizer step per batch; return (mean per-sample training loss in
-    nats, next step, last lr)."""
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler) -> None:
+    """Step `optimizer` on the gradients present (through the GradScaler: unscale, skip on inf/NaN, update the scale),
+    then drop the gradients (set to None), so a later step in the same batch only moves parameters that got new ones.
+
+    Every parameter update of every trial kind goes through here: once per batch (joint schedule), or once per member
+    in the batch (per-member schedule, `harness.kinds.fixed`). torch's optimizers skip parameters whose `.grad` is
+    None, so a step after one member's backward moves that member only."""
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def train_one_epoch(kind: TrialKind, setup: Setup, scaler, lr_at: Callable[[int], float], step: int,
+                    share=None):  # fmt: skip
+    """Train the kind's networks for one epoch, one optimizer step per batch (per member and batch for a per-member
+    schedule); return (mean per-sample training loss in nats, next step, last lr, data time in s: the part of the
+    epoch spent making batches and their views). `step` counts batches. `share` (a `measure.TrainingShare`) is held
+    around each batch, so that another trial's latency measurement on this node runs between batches."""
     recipe, device, optimizer = setup.recipe, setup.device, kind.optimizer
     count, member_views = kind.views_per_batch()
     batches = train_batches(setup.data, setup.views, count, member_views, recipe["batch_size"], setup.gen, device)
     loss_sum, seen, lr = torch.zeros((), device=device), 0, float("nan")
-    for inputs, y in batches:
+    data_timer = measure.PhaseTimer(device)
+
+    def step_now() -> None:
+        optimizer_step(optimizer, scaler)
+
+    optimizer.zero_grad(set_to_none=True)
+    while True:
+        with data_timer:  # making the batch's views (augmentation) or fetching it from the loader
+            batch = next(batches, None)
+        if batch is None:
+            break
+        inputs, y = batch
         lr = lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss = kind.train_batch(inputs, y, scaler.scale)
-        scaler.step(optimizer)
-        scaler.update()
+        with share or nullcontext():
+            loss = kind.train_step(inputs, y, scaler.scale, step_now)
         loss_sum += loss * len(y)
         seen += len(y)
         step += 1
-    return float(loss_sum) / max(1, seen), step, lr
+    return float(loss_sum) / max(1, seen), step, lr, data_timer.total_s()
 
 
 def run_epochs(
@@ -289,7 +313,7 @@ def run_epochs(
     history: list[dict],
     step: int,
     device: torch.device,
-    train_epoch: Callable[[int, int], tuple[float, int, float, float]],
+    train_epoch: Callable[[int, int], tuple[float, int, float, float, float]],
     evaluate_epoch: Callable[[], tuple[float, list[float], float]],
     save: Callable[[list[dict], int], None] | None,
     report: Callable[[dict], None],
@@ -298,7 +322,8 @@ def run_epochs(
     error): ("ok", None), or ("diverged", why) at the first non-finite training loss.
 
     `train_epoch(epoch, step)` trains 0-based `epoch` from optimizer step `step` and returns (mean training loss in
-    nats, next step, last lr, lambda_cot); its time (device-synchronized, s) is the epoch's `epoch_time_s`.
+    nats, next step, last lr, lambda_cot, data time in s); its time (device-synchronized, s) is the epoch's
+    `epoch_time_s`, the data time (making batches and views, inside it) its `data_time_s`.
     `evaluate_epoch()` returns (test accuracy, per-member accuracies, test loss in nats). After each epoch
     `save(history, step)` checkpoints (when given) and then `report` gets the record. Peak memory is measured from
     here on.
@@ -307,7 +332,7 @@ def run_epochs(
     for epoch in range(len(history), epochs):
         measure.sync(device)
         start = time.perf_counter()
-        train_loss, step, lr, lambda_cot = train_epoch(epoch, step)
+        train_loss, step, lr, lambda_cot, data_time = train_epoch(epoch, step)
         measure.sync(device)
         epoch_time = time.perf_counter() - start
         if not math.isfinite(train_loss):
@@ -323,6 +348,7 @@ def run_epochs(
             "train_loss": train_loss,
             "test_loss": test_loss,
             "epoch_time_s": epoch_time,
+            "data_time_s": data_time,
             "cum_time_s": (history[-1]["cum_time_s"] if history else 0.0) + epoch_time,
             "lr": lr,
             "lambda_cot": lambda_cot,
@@ -348,10 +374,12 @@ def final_record(
     started_at: str,
     execution: str,
     channels_last: bool = False,
+    fused_forward: Callable | None = None,
 ) -> dict:
     """Return the FINAL record: the accuracy summary of `history` (fractions) and the trained `models` measured now in
     eval mode: params (count), forward MACs/FLOPs per sample, batch-1 latency (ms) and throughput (samples/s);
-    `memory` is the peak-memory reading (MiB) taken when training ended."""
+    `memory` is the peak-memory reading (MiB) taken when training ended, with the member schedule that ran.
+    `fused_forward` (the members' vmapped forward, when the trial ran fused) is timed beside the sequential one."""
     for model in models:
         model.eval()
     measure_cfg = config["measure"]
@@ -367,6 +395,7 @@ def final_record(
         int(measure_cfg["throughput_batch"]),
         amp_dtype,
         channels_last,
+        fused_forward,
     )
     accs = [r["test_acc"] for r in history]
     best = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
@@ -413,6 +442,8 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     device = pick_device(config.get("resources", {}))
     ckpt_path, state = load_checkpoint(checkpoint_dir, trial_id, device)
     setup = prologue(config, state, device, kind_class.data_views(config["design"], recipe))
+    # Training memory is what the networks, their optimizer and their activations add to the process.
+    mem_baseline_mb = measure.memory_baseline(device)
     kind = kind_class(setup)  # the networks and their optimizer
     scaler = torch.amp.GradScaler(device.type, enabled=setup.precision == "fp16")
     data = setup.data
@@ -423,23 +454,33 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     if state is not None:
         history, step, started_at = restore_training(state, kind, scaler, setup.gen, device)
 
-    def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float]:
+    share = measure.TrainingShare()  # pauses between batches while another trial here measures latency
+
+    def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float, float]:
         lambda_cot = kind.start_epoch(epoch)
-        train_loss, step, lr = train_one_epoch(kind, setup, scaler, lr_at, step)
-        return train_loss, step, lr, lambda_cot
+        train_loss, step, lr, data_time = train_one_epoch(kind, setup, scaler, lr_at, step, share)
+        return train_loss, step, lr, lambda_cot, data_time
 
     def save(history: list[dict], step: int) -> None:
         save_training(ckpt_path, trial_id, kind, scaler, setup.gen, device, history, step, started_at)
 
-    status, error = run_epochs(
-        trial_id, epochs, history, step, device, train_epoch, kind.evaluate, save if ckpt_path else None, report
-    )
+    try:
+        status, error = run_epochs(
+            trial_id, epochs, history, step, device, train_epoch, kind.evaluate, save if ckpt_path else None, report
+        )
+    finally:
+        share.close()
 
     # Measure once.
-    memory = measure.peak_memory(device)
+    memory = {
+        **measure.peak_memory(device, mem_baseline_mb),
+        "data_device_mb": measure.data_device_mb(setup.data, device) if device.type == "cuda" else None,
+        "member_schedule": kind.member_schedule,
+    }
     extra = kind.final_fields(status)
     final = final_record(config, kind.measured or kind.models, history, data, memory, device, setup.precision,
-                         setup.amp_dtype, status, error, started_at, kind.execution, kind.channels_last)  # fmt: skip
+                         setup.amp_dtype, status, error, started_at, kind.execution, kind.channels_last,
+                         getattr(kind, "forward", None) if kind.execution == "fused" else None)  # fmt: skip
     final.update(extra)
     report(final)
     return {"epochs": history, "final": final}

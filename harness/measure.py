@@ -12,12 +12,17 @@ Either count that fails is None with the reason in `*_error`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
+import gc
 import logging
+import math
 import os
 import platform
 import resource
 import socket
 import statistics
+import tempfile
 import time
 import warnings
 from contextlib import nullcontext
@@ -84,6 +89,43 @@ def torch_flops(models: list[nn.Module], sample: torch.Tensor) -> tuple[int | No
         return None, _error_text(err)
 
 
+def _release_free_heap() -> None:
+    """Collect garbage and hand glibc's free heap pages back to the OS (malloc_trim), so that resident memory is what
+    is alive: memory freed by an earlier trial in a reused worker could otherwise be reused without showing up."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _current_rss_kib() -> int | None:
+    """Return the process's resident memory now (VmRSS, KiB), or None without /proc."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def data_device_mb(data: TrialData, device: torch.device) -> float:
+    """Return the MiB of the data set's tensors held on `device` (train and test pixels and labels); 0 for folder
+    data and for CPU-held tensors on a CUDA device."""
+    tensors = (data.train_x, data.train_y, data.test_x, data.test_y)
+    held = [t for t in tensors if t is not None and t.device.type == device.type]
+    return sum(t.numel() * t.element_size() for t in held) / MIB
+
+
+def memory_baseline(device: torch.device) -> float:
+    """Return the trial's memory baseline in MiB, taken after the data is loaded and before the models are built:
+    the CUDA allocator's allocated bytes (the device-held data set, mostly), or on CPU the process's resident memory
+    (Python, torch, the data set) after freeing the heap. `peak_memory` reports the peak above it."""
+    if device.type == "cuda":
+        sync(device)
+        return torch.cuda.memory_allocated(device) / MIB
+    _release_free_heap()
+    rss = _current_rss_kib()
+    return rss / 1024 if rss is not None else 0.0
+
+
 def reset_peak_memory(device: torch.device) -> None:
     """Start a fresh peak-memory window: torch's peak stats on CUDA; on Linux CPUs the process's peak RSS (VmHWM),
     which writing "5" to /proc/self/clear_refs resets. Without the reset, a Ray worker reused across trials would
@@ -124,26 +166,30 @@ def _nvml_process_mb(device: torch.device) -> float | None:
         return None
 
 
-def peak_memory(device: torch.device) -> dict:
+def peak_memory(device: torch.device, baseline_mb: float = 0.0) -> dict:
     """Return the peak training memory fields of the FINAL record (MiB).
 
-    CUDA: torch's peak allocated/reserved since `reset_peak_memory`, plus NVML's reading of this process's device
-    memory now (it includes the CUDA context; the caching allocator keeps its peak reserved, so it is close to a
-    peak). CPU: the process's peak resident memory since `reset_peak_memory` (VmHWM; mem_source "rss"). It counts the
-    whole process, so the Python/torch baseline (about 1 GB) is included; where /proc is missing it is the lifetime
-    peak (ru_maxrss; mem_source "rss_lifetime").
+    `peak_mem_mb` is the peak since `reset_peak_memory` above `baseline_mb` (`memory_baseline`, taken before the
+    models were built, recorded as `mem_baseline_mb`): the models, gradients, optimizer state and activations of
+    training. CUDA: torch's peak allocated minus the baseline (which holds a device-resident data set); the peak
+    reserved and NVML's reading of this process's device memory now (CUDA context included) are raw, without
+    subtraction. CPU: the process's peak resident memory (VmHWM; mem_source "rss") minus the baseline resident memory;
+    where /proc is missing it is the lifetime peak (ru_maxrss; mem_source "rss_lifetime"), baseline not subtracted.
     """
     if device.type == "cuda":
         nvml = _nvml_process_mb(device)
         return {
-            "peak_mem_mb": torch.cuda.max_memory_allocated(device) / MIB,
+            "peak_mem_mb": torch.cuda.max_memory_allocated(device) / MIB - baseline_mb,
+            "mem_baseline_mb": baseline_mb,
             "peak_mem_reserved_mb": torch.cuda.max_memory_reserved(device) / MIB,
             "nvml_mem_mb": nvml,
             "mem_source": "cuda_allocator+nvml" if nvml is not None else "cuda_allocator",
         }
     rss_kib, source = _peak_rss_kib()
+    baseline = baseline_mb if source == "rss" else 0.0
     return {
-        "peak_mem_mb": rss_kib * 1024 / MIB,
+        "peak_mem_mb": rss_kib * 1024 / MIB - baseline,
+        "mem_baseline_mb": baseline,
         "peak_mem_reserved_mb": None,
         "nvml_mem_mb": None,
         "mem_source": source,
@@ -163,11 +209,129 @@ def _timed_ms(run, device: torch.device, warmup: int, runs: int) -> list[float]:
     return times
 
 
+class PhaseTimer:
+    """Sum the time of the blocks run under `with timer:` (s): host wall-clock on CPU; on CUDA the device time between
+    two events recorded around each block, read at `total_s()` (one synchronization then, none per block)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.host_s = 0.0
+        self.events: list = []
+
+    def __enter__(self):
+        if self.cuda:
+            self.events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+            self.events[-1][0].record()
+        else:
+            self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.events[-1][1].record()
+        else:
+            self.host_s += time.perf_counter() - self._start
+        return False
+
+    def total_s(self) -> float:
+        """Return the summed time of every block so far, in seconds."""
+        if not self.cuda:
+            return self.host_s
+        torch.cuda.synchronize()
+        return sum(start.elapsed_time(end) for start, end in self.events) / 1000.0
+
+
+def _quantile(sorted_times: list[float], q: float) -> float:
+    return sorted_times[min(len(sorted_times) - 1, int(round(q * (len(sorted_times) - 1))))]
+
+
 def latency_p50_p90_ms(run, device: torch.device, warmup: int, runs: int) -> tuple[float, float]:
     """Return the median and 90th-percentile time (ms, device-synchronized) of `runs` calls of `run()` after
     `warmup` untimed ones."""
     times = sorted(_timed_ms(run, device, warmup, runs))
-    return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    return statistics.median(times), _quantile(times, 0.9)
+
+
+# Timed runs are split into this many blocks; with several modes to time, the blocks interleave (A, B, A, B, ...).
+LATENCY_BLOCKS = 5
+
+
+def blocked_latency_ms(runs_by_mode: dict, device: torch.device, warmup: int, runs: int,
+                       blocks: int = LATENCY_BLOCKS) -> dict[str, dict]:  # fmt: skip
+    """Time each mode's `run()` (ms per call, device-synchronized) in `blocks` interleaved blocks of about
+    runs / blocks calls, after `warmup` untimed calls of each; return per mode {"p50": the median of the block
+    medians, "p90": the 90th percentile of all calls, "iqr": the interquartile range of all calls}.
+
+    The median of block medians is robust to a burst of interference (a neighbour's training step, a page fault,
+    a timer tick) that falls inside one block; interleaving gives each mode the same conditions."""
+    per_block = max(1, math.ceil(runs / blocks))
+    for run in runs_by_mode.values():
+        for _ in range(warmup):
+            run()
+    sync(device)
+    times: dict[str, list[list[float]]] = {mode: [] for mode in runs_by_mode}
+    for _ in range(blocks):
+        for mode, run in runs_by_mode.items():
+            times[mode].append(_timed_ms(run, device, 0, per_block))
+    out = {}
+    for mode, block_times in times.items():
+        flat = sorted(t for block in block_times for t in block)
+        out[mode] = {
+            "p50": statistics.median(statistics.median(block) for block in block_times),
+            "p90": _quantile(flat, 0.9),
+            "iqr": _quantile(flat, 0.75) - _quantile(flat, 0.25),
+        }
+    return out
+
+
+LOCK_FILE = os.path.join(tempfile.gettempdir(), "ensemble-harness-latency.lock")
+
+
+@contextlib.contextmanager
+def one_measurement_per_node(path: str = LOCK_FILE):
+    """Hold the node's latency-measurement lock for the block; yield the seconds waited for it.
+
+    Two files: `path`.intent taken exclusively first (a second measurement waits here, and training trials start no
+    new batch, see `TrainingShare`), then `path` exclusively, which waits for the batches in flight to end. So one
+    trial measures at a time per node, and no trial of this node trains while it does; training trials still train
+    together (they hold `path` shared) and pause only for the length of a measurement."""
+    start = time.perf_counter()
+    with open(path + ".intent", "a") as intent, open(path, "a") as running:
+        fcntl.flock(intent, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(running, fcntl.LOCK_EX)
+            try:
+                yield time.perf_counter() - start
+            finally:
+                fcntl.flock(running, fcntl.LOCK_UN)
+        finally:
+            fcntl.flock(intent, fcntl.LOCK_UN)
+
+
+class TrainingShare:
+    """A training trial's side of the node's latency-measurement lock (`one_measurement_per_node`): `with share:`
+    around one batch first waits while a measurement is pending or running (a shared lock on the intent file, let go
+    at once), then holds the lock file shared for the batch, so concurrent trials train together but a measurement
+    starts only between their batches. `close()` releases the files."""
+
+    def __init__(self, path: str = LOCK_FILE):
+        self.intent = open(path + ".intent", "a")  # noqa: SIM115 -- held for the trial's lifetime, closed by close()
+        self.running = open(path, "a")  # noqa: SIM115
+
+    def __enter__(self):
+        fcntl.flock(self.intent, fcntl.LOCK_SH)
+        fcntl.flock(self.intent, fcntl.LOCK_UN)
+        fcntl.flock(self.running, fcntl.LOCK_SH)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.running, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        """Close the lock files (which drops any lock still held)."""
+        self.intent.close()
+        self.running.close()
 
 
 def inference_latency(
@@ -179,9 +343,17 @@ def inference_latency(
     throughput_batch: int,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    fused_forward=None,
 ) -> dict:
-    """Return latency_ms_p50/p90 (batch 1, members run one after another, ms per ensemble forward) and
-    throughput_sps (samples/s at `throughput_batch`, from the median batch time) in eval mode, no grad."""
+    """Return the inference timings of the FINAL record in eval mode, no grad, holding the node's latency lock:
+
+    - latency_ms_p50/p90/iqr: batch 1, members one after another (ms per ensemble forward; p50 is the median of
+      block medians, see `blocked_latency_ms`);
+    - latency_fused_ms_p50/p90/iqr: batch 1 through `fused_forward` (the trial's vmapped members, given when the trial
+      ran fused; None otherwise), timed in blocks interleaved with the sequential ones;
+    - throughput_sps (samples/s at `throughput_batch`, members one after another, from the median batch time);
+    - latency_lock_wait_s: the seconds spent waiting for another trial's measurement on this node.
+    """
     for model in models:
         model.eval()
     amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
@@ -197,12 +369,28 @@ def inference_latency(
 
         return run
 
-    p50, p90 = latency_p50_p90_ms(runner(1), device, warmup, runs)
-    # Big batches take long on a CPU; a handful of runs gives a stable median.
-    thr = _timed_ms(runner(throughput_batch), device, min(warmup, 2), max(3, min(runs, 10)))
+    modes = {"sequential": runner(1)}
+    if fused_forward is not None:
+        x1 = torch.randn(1, *shape, device=device)
+
+        def run_fused():
+            with torch.no_grad(), amp:
+                fused_forward([x1] * len(models))
+
+        modes["fused"] = run_fused
+    with one_measurement_per_node() as waited:
+        lat = blocked_latency_ms(modes, device, warmup, runs)
+        # Big batches take long on a CPU; a handful of runs gives a stable median.
+        thr = _timed_ms(runner(throughput_batch), device, min(warmup, 2), max(3, min(runs, 10)))
+    fused = lat.get("fused", {})
     return {
-        "latency_ms_p50": p50,
-        "latency_ms_p90": p90,
+        "latency_ms_p50": lat["sequential"]["p50"],
+        "latency_ms_p90": lat["sequential"]["p90"],
+        "latency_ms_iqr": lat["sequential"]["iqr"],
+        "latency_fused_ms_p50": fused.get("p50"),
+        "latency_fused_ms_p90": fused.get("p90"),
+        "latency_fused_ms_iqr": fused.get("iqr"),
+        "latency_lock_wait_s": waited,
         "throughput_sps": throughput_batch / (statistics.median(thr) / 1000.0),
         "throughput_batch": throughput_batch,
     }

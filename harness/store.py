@@ -103,6 +103,14 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("peak_mem_reserved_mb", _F),
         pa.field("nvml_mem_mb", _F),
         pa.field("mem_source", _S),
+        pa.field("mem_baseline_mb", _F),
+        pa.field("data_device_mb", _F),
+        pa.field("member_schedule", _S),
+        pa.field("latency_ms_iqr", _F),
+        pa.field("latency_fused_ms_p50", _F),
+        pa.field("latency_fused_ms_p90", _F),
+        pa.field("latency_fused_ms_iqr", _F),
+        pa.field("latency_lock_wait_s", _F),
         pa.field("latency_ms_p50", _F),
         pa.field("latency_ms_p90", _F),
         pa.field("throughput_sps", _F),
@@ -136,6 +144,7 @@ EPOCHS_SCHEMA = pa.schema(
         pa.field("train_loss", _F),
         pa.field("test_loss", _F),
         pa.field("epoch_time_s", _F),
+        pa.field("data_time_s", _F),
         pa.field("cum_time_s", _F),
         pa.field("lr", _F),
         pa.field("lambda_cot", _F),
@@ -172,11 +181,13 @@ _FINAL_KEYS = (
     "latency_ms_p90", "throughput_sps", "throughput_batch", "device_name", "device_shared", "device_share",
     "torch_version", "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
     "channels_last",
+    "mem_baseline_mb", "data_device_mb", "member_schedule", "latency_ms_iqr", "latency_fused_ms_p50",
+    "latency_fused_ms_p90", "latency_fused_ms_iqr", "latency_lock_wait_s",
 )  # fmt: skip
 _RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
                 "combine", "execution", "compile", "compile_backend")  # fmt: skip
 _EPOCH_KEYS = ("epoch", "test_acc", "member_acc", "member_acc_mean", "train_loss", "test_loss", "epoch_time_s",
-               "cum_time_s", "lr", "lambda_cot")  # fmt: skip
+               "cum_time_s", "lr", "lambda_cot", "data_time_s")  # fmt: skip
 
 
 def _canonical(obj) -> str:

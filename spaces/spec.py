@@ -237,6 +237,10 @@ TOP_KEYS = {
     "members": Key("list[int]", [4], check=_non_empty, doc="ensemble sizes k (and S for dct)"),
     "fit": Key("str|table", "floor", doc='"floor", "nearest", or a per-class table like { deq = "nearest" }'),
     "skip_unfit": Key("bool", False, doc="skip, instead of rejecting, ensembles that cannot fit their budget"),
+    # Our choice: 10% is where the dry runs showed ensembles comparing at a visibly smaller size.
+    "max_budget_deviation_pct": Key(
+        "float", 10.0, check=_positive, doc="designs further from their budget (%) are kept but marked where compared"
+    ),
     "epochs": Key("int", check=_positive),
     "seeds": Key("list[int]", [0], check=_non_empty),
     "recipe": Key("table", {}),

@@ -57,11 +57,13 @@ class TrialKind:
 
     `models`: the modules whose state the checkpoint saves and restores (in a fixed order); `measured`: the networks
     the FINAL record measures (params, FLOPs, latency; defaults to `models`); `optimizer`: one optimizer over
-    everything trained. `execution` and `channels_last` are recorded in the FINAL record as they ran.
+    everything trained. `execution`, `channels_last` and `member_schedule` ("joint": one step per batch;
+    "per_member": one step per network and batch, see `train_step`) are recorded in the FINAL record as they ran.
     """
 
     execution: str = "sequential"
     channels_last: bool = False
+    member_schedule: str = "joint"
 
     def __init__(self, setup: Setup):
         self.setup = setup
@@ -86,9 +88,19 @@ class TrialKind:
         return 0.0
 
     def train_batch(self, inputs: list[torch.Tensor], y: torch.Tensor, scale: Callable) -> torch.Tensor:
-        """Run the forward and backward passes of one batch (gradients of `scale(loss)`; the loop zeroes gradients
-        before and steps the optimizer after); return the batch's mean per-sample objective in nats, detached."""
+        """Run the forward and backward passes of one batch (gradients of `scale(loss)`; gradients are None on entry
+        and `train_step` steps the optimizer after); return the batch's mean per-sample objective in nats, detached."""
         raise NotImplementedError
+
+    def train_step(
+        self, inputs: list[torch.Tensor], y: torch.Tensor, scale: Callable, step: Callable[[], None]
+    ) -> torch.Tensor:
+        """Train on one batch: by default `train_batch` (forward and backward of everything) and then one `step()`
+        (the loop's `optimizer_step`); a kind that steps its networks one at a time overrides this and calls `step()`
+        after each. Return the batch's mean per-sample objective in nats, detached."""
+        loss = self.train_batch(inputs, y, scale)
+        step()
+        return loss
 
     def evaluate(self) -> tuple[float, list[float], float]:
         """Return (test accuracy, per-network accuracies, test loss in nats per sample) for the EPOCH record."""

@@ -72,7 +72,8 @@ def test_time_to_accuracy_marks_classes_that_never_reach_the_single_best(tmp_pat
 def test_cost_figure_labels_seconds_milliseconds_and_megabytes(tmp_path):
     _, t = est_and_trials()
     text = svg_text(figures.costs(assign(t), TITLE, tmp_path, "costs"))
-    for label in ("training time per epoch (s)", "inference latency, p50 at batch 1 (ms)", "peak training memory (MB)"):
+    for label in ("training time per epoch (s)", "inference latency, p50 at batch 1 (ms)",
+                  "peak training memory above baseline (MiB)"):
         assert label in text
 
 

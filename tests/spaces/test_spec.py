@@ -243,14 +243,27 @@ def test_dry_run_table_prints_one_row_per_design(tmp_path):
     lines = result.stdout.splitlines()
     assert "4 design points x 1 seed = 4 trials" in lines[0]
     assert lines[1].split()[:4] == ["trials", "class", "family", "depth"]
-    assert [line.split()[:2] for line in lines[3:]] == [["0", "single"], ["1", "deq"], ["2", "weq"], ["3", "dct"]]
+    table = lines[3 : lines.index("")]
+    assert [line.split()[:2] for line in table] == [["0", "single"], ["1", "deq"], ["2", "weq"], ["3", "dct"]]
+
+
+def test_dry_run_marks_designs_beyond_the_deviation_limit_and_prints_the_worst_per_class(tmp_path):
+    # A limit of 0.001%: every ensemble of the minimal spec (not exactly at its budget) is marked, single is not.
+    result = run_cli("--spec", str(write(tmp_path, MINIMAL)), "--set", "max_budget_deviation_pct=0.001", "--dry-run")
+    lines = result.stdout.splitlines()
+    table = lines[3 : lines.index("")]
+    assert [line.split()[1] for line in table if line.rstrip().split()[-2] == "*"] == ["deq", "weq", "dct"]
+    summary = lines[lines.index("") + 1 :]
+    assert summary[0].startswith("budget deviation per class") and "0.001%" in summary[0]
+    assert [line.split(":")[0].strip() for line in summary[1:]] == ["single", "deq", "weq", "dct"]
+    assert summary[1] == "  single: worst +0.00%, 0/1 beyond 0.001%, 1/1 within 5%"
 
 
 def test_dry_run_table_numbers_each_design_points_trials_as_harness_trial_does(tmp_path):
     result = run_cli("--spec", str(write(tmp_path, MINIMAL)), "--set", "seeds=[0, 1]", "--dry-run")
     lines = result.stdout.splitlines()
     assert "4 design points x 2 seeds = 8 trials" in lines[0]
-    assert [line.split()[0] for line in lines[3:]] == ["0-1", "2-3", "4-5", "6-7"]
+    assert [line.split()[0] for line in lines[3 : lines.index("")]] == ["0-1", "2-3", "4-5", "6-7"]
 
 
 def test_cudnn_benchmark_is_on_unless_the_recipe_turns_it_off():

@@ -1,0 +1,105 @@
+"""Designs far from their budget are kept but marked wherever they are compared: the winner grid and est.json (a
+flag per cell), an EST resting on such a cell, the heatmap (hatched cell and legend entry), the dct table, the
+advisor and the explorer's hover."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from analysis import figures, tables
+from analysis.advise import advise
+from analysis.est import compute_est
+from analysis.explore import _cell_hover
+from tests.analysis.synth import frames, grid_trials
+from tests.analysis.test_est import BUDGETS, known_est_acc
+
+TITLE = figures.group_title("digits", "resnet", 2, "floor")
+
+
+def trials_with_deviation(cls: str, budget: int, deviation_pct: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The known-EST grid (EST at 40k, 20k below it) with `cls`'s design at `budget` `deviation_pct` % off."""
+    t, e = frames(grid_trials(known_est_acc, BUDGETS))
+    at = (t["design_class"] == cls) & (t["budget"] == budget)
+    t.loc[at, "budget_deviation_pct"] = deviation_pct
+    return t, e
+
+
+def final_cells(res) -> pd.DataFrame:
+    return res.grid[res.grid["epoch"] == res.grid["epoch"].max()].set_index("budget")
+
+
+def test_a_cell_with_a_design_beyond_the_limit_is_flagged_with_its_class():
+    res = compute_est(*reversed(trials_with_deviation("weq", 160_000, -30.0)))
+    cells = final_cells(res)
+    assert bool(cells.loc[160_000, "over_budget_deviation"]) and cells.loc[160_000, "deviating_classes"] == "weq"
+    assert not cells.drop(index=160_000)["over_budget_deviation"].any()  # the synthetic -2% elsewhere is fine
+
+
+def test_the_limit_is_a_parameter():
+    t, e = trials_with_deviation("weq", 160_000, -30.0)
+    assert not compute_est(e, t, max_budget_deviation_pct=35.0).grid["over_budget_deviation"].any()
+
+
+def test_est_json_holds_a_flag_per_cell_and_the_limit():
+    t, e = trials_with_deviation("deq", 80_000, 12.5)
+    data = json.loads(compute_est(e, t).to_json())
+    assert data["max_budget_deviation_pct"] == 10.0
+    cells = {c["budget"]: c for c in data["groups"][0]["cells"]}
+    assert sorted(cells) == BUDGETS
+    assert cells[80_000]["over_budget_deviation"] is True and cells[80_000]["deviating_classes"] == "deq"
+    assert [b for b, c in cells.items() if c["over_budget_deviation"]] == [80_000]
+
+
+def test_an_est_resting_on_a_marked_cell_says_so():
+    t, e = trials_with_deviation("weq", 40_000, -25.0)  # the EST's own cell
+    summary = compute_est(e, t).summary.iloc[0]
+    assert summary["est_budget"] == 40_000
+    assert bool(summary["est_deviation_marked"])
+    assert "further than 10% from its budget" in summary["decision"] and "weq" in summary["decision"]
+
+
+def test_an_est_away_from_the_marked_cell_is_not_marked():
+    t, e = trials_with_deviation("weq", 160_000, -25.0)
+    summary = compute_est(e, t).summary.iloc[0]
+    assert summary["est_deviation_marked"] is not None and not summary["est_deviation_marked"]
+    assert summary["deviating_budgets"] == [160_000]
+
+
+def test_the_heatmap_hatches_marked_cells_and_names_them_in_the_legend(tmp_path):
+    t, e = trials_with_deviation("weq", 160_000, -30.0)
+    grid = compute_est(e, t).grid
+    marked = figures.winner_heatmap(grid, TITLE, tmp_path, "marked")[1].read_text()
+    clean = figures.winner_heatmap(grid.assign(over_budget_deviation=False), TITLE, tmp_path, "clean")[1].read_text()
+    assert "a design &gt; 10% from its budget" in marked
+    assert "from its budget" not in clean
+    # One hatched cell per epoch at 160k, drawn with the deviation colour.
+    assert marked.count(figures.DEVIATION_EDGE) > clean.count(figures.DEVIATION_EDGE)
+
+
+def test_the_explorer_hover_names_the_deviating_class():
+    t, e = trials_with_deviation("weq", 160_000, -30.0)
+    cell = final_cells(compute_est(e, t)).loc[160_000].to_dict() | {"budget": 160_000, "epoch": 4}
+    text = _cell_hover(cell, {}, {}, "EST line", "std")
+    assert "<b>marked</b>: weq further than 10% from the budget" in text
+
+
+def test_the_advisor_labels_a_design_beyond_the_limit():
+    t, _ = trials_with_deviation("deq", 160_000, -30.0)
+    designs = advise(t).designs
+    far = designs[designs["over_budget_deviation"]]
+    assert set(zip(far["design_class"], far["budget"], strict=True)) == {("deq", 160_000)}
+    assert all("beyond the 10% limit" in label for label in far["label"])
+    assert not any("beyond" in label for label in designs.loc[~designs["over_budget_deviation"], "label"])
+
+
+def test_the_dct_table_footnotes_a_design_beyond_the_limit():
+    t, _ = frames(grid_trials(known_est_acc, BUDGETS, classes=("single", "dct")))
+    t.loc[(t["design_class"] == "dct") & (t["budget"] == 20_000), "budget_deviation_pct"] = -15.0
+    tab = tables.dct_table(t)
+    text = tables.to_markdown(tab)
+    assert text.count("†") == 2  # the marked row and the footnote
+    assert "further than 10% from the budget" in text
+    assert "†" not in tables.to_markdown(tables.dct_table(frames(grid_trials(known_est_acc, BUDGETS,
+                                                                             classes=("single", "dct")))[0]))
