@@ -70,7 +70,6 @@ class Key:
     default: Any = _REQUIRED
     allowed: tuple | None = None
     check: Any = None  # callable(value) -> None or a text saying what is allowed
-    doc: str = ""
 
 
 def _positive(v):
@@ -109,69 +108,94 @@ def _name(v):
 
 
 DATASET_KEYS = {
-    "name": Key("str", allowed=tuple(DATASETS), doc="data set"),
-    "root": Key("str", "data", doc="local folder of the data set (relative to the current directory)"),
-    "download": Key("bool", False, doc="let torchvision download a missing data set"),
-    "image_size": Key("int", None, check=_positive, doc="training input side in pixels (default per data set)"),
-    "test_fraction": Key("float", 0.25, check=_fraction, doc="held-out share for data sets without a test split"),
-    "split_seed": Key("int", 0, doc="seed of the fixed train/test split"),
+    # data set
+    "name": Key("str", allowed=tuple(DATASETS)),
+    # local folder of the data set (relative to the current directory)
+    "root": Key("str", "data"),
+    # let torchvision download a missing data set
+    "download": Key("bool", False),
+    # training input side in pixels (default per data set)
+    "image_size": Key("int", None, check=_positive),
+    # held-out share for data sets without a test split
+    "test_fraction": Key("float", 0.25, check=_fraction),
+    # seed of the fixed train/test split
+    "split_seed": Key("int", 0),
 }
 
 FAMILY_KEYS = {
-    "name": Key("str", allowed=None, doc="model family"),  # allowed filled from the registry at validation
-    "depths": Key("list[int]", None, check=_non_empty, doc="single-network depths of the grid"),
-    "widths": Key("list[int]", None, check=_non_empty, doc="single-network widths of the grid (family's knob)"),
-    "budgets": Key("list[float]", None, check=_each(_positive), doc="explicit parameter budgets instead of a grid"),
-    "options": Key("table", {}, doc="builder options of the family, e.g. drop_rate"),
-    "recipe": Key("table", {}, doc="recipe keys for this entry's designs, over the global [recipe]"),
+    # model family
+    "name": Key("str", allowed=None),  # allowed filled from the registry at validation
+    # single-network depths of the grid
+    "depths": Key("list[int]", None, check=_non_empty),
+    # single-network widths of the grid (family's knob)
+    "widths": Key("list[int]", None, check=_non_empty),
+    # explicit parameter budgets instead of a grid
+    "budgets": Key("list[float]", None, check=_each(_positive)),
+    # builder options of the family, e.g. drop_rate
+    "options": Key("table", {}),
+    # recipe keys for this entry's designs, over the global [recipe]
+    "recipe": Key("table", {}),
 }
 
 RECIPE_KEYS = {
     "optimizer": Key("str", "sgd", allowed=("sgd",)),
-    "lr": Key("float", 0.1, check=_positive, doc="peak learning rate"),
+    # peak learning rate
+    "lr": Key("float", 0.1, check=_positive),
     "momentum": Key("float", 0.9, check=_probability),
     "nesterov": Key("bool", True),
-    "weight_decay": Key("float", 5e-4, check=_non_negative, doc="on conv/linear weights only"),
-    "wd_policy": Key("str", "none", allowed=("none", "exp", "linear"), doc="dct weight-decay division"),
+    # on conv/linear weights only
+    "weight_decay": Key("float", 5e-4, check=_non_negative),
+    # dct weight-decay division
+    "wd_policy": Key("str", "none", allowed=("none", "exp", "linear")),
     "schedule": Key("str", "cosine", allowed=("cosine", "step")),
-    "warmup_epochs": Key("int", 0, check=_non_negative, doc="linear learning-rate warm-up"),
-    "milestones": Key("list[int]", [], check=_each(_positive), doc="step schedule epochs (default 50% and 75%)"),
-    "gamma": Key("float", 0.1, check=_positive, doc="step schedule factor"),
+    # linear learning-rate warm-up
+    "warmup_epochs": Key("int", 0, check=_non_negative),
+    # step schedule epochs (default 50% and 75%)
+    "milestones": Key("list[int]", [], check=_each(_positive)),
+    # step schedule factor
+    "gamma": Key("float", 0.1, check=_positive),
     "batch_size": Key("int", 128, check=_positive),
     "eval_batch_size": Key("int", 512, check=_positive),
     "label_smoothing": Key("float", 0.0, check=_probability),
-    "lambda_cot": Key("float", None, check=_non_negative, doc="co-training (JS) weight; 0.5 for dct, 0 otherwise"),
-    "cot_warmup_epochs": Key("int", None, check=_non_negative, doc="lambda_cot warm-up; 40 scaled to run length"),
-    "cot_floor": Key("float", 0.005, check=_non_negative, doc="lambda_cot floor during warm-up"),
-    "member_views": Key("bool", None, doc="each member its own augmentation (dct default)"),
-    "divide_regularization": Key("bool", None, doc="divide dropout/ShakeDrop by sqrt(S) (dct default)"),
+    # co-training (JS) weight; 0.5 for dct, 0 otherwise
+    "lambda_cot": Key("float", None, check=_non_negative),
+    # lambda_cot warm-up; 40 scaled to run length
+    "cot_warmup_epochs": Key("int", None, check=_non_negative),
+    # lambda_cot floor during warm-up
+    "cot_floor": Key("float", 0.005, check=_non_negative),
+    # each member its own augmentation (dct default)
+    "member_views": Key("bool", None),
+    # divide dropout/ShakeDrop by sqrt(S) (dct default)
+    "divide_regularization": Key("bool", None),
     "crop_padding": Key("int", 4, check=_non_negative),
     "flip": Key("bool", True),
     "autoaugment": Key("bool", False),
     "randaugment": Key("bool", False),
-    "random_erasing": Key("float", 0.0, check=_probability, doc="RandomErasing probability"),
+    # RandomErasing probability
+    "random_erasing": Key("float", 0.0, check=_probability),
     "mixup_alpha": Key("float", 0.0, check=_non_negative),
     "cutmix_alpha": Key("float", 0.0, check=_non_negative),
-    "precision": Key("str", "fp32", allowed=("fp32", "bf16", "fp16"), doc="autocast dtype on CUDA"),
-    "channels_last": Key("bool", False, doc="channels_last memory format on CUDA"),
-    "cudnn_benchmark": Key(
-        "bool", True, doc="CUDA: cuDNN times its convolution algorithms (first epoch) and keeps the fastest"
-    ),
-    "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max"), doc="ensemble combiner"),
-    "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto"), doc="how members run"),
-    # Same names as torch.compile's; harness.fused checks the pair (only inductor has modes). "reduce-overhead" adds
-    # CUDA graphs. Backend "cudagraphs" records CUDA graphs without inductor's kernels; "aot_eager" is torch's
-    # debugging backend (traces and runs autograd ahead of time, eager kernels): it shows whether a problem comes
-    # from capture or from inductor.
+    # autocast dtype on CUDA
+    "precision": Key("str", "fp32", allowed=("fp32", "bf16", "fp16")),
+    # channels_last memory format on CUDA
+    "channels_last": Key("bool", False),
+    # CUDA: cuDNN times its convolution algorithms (first epoch) and keeps the fastest
+    "cudnn_benchmark": Key("bool", True),
+    # ensemble combiner
+    "combine": Key("str", "logits", allowed=("logits", "softmax", "geometric", "max")),
+    # how members run
+    "execution": Key("str", "sequential", allowed=("sequential", "fused", "auto")),
+    # torch.compile mode of the members' forward ("off": eager), the same names as torch.compile's; harness.fused
+    # checks the pair (only inductor has modes). "reduce-overhead" adds CUDA graphs. Backend "cudagraphs" records CUDA
+    # graphs without inductor's kernels; "aot_eager" is torch's debugging backend (traces and runs autograd ahead of
+    # time, eager kernels): it shows whether a problem comes from capture or from inductor.
     "compile": Key(
         "str",
         "off",
         allowed=("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-        doc="torch.compile mode of the members' forward (off: eager); reduce-overhead adds CUDA graphs",
     ),
-    "compile_backend": Key(
-        "str", "inductor", allowed=("inductor", "cudagraphs", "aot_eager"), doc="torch.compile backend"
-    ),
+    # torch.compile backend
+    "compile_backend": Key("str", "inductor", allowed=("inductor", "cudagraphs", "aot_eager")),
 }
 
 
@@ -187,10 +211,14 @@ def _step(v):
 
 # MutualNet (class `mutual`) only. `resolutions` defaults to 1, 7/8, 3/4 and 5/8 of the data set's image size.
 MUTUAL_KEYS = {
-    "widths": Key("list[float]", [0.25, 1.0], check=_width_range, doc="width multiplier range [min, max]"),
-    "resolutions": Key("list[int]", None, check=_non_empty, doc="input sides (px) the sub-networks train on"),
-    "width_step": Key("float", 0.05, check=_step, doc="step of the evaluated width grid over the range"),
-    "bn_calib_samples": Key("int", 2048, check=_positive, doc="training samples per BN recalibration"),
+    # width multiplier range [min, max]
+    "widths": Key("list[float]", [0.25, 1.0], check=_width_range),
+    # input sides (px) the sub-networks train on
+    "resolutions": Key("list[int]", None, check=_non_empty),
+    # step of the evaluated width grid over the range
+    "width_step": Key("float", 0.05, check=_step),
+    # training samples per BN recalibration
+    "bn_calib_samples": Key("int", 2048, check=_positive),
 }
 
 
@@ -202,8 +230,10 @@ def _scales(v):
 
 # Cooperative depth-adaptive training (class `coop`) only.
 COOP_KEYS = {
-    "scales": Key("list[float]", [0.2, 0.4, 0.6, 0.8, 1.0], check=_scales, doc="sub-network scaling factors"),
-    "gumbel_tau": Key("float", 1.0, check=_positive, doc="temperature of the Gumbel top-k block mask"),
+    # sub-network scaling factors
+    "scales": Key("list[float]", [0.2, 0.4, 0.6, 0.8, 1.0], check=_scales),
+    # temperature of the Gumbel top-k block mask
+    "gumbel_tau": Key("float", 1.0, check=_positive),
 }
 # Recipe keys that reach only the trials of their class.
 CLASS_KEYS = {"mutual": MUTUAL_KEYS, "coop": COOP_KEYS}
@@ -216,31 +246,43 @@ def _class_keys(design_class: str) -> dict:
 
 
 MEASURE_KEYS = {
-    "latency_warmup": Key("int", 5, check=_non_negative, doc="untimed inference runs before timing"),
-    "latency_runs": Key("int", 30, check=_positive, doc="timed batch-1 inference runs"),
-    "throughput_batch": Key("int", 256, check=_positive, doc="batch size of the throughput measurement"),
-    "threads": Key("int", 0, check=_non_negative, doc="torch intra-op threads per trial (0: torch's default)"),
+    # untimed inference runs before timing
+    "latency_warmup": Key("int", 5, check=_non_negative),
+    # timed batch-1 inference runs
+    "latency_runs": Key("int", 30, check=_positive),
+    # batch size of the throughput measurement
+    "throughput_batch": Key("int", 256, check=_positive),
+    # torch intra-op threads per trial (0: torch's default)
+    "threads": Key("int", 0, check=_non_negative),
 }
 
 RESOURCE_KEYS = {
-    "cpus": Key("float", 1.0, check=_positive, doc="CPUs per trial"),
-    "gpus": Key("float", 0.0, check=_non_negative, doc="GPUs per trial (whole GPUs unless fractional_gpu)"),
-    "fractional_gpu": Key("bool", False, doc="allow sharing a GPU; rows then say the device was shared"),
+    # CPUs per trial
+    "cpus": Key("float", 1.0, check=_positive),
+    # GPUs per trial (whole GPUs unless fractional_gpu)
+    "gpus": Key("float", 0.0, check=_non_negative),
+    # allow sharing a GPU; rows then say the device was shared
+    "fractional_gpu": Key("bool", False),
 }
 
 TOP_KEYS = {
-    "name": Key("str", check=_name, doc="sweep name; partitions the results store"),
+    # sweep name; partitions the results store
+    "name": Key("str", check=_name),
     "description": Key("str", ""),
-    "dataset": Key("table", doc="[dataset] table"),
-    "families": Key("array", doc="[[families]] tables"),
+    # [dataset] table
+    "dataset": Key("table"),
+    # [[families]] tables
+    "families": Key("array"),
     "classes": Key("list[str]", list(FIXED_CLASSES), allowed=DESIGN_CLASSES, check=_non_empty),
-    "members": Key("list[int]", [4], check=_non_empty, doc="ensemble sizes k (and S for dct)"),
-    "fit": Key("str|table", "floor", doc='"floor", "nearest", or a per-class table like { deq = "nearest" }'),
-    "skip_unfit": Key("bool", False, doc="skip, instead of rejecting, ensembles that cannot fit their budget"),
+    # ensemble sizes k (and S for dct)
+    "members": Key("list[int]", [4], check=_non_empty),
+    # "floor", "nearest", or a per-class table like { deq = "nearest" }
+    "fit": Key("str|table", "floor"),
+    # skip, instead of rejecting, ensembles that cannot fit their budget
+    "skip_unfit": Key("bool", False),
     # Our choice: 10% is where the issue's dry runs showed ensembles comparing at a visibly smaller size.
-    "max_budget_deviation_pct": Key(
-        "float", 10.0, check=_positive, doc="designs further from their budget (%) are kept but marked where compared"
-    ),
+    # designs further from their budget (%) are kept but marked where compared
+    "max_budget_deviation_pct": Key("float", 10.0, check=_positive),
     "epochs": Key("int", check=_positive),
     "seeds": Key("list[int]", [0], check=_non_empty),
     "recipe": Key("table", {}),
