@@ -13,7 +13,7 @@ def ids(*overrides: str) -> list[str]:
 def test_ids_stay_the_same_when_a_recipe_key_with_a_default_is_added(monkeypatch):
     before = ids()
     # A later release adds a recipe key; every spec that does not set it keeps its trials' ids (and their rows).
-    monkeypatch.setitem(spec_module.RECIPE_KEYS, "ema_decay", Key("float", 0.0, doc="added in a later release"))
+    monkeypatch.setitem(spec_module.RECIPE_KEYS, "ema_decay", Key("float", 0.0))
     monkeypatch.setattr(spec_module, "RECIPE_ALL_KEYS", {**spec_module.RECIPE_ALL_KEYS, "ema_decay": Key("float", 0.0)})
     assert "ema_decay" in trial_configs(load_spec("digits"))[0]["recipe"]
     assert ids() == before
