@@ -182,26 +182,20 @@ def main(argv: list[str] | None = None) -> int:
         for reason in spec.skipped:
             print(f"skipped (skip_unfit): {reason}", file=sys.stderr)
         return 0
-    from harness.preflight import PreflightError, preflight_local
-    from harness.store import COMPLETE_STATUSES, StoreListingError, scan_sweep
+    from harness.preflight import PreflightError, plan_sweep
+    from harness.store import display_name
     from spaces.spec import trial_configs
 
     try:
-        # Checked before Ray is imported, so that a missing data set or an unreachable or read-only store fails in
-        # seconds.
-        statuses = tuple(s for s in COMPLETE_STATUSES if not (args.rerun_errors and s == "error"))
-        try:
-            done = scan_sweep(args.store, spec.name).done(statuses)
-        except StoreListingError as err:
-            raise PreflightError(f"{err}; check the store URI, its endpoint and credentials") from None
-        pending = [c for c in trial_configs(spec) if c["trial_id"] not in done]
-        if pending:
-            preflight_local(pending, args.store, args.address)
+        # Planned and checked before Ray is imported, so that a missing data set or an unreachable or read-only store
+        # fails in seconds; run_sweep runs this plan rather than scanning and checking again.
+        store = display_name(args.store)
+        plan = plan_sweep(trial_configs(spec), store, spec.name, args.address, args.rerun_errors)
         from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
 
         failures = DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures
-        summary = run_sweep(spec, store=args.store, address=args.address, verbose=args.verbose,
-                            rerun_errors=args.rerun_errors, max_failures=failures)  # fmt: skip
+        summary = run_sweep(spec, store=store, address=args.address, verbose=args.verbose,
+                            rerun_errors=args.rerun_errors, max_failures=failures, plan=plan)  # fmt: skip
     except PreflightError as err:
         print(err, file=sys.stderr)
         return 2

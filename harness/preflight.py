@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from harness.errors import DatasetMissingError
@@ -193,3 +194,45 @@ def preflight_local(configs: list[dict], store: str, address: str | None) -> Non
         check_store_writable(store)
     except PermissionError as err:
         raise PreflightError(str(err)) from None
+
+
+def scan_store(store: str, sweep: str):
+    """Return `harness.store.scan_sweep(store, sweep)`; a store that cannot be listed raises a one-line PreflightError
+    (an unreachable server must not pass for an empty store)."""
+    from harness.store import StoreListingError, scan_sweep
+
+    try:
+        return scan_sweep(store, sweep)
+    except StoreListingError as err:
+        raise PreflightError(f"{err}; check the store URI, its endpoint and credentials") from None
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep will run, decided once before Ray starts: `configs` (one per trial id), the store's `scan`, the
+    ids already `done` in it and the `pending` configs, whose pre-flight checks passed."""
+
+    configs: list[dict]
+    scan: object  # harness.store.SweepScan
+    done: set[str]
+    pending: list[dict]
+
+
+def plan_sweep(configs: list[dict], store: str, sweep: str, address: str | None, rerun_errors: bool) -> SweepPlan:
+    """Return the SweepPlan of `configs` (duplicates of a trial id dropped): the store scanned once, trials complete
+    in it skipped (error rows too, unless `rerun_errors`), and `preflight_local` run on the rest; raise
+    PreflightError (one line) when a check fails."""
+    from harness.store import COMPLETE_STATUSES
+
+    unique: dict[str, dict] = {}
+    for c in configs:
+        unique.setdefault(c["trial_id"], c)  # the first config of each trial id, in order
+    configs = list(unique.values())
+    statuses = tuple(s for s in COMPLETE_STATUSES if not (rerun_errors and s == "error"))
+    scan = scan_store(store, sweep)
+    done = scan.done(statuses)
+    pending = [c for c in configs if c["trial_id"] not in done]
+    if pending:
+        preflight_local(pending, store, address)
+    return SweepPlan(configs, scan, done, pending)
+

@@ -44,17 +44,14 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from harness.errors import InjectedTransientError, is_deterministic, one_line
-from harness.preflight import PreflightError, check_nodes, preflight_local
+from harness.preflight import PreflightError, SweepPlan, check_nodes, plan_sweep, scan_store
 from harness.store import (
-    COMPLETE_STATUSES,
-    StoreListingError,
     SweepScan,
     build_subnet_rows,
     display_name,
     filesystem,
     is_uri,
     rows_from_result,
-    scan_sweep,
     set_aside,
     write_error_row,
     write_trial,
@@ -484,7 +481,8 @@ def ray_log_path(store: str, run_name: str) -> str:
 def run_sweep(spec, store: str = "results", address: str | None = None, max_failures: int = DEFAULT_MAX_FAILURES,
               progress: bool = True, progress_every_s: float = 5.0, rerun_errors: bool = False,
               keep_checkpoints: bool = False, num_cpus: int | None = None, reuse_actors: bool = True,
-              configs: list[dict] | None = None, verbose: bool = False) -> SweepSummary:  # fmt: skip
+              configs: list[dict] | None = None, verbose: bool = False,
+              plan: SweepPlan | None = None) -> SweepSummary:  # fmt: skip
     """Run every trial of `spec` on Ray Tune into the results store; return a SweepSummary.
 
     `store`: local path (made absolute) or URI; must be shared by all nodes on a cluster. `address`: Ray cluster
@@ -492,32 +490,28 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     retries of a trial that failed with a transient error before it is recorded with status "error" (a deterministic
     error is recorded at once). `rerun_errors`: train trials recorded as errors again. `configs`: trial configs to run
     instead of `spaces.spec.trial_configs(spec)` (same shape). `verbose`: let Ray print to the terminal; by default
-    its output goes to a log file (`ray_log_path`) that the footer names.
+    its output goes to a log file (`ray_log_path`) that the footer names. `plan`: the `harness.preflight.plan_sweep`
+    the caller already made for this store (the CLI makes it before importing Ray); without one it is made here.
 
     Raises PreflightError (one line) before any trial starts and before anything is written to the store when a data
     set cannot be read, the store is not writable or the Ray address does not answer.
     """
     t0 = time.monotonic()
-    if configs is None:
+    if plan is not None:
+        configs = plan.configs
+    elif configs is None:
         from spaces.spec import trial_configs
 
         configs = trial_configs(spec)
-    unique = {}
-    for c in configs:
-        unique.setdefault(c["trial_id"], c)
-    configs = list(unique.values())
-    sweep = getattr(spec, "name", None) or (configs[0]["sweep"] if configs else "sweep")
     store = display_name(store)  # a URI as given (its query configures the filesystem), a local path made absolute
+    sweep = getattr(spec, "name", None) or (configs[0]["sweep"] if configs else "sweep")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials see the driver's cwd; Tune passes this on
 
-    statuses = tuple(s for s in COMPLETE_STATUSES if not (rerun_errors and s == "error"))
-    scan = scan_store(store, sweep)
+    if plan is None:
+        plan = plan_sweep(configs, store, sweep, address, rerun_errors)
+    configs, scan, done, pending = plan.configs, plan.scan, plan.done, plan.pending
     say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
-    done = scan.done(statuses)
-    pending = [c for c in configs if c["trial_id"] not in done]
     skipped = len(configs) - len(pending)
-    if pending:
-        preflight_local(pending, store, address)
     set_aside_unreadable(store, sweep, scan, {c["trial_id"] for c in configs}, say)
     trials = f"{len(configs)} trial{'' if len(configs) == 1 else 's'}"
     reruns = sum(c["trial_id"] in scan.status and c["trial_id"] not in done for c in configs)
@@ -543,15 +537,6 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     if progress:
         print_footer(summary)
     return summary
-
-
-def scan_store(store: str, sweep: str) -> SweepScan:
-    """Return `harness.store.scan_sweep`, a store that cannot be listed raised as a one-line PreflightError (an
-    unreachable server must not pass for an empty store)."""
-    try:
-        return scan_sweep(store, sweep)
-    except StoreListingError as err:
-        raise PreflightError(f"{err}; check the store URI, its endpoint and credentials") from None
 
 
 def set_aside_unreadable(store: str, sweep: str, scan: SweepScan, ids: set[str], say) -> None:
