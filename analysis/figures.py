@@ -53,7 +53,7 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     for ext in FORMATS:
         p = out_dir / f"{stem}.{ext}"
         with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, editable
-            fig.savefig(p, format=ext)
+            fig.savefig(p, format=ext, bbox_inches="tight")  # axis labels wider than narrow axes stay whole
         paths.append(p)
     return paths
 
