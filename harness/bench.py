@@ -67,7 +67,8 @@ def bench_config(
     execution: str = "sequential",
 ) -> dict:
     """Return a trial config (contract shape) on digits with cheap once-per-trial measures: a single resnet of
-    (depth, width), or `design` when given."""
+    (depth, width), or `design` when given. Its `measure.threads` is torch's thread count now (what `--threads` set),
+    so the trial runs with the bare loop's threads instead of resetting them to the process default."""
     design = design or single_at("resnet", depth, width, DIGITS, {}, "floor")
     recipe = {
         "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
@@ -84,7 +85,8 @@ def bench_config(
         "dataset": {"name": "digits", "root": "", "download": False, "num_classes": 10, "in_chans": 1,
                     "image_size": 16, "test_fraction": 0.25, "split_seed": 0},
         "design": design.as_dict(), "recipe": recipe,
-        "measure": {"latency_warmup": 1, "latency_runs": 3, "throughput_batch": 8, "threads": 0},
+        "measure": {"latency_warmup": 1, "latency_runs": 3, "throughput_batch": 8,
+                    "threads": torch.get_num_threads()},
         "resources": {"cpus": 1, "gpus": 0, "fractional_gpu": False},
     }  # fmt: skip
 
