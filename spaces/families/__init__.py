@@ -31,12 +31,23 @@ def list_families() -> list[str]:
 
 
 def create_model(
-    name: str, depth: int, width: int, num_classes: int | None = None, in_chans: int = 3, **options
+    name: str, depth: int, width: float, num_classes: int | None = None, in_chans: int = 3, **options
 ) -> nn.Module:
-    """Return a new model of family `name` at (depth, width), built on the current default device."""
+    """Return a new model of family `name` at (depth, width), built on the current default device.
+
+    With the option `stage_blocks` (block counts per stage), `depth` must be the depth those blocks make."""
     family = get_family(name)
-    if not family.is_valid_depth(depth):
+    if options.get("stage_blocks") is not None:
+        if not family.block_depths:
+            raise ValueError(f"family {name!r} builds only its valid depths ({family.depth_rule_text()}), "
+                             "not stage_blocks")  # fmt: skip
+        blocks = tuple(options["stage_blocks"])
+        if family.depth_of_blocks(blocks) != depth:
+            raise ValueError(f"stage_blocks {list(blocks)} make depth {family.depth_of_blocks(blocks)}, not {depth}")
+    elif not family.is_valid_depth(depth):
         raise ValueError(f"depth {depth} is not valid for family {name!r} (valid: {family.depth_rule_text()})")
+    if width != int(width) and not family.real_width:
+        raise ValueError(f"family {name!r} takes an integer {family.width_knob}, not {width}")
     return family.build(depth, width, num_classes=num_classes, in_chans=in_chans, **options)
 
 

@@ -13,9 +13,13 @@ from torch import nn
 class Family:
     """A CIFAR- or ImageNet-style CNN family that the design space can size.
 
-    `builder(depth, width, num_classes=, in_chans=, **options)` returns an `nn.Module`. Depth and width are
-    integers: `width` is the family's own knob (`width_knob` names it: base width, widen factor, growth rate, ...).
-    Valid depths are `depth_step * n + depth_offset` for n >= 1, unless `depths` lists them explicitly.
+    `builder(depth, width, num_classes=, in_chans=, **options)` returns an `nn.Module`. `width` is the family's own
+    knob (`width_knob` names it: base width, widen factor, growth rate, ...), an integer as the papers use it; a
+    family with `real_width` also builds real-valued widths, rounding each stage's (or dense layer's) channels to
+    whole numbers (the spec's `width_granularity = "channel"`). Valid depths are `depth_step * n + depth_offset` for
+    n >= 1, unless `depths` lists them explicitly; a family with `stage_blocks_of` and `depth_of_blocks` also builds
+    stages of different block counts, given as the builder option `stage_blocks` (`depth_granularity = "block"`),
+    and its depth is then `depth_of_blocks(stage_blocks)`, valid or not.
     `divide_width(width, S)` is the family's divide-and-co-train rule (DESIGN section 3); `regularization` names
     the builder options (dropout, ShakeDrop, stochastic-depth probabilities) that are divided by sqrt(S).
     """
@@ -38,6 +42,15 @@ class Family:
     option_rules: dict = field(default_factory=dict)
     # Builder options the division sets besides the width knob (e.g. PyramidNet's unrounded alpha): (width, S) -> dict.
     division_options: Callable[[int, int], dict] | None = None
+    # Builds real-valued widths (see the family's docstring for how it rounds them to channels).
+    real_width: bool = False
+    # The builder's parameter count from its arguments without building the model (None: count a model built on the
+    # meta device); a test checks that the two agree.
+    param_count: Callable[..., int] | None = None
+    # A valid depth -> its block count per stage, and block counts per stage -> the network's depth (layers counted
+    # as for valid depths); both set when the builder takes `stage_blocks`.
+    stage_blocks_of: Callable[[int], tuple[int, ...]] | None = None
+    depth_of_blocks: Callable[[tuple[int, ...]], int] | None = None
 
     def is_valid_depth(self, depth: int) -> bool:
         """Return True when `depth` is one this family can build."""
@@ -51,6 +64,11 @@ class Family:
         if self.depths:
             return sorted(d for d in self.depths if d <= up_to)
         return list(range(self.depth_step + self.depth_offset, up_to + 1, self.depth_step))
+
+    @property
+    def block_depths(self) -> bool:
+        """True when the family builds stages of different block counts (builder option `stage_blocks`)."""
+        return self.stage_blocks_of is not None and self.depth_of_blocks is not None
 
     def depth_rule_text(self) -> str:
         """Return the valid-depth rule as text, e.g. '6n+2' or 'one of 50, 101, 152'."""
@@ -75,6 +93,16 @@ class Family:
             if key in merged and merged[key]:
                 merged[key] = merged[key] / math.sqrt(splits)
         return merged
+
+
+def round_half_up(x: float) -> int:
+    """Return x rounded to the nearest integer, halves up (Python's round() takes halves to even)."""
+    return math.floor(x + 0.5)
+
+
+def channels(x: float) -> int:
+    """Return the whole channel count (>= 1) of a real-valued width `x`: an integer width is returned as it is."""
+    return max(1, round_half_up(x))
 
 
 def round_to_even(x: float) -> int:

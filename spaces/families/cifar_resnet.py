@@ -14,6 +14,13 @@ the ResNet-152 backbone of the cooperative-learning paper on CIFAR (its section 
 
 Division rule (Divide-and-Co-train): the base width is divided by sqrt(S) and rounded to an even channel count,
 which reproduces the reference table 16 -> 12 (S=2) -> 8 (S=4) -> 6 (S=8) -> 4 (S=16).
+
+Granularity (three-stage families; spec keys `width_granularity`, `depth_granularity`):
+- "channel": the base width w is a real number; the stem has round(w) channels and stage s round(w * 2**s) planes
+  (halves up), so a deq member's three stages each round on their own (w = 5.66: 6, 11 and 23 planes).
+- "block": the three stages may hold different numbers of blocks (n1, n2, n3), builder option `stage_blocks`; the
+  depth is 2 (n1 + n2 + n3) + 2 with basic and 3 (n1 + n2 + n3) + 2 with bottleneck blocks (stem and classifier
+  counted as for 6n+2 / 9n+2). A block of stage s costs about 4**s times one of the first stage.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spaces.families import register_family
-from spaces.families.base import Family, init_he_normal, round_to_even
+from spaces.families.base import Family, channels, init_he_normal, round_to_even
 
 SE_REDUCTION = 4  # Divide-and-Co-train reference (model/senet.py) on CIFAR
 SHORTCUTS = ("A", "B")
@@ -108,6 +115,45 @@ class Bottleneck(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
+def resnet_plan(block: type[BasicBlock | Bottleneck], depth: int, base_width: float,
+                stage_blocks: tuple[int, ...] | None = None) -> tuple[int, list[tuple[int, int, int]]]:  # fmt: skip
+    """Return (stem channels, the blocks in order as (input channels, planes, stride)) of a CIFAR ResNet: three stages
+    of n blocks (depth 6n+2 / 9n+2) unless `stage_blocks` gives each stage's count. The builder and the parameter
+    count both follow it."""
+    per_block = 2 if block is BasicBlock else 3
+    stage_blocks = tuple(stage_blocks or (((depth - 2) // (3 * per_block),) * 3))
+    stem = in_ch = channels(base_width)
+    plan = []
+    for stage, n in enumerate(stage_blocks):
+        planes = channels(base_width * 2**stage)
+        for i in range(n):
+            plan.append((in_ch, planes, 2 if stage > 0 and i == 0 else 1))
+            in_ch = planes * block.expansion
+    return stem, plan
+
+
+def count_cifar_resnet(block: type[BasicBlock | Bottleneck], depth: int, base_width: float, num_classes: int = 10,
+                       in_chans: int = 3, se: bool = False, shortcut: str = "B",
+                       stage_blocks: tuple[int, ...] | None = None) -> int:  # fmt: skip
+    """Return the parameter count of `CifarResNet` with the same arguments, without building it (a design search
+    counts thousands of members; a test checks it against built models)."""
+    stem, plan = resnet_plan(block, depth, base_width, stage_blocks)
+    total = in_chans * stem * 9 + 2 * stem
+    for in_ch, planes, stride in plan:
+        out = planes * block.expansion
+        if block is BasicBlock:  # 3x3, BN, 3x3, BN
+            total += in_ch * planes * 9 + 2 * planes + planes * out * 9 + 2 * out
+        else:  # 1x1, BN, 3x3, BN, 1x1, BN
+            total += in_ch * planes + 2 * planes + planes * planes * 9 + 2 * planes + planes * out + 2 * out
+        if se:  # two 1x1 convolutions with bias through max(1, out // reduction) channels
+            hidden = max(1, out // SE_REDUCTION)
+            total += out * hidden + hidden + hidden * out + out
+        if (stride != 1 or in_ch != out) and shortcut == "B":  # 1x1 projection + BN; option A has no parameters
+            total += in_ch * out + 2 * out
+    out = plan[-1][1] * block.expansion
+    return total + out * num_classes + num_classes
+
+
 class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs: 3x3 stem, three stages, global average pool, linear classifier."""
 
@@ -115,7 +161,7 @@ class CifarResNet(nn.Module):
         self,
         block: type[BasicBlock | Bottleneck],
         depth: int,
-        base_width: int = 16,
+        base_width: float = 16,
         num_classes: int = 10,
         in_chans: int = 3,
         se: bool = False,
@@ -126,19 +172,12 @@ class CifarResNet(nn.Module):
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut {shortcut!r}: allowed {', '.join(SHORTCUTS)}")
-        per_block = 2 if block is BasicBlock else 3
-        # Three stages of n blocks (depth 6n+2 / 9n+2) unless the stages are given (the four-stage layout).
-        stage_blocks = stage_blocks or (((depth - 2) // (3 * per_block),) * 3)
+        stem, plan = resnet_plan(block, depth, base_width, stage_blocks)
         self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, base_width, 3, 1, 1, bias=False), nn.BatchNorm2d(base_width), nn.ReLU(inplace=True)
+            nn.Conv2d(in_chans, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
         )
-        layers, in_ch = [], base_width
-        for stage, n in enumerate(stage_blocks):
-            planes = base_width * 2**stage
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                layers.append(block(in_ch, planes, stride, se, shortcut))
-                in_ch = planes * block.expansion
+        layers = [block(in_ch, planes, stride, se, shortcut) for in_ch, planes, stride in plan]
+        in_ch = plan[-1][1] * block.expansion
         self.layers = nn.Sequential(*layers)
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(in_ch, num_classes)
@@ -152,7 +191,7 @@ class CifarResNet(nn.Module):
         return self.fc(self.dropout(torch.flatten(x.mean((2, 3), keepdim=True), 1)))
 
 
-def divide_base_width(width: int, splits: int) -> int:
+def divide_base_width(width: float, splits: int) -> int:
     """Return the member base width when a CIFAR ResNet is divided into `splits` networks."""
     return round_to_even(width / math.sqrt(splits))
 
@@ -162,10 +201,25 @@ def _shortcut_rule(value) -> str | None:
 
 
 def _builder(block, se):
-    def build(depth, width, num_classes=10, in_chans=3, drop_rate=0.0, shortcut="B"):
-        return CifarResNet(block, depth, width, num_classes, in_chans, se=se, drop_rate=drop_rate, shortcut=shortcut)
+    def build(depth, width, num_classes=10, in_chans=3, drop_rate=0.0, shortcut="B", stage_blocks=None):
+        return CifarResNet(block, depth, width, num_classes, in_chans, se=se, drop_rate=drop_rate, shortcut=shortcut,
+                           stage_blocks=stage_blocks)  # fmt: skip
 
     return build
+
+
+def _counter(block, se):
+    def count(depth, width, num_classes=10, in_chans=3, drop_rate=0.0, shortcut="B", stage_blocks=None):
+        return count_cifar_resnet(block, depth, width, num_classes, in_chans, se=se, shortcut=shortcut,
+                                  stage_blocks=stage_blocks)  # fmt: skip
+
+    return count
+
+
+def _three_stage_blocks(per_block: int):
+    """Return (depth -> blocks per stage, blocks per stage -> depth) of a three-stage CIFAR ResNet whose blocks hold
+    `per_block` convolutions."""
+    return (lambda depth: ((depth - 2) // (3 * per_block),) * 3), (lambda blocks: per_block * sum(blocks) + 2)
 
 
 FOUR_STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -203,6 +257,7 @@ for _name, _block, _se, _step, _depth in (
     ("se_resnet", BasicBlock, True, 6, 110),
     ("se_resnet_bottleneck", Bottleneck, True, 9, 164),
 ):
+    _blocks_of, _depth_of = _three_stage_blocks(_step // 3)
     register_family(
         Family(
             name=_name,
@@ -220,6 +275,10 @@ for _name, _block, _se, _step, _depth in (
             options={"drop_rate": 0.0},
             regularization=("drop_rate",),
             option_rules={"shortcut": _shortcut_rule},
+            real_width=True,
+            param_count=_counter(_block, _se),
+            stage_blocks_of=_blocks_of,
+            depth_of_blocks=_depth_of,
             # CIFAR ResNet or SE-ResNet, basic or bottleneck blocks
         )
     )
