@@ -71,10 +71,15 @@ def _index_range(indices: list[int]) -> str:
 def design_table(designs: list[DesignPoint], n_seeds: int = 1, max_deviation_pct: float = 10.0) -> str:
     """Return the dry-run design table as aligned text, one row per design point; its first column holds the trial
     indices of the point's seeds, its last a "*" on designs further than `max_deviation_pct` % from their budget."""
-    rows = [[title for title, _, _ in DRY_RUN_COLUMNS]]
+    columns = list(DRY_RUN_COLUMNS)
+    if any("stage_blocks" in d.family_args for d in designs):  # depth_granularity = "block": show each stage's blocks
+        columns.insert(4, ("blocks", "stage_blocks", "{}"))
+    rows = [[title for title, _, _ in columns]]
     for values in dry_run_rows(designs, n_seeds, max_deviation_pct):
         values["trials"] = _index_range(values["trials"])
-        rows.append([fmt.format(values[key]) for _, key, fmt in DRY_RUN_COLUMNS])
+        blocks = values["family_args"].get("stage_blocks")
+        values["stage_blocks"] = "+".join(map(str, blocks)) if blocks else ""
+        rows.append([fmt.format(values[key]) for _, key, fmt in columns])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     text_columns = (1, 2)  # class and family read left-aligned; numbers right-aligned
     lines = [

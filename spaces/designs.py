@@ -6,6 +6,12 @@ Budgets are exact parameter counts of instantiated models (see `spaces.counting`
 member that keeps k members within the budget (the papers' rule); `fit="nearest"` takes the member E whose k copies
 come closest to the budget B relative to the ensemble, the smallest |1 - B / (k |E|)| with ties to the smaller member
 (what the public More-or-Less code did), so it may exceed the budget.
+
+Granularity: one step of an integer width knob, or of a valid depth, is coarse for small members (4 x WRN-28-1 is
+75% under a WRN-28-4's budget, while 4 x WRN-28-2 is 0.4% over). `width_granularity = "channel"` sizes a deq member's
+width as a real multiplier of its family's knob (on a grid of 0.01; each stage rounds it to whole channels, see the
+family's file), and `depth_granularity = "block"` lets a weq member's stages hold different numbers of blocks. Both
+size ensemble members only: a single network keeps the family's knob and valid depths, as the papers train it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,14 @@ from spaces.counting import count_params, forward_macs
 from spaces.families import get_family
 
 FIT_RULES = ("floor", "nearest")
+WIDTH_GRANULARITIES = ("knob", "channel")
+DEPTH_GRANULARITIES = ("valid", "block")
+# "channel" widths are multiples of 1/REAL_WIDTH_STEPS of the knob: fine enough that every whole-channel count of a
+# stage up to 100x the knob is reachable (a stage's channels are the knob times at most 64 here).
+REAL_WIDTH_STEPS = 100
+# Our choice (the 5% the fairness goal asks of most designs): under both granularities, a weq member that whole blocks
+# leave more than this far under its budget takes one more first-stage block at a width trimmed to fit instead.
+WEQ_TRIM_BELOW_PCT = 5.0
 
 
 class BudgetError(ValueError):
@@ -37,6 +51,9 @@ class Shape:
 class DesignPoint:
     """One design: `members` copies of family(depth, width) sized against `budget` parameters.
 
+    `width` is the family's integer knob, or a real width under `width_granularity = "channel"`; a weq member with
+    stages of different block counts has them in `family_args["stage_blocks"]` and their real depth in `depth`.
+
     `params_member` and `params_total` are exact counts; `budget_deviation` is (total - budget) / budget in %;
     `macs` is forward multiply-accumulates per sample, summed over members. `budget_depth`/`budget_width` name the
     single network whose size set the budget (the fitted single network when the budget is explicit).
@@ -45,7 +62,7 @@ class DesignPoint:
     design_class: str
     family: str
     depth: int
-    width: int
+    width: float
     members: int
     params_member: int
     params_total: int
@@ -138,6 +155,93 @@ def fit_width(
     return picked
 
 
+def real_width(steps: int) -> float | int:
+    """Return the width `steps` / REAL_WIDTH_STEPS, as an int when it is whole (so a whole real width is the same
+    design, and trial id, as the knob's)."""
+    whole, rest = divmod(steps, REAL_WIDTH_STEPS)
+    return whole if rest == 0 else steps / REAL_WIDTH_STEPS
+
+
+def fit_real_width(
+    family: str, depth: int, member_budget: float, shape: Shape, options: dict, fit: str, guess: float | None = None
+) -> tuple[float | int, int]:
+    """Return (width, params) of the member at `depth` whose real width (a multiple of 1/REAL_WIDTH_STEPS of the
+    family's knob, at least its `min_width`) fits `member_budget` parameters by the fit rule.
+
+    Params do not decrease as the width grows (each stage rounds it to whole channels), so the floor is found by the
+    same gallop-and-bisect search as integer widths, on the grid of steps; "nearest" weighs it against the next
+    width with more parameters. `guess` (a width) only speeds the search up."""
+    fam = get_family(family)
+
+    def params_at(steps: int) -> int:
+        return _params(family, depth, real_width(steps), shape, options)
+
+    lo = fam.min_width * REAL_WIDTH_STEPS
+    if guess is None:
+        ref = fam.default_width
+        guess = ref * math.sqrt(member_budget / _params(family, depth, ref, shape, options))
+    floor = _floor_index(params_at, round(guess * REAL_WIDTH_STEPS), lo, None, member_budget)
+    if floor < lo:
+        raise BudgetError(
+            f"no {family} member of depth {depth} fits {member_budget:,.0f} parameters "
+            f"(smallest width {fam.min_width} has {params_at(lo):,})"
+        )
+    candidates = [(floor, params_at(floor))]
+    if fit == "nearest":  # the next width that adds a channel somewhere
+        above = _floor_index(params_at, floor + 1, floor, None, params_at(floor)) + 1
+        candidates.append((above, params_at(above)))
+    steps, params = _pick(candidates, member_budget, fit)
+    return real_width(steps), params
+
+
+def fit_stage_blocks(
+    family: str, width: float, max_depth: int, member_budget: float, shape: Shape, options: dict, fit: str
+) -> tuple[tuple[int, ...], int, int]:
+    """Return (blocks per stage, depth, params) of the member at `width` whose stages fit `member_budget` parameters
+    by the fit rule, each stage holding its own number of blocks.
+
+    It starts from the deepest valid depth that fits (every stage the same number of blocks) and, from the last stage
+    (the most parameters per block) to the first, adds blocks to a stage while the member still fits, so the floor
+    misses the budget by less than one first-stage block. "nearest" weighs that against one more first-stage
+    block."""
+    fam = get_family(family)
+    valid_depth, _ = fit_depth(family, width, max_depth, member_budget, shape, options, "floor")
+    blocks = list(fam.stage_blocks_of(valid_depth))
+
+    def params_of(candidate: list[int]) -> int:
+        return _params(family, fam.depth_of_blocks(tuple(candidate)), width, shape,
+                       {**options, "stage_blocks": tuple(candidate)})  # fmt: skip
+
+    for stage in reversed(range(len(blocks))):
+        while params_of(more := [*blocks[:stage], blocks[stage] + 1, *blocks[stage + 1 :]]) <= member_budget:
+            blocks = more
+    candidates = [(tuple(blocks), params_of(blocks))]
+    if fit == "nearest":
+        one_more = (blocks[0] + 1, *blocks[1:])
+        candidates.append((one_more, params_of(list(one_more))))
+    picked, params = _pick(candidates, member_budget, fit)
+    return picked, fam.depth_of_blocks(picked), params
+
+
+def _trimmed_weq_member(family: str, width: float, blocks: tuple[int, ...], params: int, member_budget: float,
+                       shape: Shape, options: dict, fit: str) -> tuple[tuple[int, ...], int, float]:  # fmt: skip
+    """Return (blocks, depth, width) of the weq member with one more first-stage block than `blocks` and the real width
+    (below `width`) that fits `member_budget` by the fit rule, when it comes closer to the budget than `blocks` at
+    `width` (which has `params` parameters); else `blocks` unchanged. A small member gains a layer that whole blocks
+    cannot hold (a DenseNet of 3 to 6 layers, where one layer is 15-30% of the member) for a few % of its width."""
+    fam = get_family(family)
+    more = (blocks[0] + 1, *blocks[1:])
+    depth = fam.depth_of_blocks(more)
+    try:
+        trimmed, trimmed_params = fit_real_width(family, depth, member_budget, shape,
+                                                 {**options, "stage_blocks": more}, fit, guess=width)  # fmt: skip
+    except BudgetError:
+        return blocks, fam.depth_of_blocks(blocks), width
+    if trimmed < width and abs(trimmed_params - member_budget) < abs(params - member_budget):
+        return more, depth, trimmed
+    return blocks, fam.depth_of_blocks(blocks), width
+
+
 def fit_depth(
     family: str, width: int, max_depth: int, member_budget: float, shape: Shape, options: dict, fit: str
 ) -> tuple[int, int]:
@@ -169,7 +273,7 @@ def _design(
     design_class: str,
     family: str,
     depth: int,
-    width: int,
+    width: float,
     members: int,
     budget: int,
     budget_depth: int,
@@ -235,13 +339,21 @@ def coop_for(single: DesignPoint, design_class: str = "coop") -> DesignPoint:
 
 
 def ensemble_for(
-    single: DesignPoint, design_class: str, members: int, divide_regularization: bool = True, rule: str | None = None
+    single: DesignPoint,
+    design_class: str,
+    members: int,
+    divide_regularization: bool = True,
+    rule: str | None = None,
+    width_granularity: str = "knob",
+    depth_granularity: str = "valid",
 ) -> DesignPoint:
     """Return the `design_class` ensemble of `members` networks under the budget that `single` defines.
 
-    deq keeps the depth and fits the width; weq keeps the width and fits the depth, both by the fit rule `rule`
-    (default `single.fit`; the design's `fit` label stays `single.fit`, the sweep's rule); dct divides the width by
-    the family's division rule (and, if asked, the regularization probabilities by sqrt(members)).
+    deq keeps the depth and fits the width (the family's knob, or with `width_granularity="channel"` a real width);
+    weq keeps the width and fits the depth (a valid depth, or with `depth_granularity="block"` per-stage block counts,
+    recorded as the family option `stage_blocks`, with the depth they make), both by the fit rule `rule` (default
+    `single.fit`; the design's `fit` label stays `single.fit`, the sweep's rule); dct divides the width by the
+    family's division rule (and, if asked, the regularization probabilities by sqrt(members)).
     Raises BudgetError naming the class and budget when no valid member fits.
     """
     family, shape, fit = single.family, Shape(single.num_classes, single.in_chans, single.image_size), single.fit
@@ -250,9 +362,19 @@ def ensemble_for(
     per_member = single.budget / members
     depth, width = single.depth, single.width
     try:
-        if design_class == "deq":
+        if design_class == "deq" and width_granularity == "channel":
+            guess = width * math.sqrt(per_member / single.params_member)
+            width, _ = fit_real_width(family, depth, per_member, shape, options, rule, guess=guess)
+        elif design_class == "deq":
             guess = round(width * math.sqrt(per_member / single.params_member))
             width, _ = fit_width(family, depth, per_member, shape, options, rule, guess=guess)
+        elif design_class == "weq" and depth_granularity == "block":
+            blocks, depth, params = fit_stage_blocks(family, width, depth, per_member, shape, options, rule)
+            if width_granularity == "channel" and params < per_member * (1 - WEQ_TRIM_BELOW_PCT / 100):
+                blocks, depth, width = _trimmed_weq_member(family, width, blocks, params, per_member, shape, options,
+                                                           rule)  # fmt: skip
+            if blocks != get_family(family).stage_blocks_of(depth):
+                options["stage_blocks"] = blocks  # uniform blocks are the valid depth's design, and its trial id
         elif design_class == "weq":
             depth, _ = fit_depth(family, width, depth, per_member, shape, options, rule)
         elif design_class == "dct":

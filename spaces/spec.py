@@ -14,6 +14,8 @@ depth-equivalent ensemble. The resolved recipe is part of every trial's config a
 `fit` is one rule ("floor" or "nearest") or a per-class table, e.g. `fit = { deq = "nearest", weq = "floor" }` (a
 class left out fits by floor; `single` matters only for explicit budgets). Designs record the sweep's fit label
 ("floor", "nearest", or e.g. "deq=nearest,weq=floor") so that analysis groups a sweep's classes together.
+`width_granularity = "channel"` sizes deq members by a real width and `depth_granularity = "block"` weq members by
+per-stage block counts (`spaces.designs`); both are refused, in one line, for a family that cannot build them.
 
 The `mutual` class (MutualNet) has its own recipe keys (`MUTUAL_KEYS`: the width range, the input resolutions, the
 grid step of the evaluated widths, the BN recalibration samples); they may sit in `[recipe]` or `[recipe.mutual]` and
@@ -38,7 +40,16 @@ from typing import Any
 from spaces import designs as design_builders
 from spaces.classes import CLASSES, DESIGN_CLASSES, FIXED_CLASSES
 from spaces.datasets import DATASETS
-from spaces.designs import FIT_RULES, BudgetError, DesignPoint, Shape, single_at, single_for_budget
+from spaces.designs import (
+    DEPTH_GRANULARITIES,
+    FIT_RULES,
+    WIDTH_GRANULARITIES,
+    BudgetError,
+    DesignPoint,
+    Shape,
+    single_at,
+    single_for_budget,
+)
 from spaces.families import get_family, list_families
 from spaces.families.depthmask import DEPTH_MASKABLE_FAMILIES
 from spaces.families.slimmable import SLIMMABLE_FAMILIES
@@ -280,6 +291,11 @@ TOP_KEYS = {
     "fit": Key("str|table", "floor"),
     # skip, instead of rejecting, ensembles that cannot fit their budget
     "skip_unfit": Key("bool", False),
+    # deq member width: "knob" (the family's integer knob, as the papers) or "channel" (a real width, each stage
+    # rounded to whole channels; see the family's file)
+    "width_granularity": Key("str", "knob", allowed=WIDTH_GRANULARITIES),
+    # weq member depth: "valid" (the family's valid depths) or "block" (stages of different block counts)
+    "depth_granularity": Key("str", "valid", allowed=DEPTH_GRANULARITIES),
     # Our choice: 10% is where the issue's dry runs showed ensembles comparing at a visibly smaller size.
     # designs further from their budget (%) are kept but marked where compared
     "max_budget_deviation_pct": Key("float", 10.0, check=_positive),
@@ -381,7 +397,9 @@ def _validate_table(data: dict, keys: dict, where: str, extra: tuple = ()) -> di
 def _builder_options(family_name: str) -> set[str]:
     family = get_family(family_name)
     params = inspect.signature(family.builder).parameters
-    return {p for p in params if p not in ("depth", "width", "num_classes", "in_chans")} | set(family.options)
+    # stage_blocks is the design's (depth_granularity = "block"), not a spec option.
+    set_by_design = ("depth", "width", "num_classes", "in_chans", "stage_blocks")
+    return {p for p in params if p not in set_by_design} | set(family.options)
 
 
 def _validate_family(entry: dict, where: str) -> dict:
@@ -585,6 +603,7 @@ def _validate(raw: dict) -> dict:
                 raise _fail(
                     f"{where}resolutions", table["resolutions"], f"every resolution must be in 1..{side} (image_size)"
                 )
+    _check_granularity(data)
     _check_compile(data)
     _check_mixing(data)
     data["measure"] = _validate_table(data["measure"], MEASURE_KEYS, "measure.")
@@ -640,6 +659,21 @@ def _effective(data: dict, cls: str, key: str, family_index: int | None = None) 
 def _class_scopes(data: dict) -> list[tuple[int | None, str]]:
     """Return (family index or None for the global recipe, class) for every recipe scope a check must look at."""
     return [(i, cls) for i in [None, *range(len(data["families"]))] for cls in data["classes"]]
+
+
+def _check_granularity(data: dict) -> None:
+    """Raise SpecError when a granularity other than the default is asked of a family that cannot build it (and the
+    class it sizes is in the sweep)."""
+    asks = (("width_granularity", "channel", "deq", "real_width", "real widths"),
+            ("depth_granularity", "block", "weq", "block_depths", "stages of different block counts"))  # fmt: skip
+    for key, value, cls, supports, what in asks:
+        if data[key] != value or cls not in data["classes"]:
+            continue
+        able = [name for name in list_families() if getattr(get_family(name), supports)]
+        for i, fam in enumerate(data["families"]):
+            if not getattr(get_family(fam["name"]), supports):
+                raise _fail(key, value, f"families.{i} ({fam['name']}) builds no {what}; "
+                            f"families that do: {', '.join(able)}")  # fmt: skip
 
 
 def _check_compile(data: dict) -> None:
@@ -722,7 +756,9 @@ def _enumerate(data: dict) -> tuple[list[DesignPoint], list[str], list[int]]:
                     divide = _resolve_recipe(data, cls, k, i)["divide_regularization"]
                     try:
                         rule = fit_rule(data["fit"], cls)
-                        designs.append(design_for(single, cls, k, divide_regularization=divide, rule=rule))
+                        designs.append(design_for(single, cls, k, divide_regularization=divide, rule=rule,
+                                                  width_granularity=data["width_granularity"],
+                                                  depth_granularity=data["depth_granularity"]))  # fmt: skip
                     except BudgetError as err:
                         if not data["skip_unfit"]:
                             raise SpecError(
