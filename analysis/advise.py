@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.est import MAX_BUDGET_DEVIATION_PCT, fmt_params
+from analysis.est import MAX_BUDGET_DEVIATION_PCT, fmt_params, fmt_width
 from analysis.store import over_seeds
 from spaces.classes import POINT_KEYS
 
@@ -97,9 +97,9 @@ def subnet_design_table(subnets: pd.DataFrame, trials: pd.DataFrame | None = Non
 def _subnet_label(r: dict) -> str:
     where = f"({r['dataset']}, sweep {r['sweep']})"
     if r["design_class"] == "coop":
-        return (f"coop {r['family']}-{r['depth']} width {r['width']} {r['network']} at scale {r['scale']:g} "
+        return (f"coop {r['family']}-{r['depth']} width {fmt_width(r['width'])} {r['network']} at scale {r['scale']:g} "
                 f"({int(r['blocks_executed'])} blocks) {where}")  # fmt: skip
-    return (f"mutual {r['family']}-{r['depth']} width {r['width']} sub-network {r['width_mult']:g}x at "
+    return (f"mutual {r['family']}-{r['depth']} width {fmt_width(r['width'])} sub-network {r['width_mult']:g}x at "
             f"{int(r['resolution'])} px {where}")  # fmt: skip
 
 
@@ -110,7 +110,7 @@ def _label(r: dict, max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) 
     far = "" if dev is None or not np.isfinite(dev) or abs(dev) <= max_budget_deviation_pct else (
         f" [params {dev:+.1f}% off the budget: beyond the {max_budget_deviation_pct:g}% limit]")  # fmt: skip
     return (
-        f"{r.get('design_class')} {r.get('family')}-{r.get('depth')} width {r.get('width')}{k} "
+        f"{r.get('design_class')} {r.get('family')}-{r.get('depth')} width {fmt_width(r.get('width'))}{k} "
         f"at budget {fmt_params(r.get('budget'))} ({r.get('dataset')}{sweep}){far}"
     )
 

@@ -65,6 +65,14 @@ def fmt_params(n: float | None) -> str:
     return f"{float(n) / 1e6:.3g}M"
 
 
+def fmt_width(width: float | None) -> str:
+    """Return a member width as its knob reads: "16" for a whole width (the store keeps widths as doubles), "11.31"
+    for a real one (width_granularity = "channel"), "n/a" if None."""
+    if width is None or (isinstance(width, float) and math.isnan(width)):
+        return "n/a"
+    return f"{float(width):g}"
+
+
 def half_width(std: float, n: int, tie_rule: str = "std") -> float:
     """Return the half-width of a class's seed interval (same unit as `std`); NaN with fewer than 2 seeds."""
     if tie_rule not in TIE_RULES:

@@ -36,6 +36,7 @@ from analysis.est import (
     assign_groups,
     compute_est,
     fmt_params,
+    fmt_width,
 )
 from analysis.explore_page import TEMPLATE
 
@@ -347,7 +348,7 @@ def subnet_figure(query: pd.DataFrame, trials: pd.DataFrame, cost: str, sweep: s
         pts = fixed[fixed["design_class"] == cls]
         if pts.empty:
             continue
-        labels = [f"{cls} k={int(m)} depth {int(d)} width {int(w)} at {fmt_params(b)}"
+        labels = [f"{cls} k={int(m)} depth {int(d)} width {fmt_width(w)} at {fmt_params(b)}"
                   for m, d, w, b in zip(pts["members"], pts["depth"], pts["width"], pts["budget"], strict=True)]
         fig.add_trace(go.Scatter(x=pts["x"], y=100 * pts["acc"], mode="markers", name=f"{cls} (fixed design)",
                                  text=labels, marker=dict(color=figures.CLASS_COLORS[cls], size=12,

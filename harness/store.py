@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from spaces.classes import SUBNET_KINDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: width and budget_width are float64 (real widths, width_granularity = "channel")
 # Statuses that make a trial complete: a rerun of the sweep does not train it again.
 COMPLETE_STATUSES = ("ok", "diverged", "error")
 TABLES = ("trials", "epochs", "subnets")
@@ -49,13 +49,13 @@ IDENTITY_FIELDS = [
     pa.field("design_class", _S),
     pa.field("family", _S),
     pa.field("depth", _I),
-    pa.field("width", _I),
+    pa.field("width", _F),
     pa.field("members", _I),
     pa.field("budget", _I),
     pa.field("fit", _S),
     pa.field("epochs", _I),
     pa.field("budget_depth", _I),
-    pa.field("budget_width", _I),
+    pa.field("budget_width", _F),
 ]
 
 TRIALS_SCHEMA = pa.schema(

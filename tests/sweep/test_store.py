@@ -7,6 +7,7 @@ import os
 import warnings
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -75,7 +76,7 @@ def test_pandas_reads_the_store_as_is_with_the_sweep_from_the_folder(store, conf
     epochs = pd.read_parquet(f"{store}/epochs")
     assert sorted(trials["trial_id"]) == sorted(c["trial_id"] for c in configs[:2])
     assert set(trials["sweep"].astype(str)) == {"tiny"}
-    assert (trials["schema_version"] == 1).all()
+    assert (trials["schema_version"] == 2).all()
     assert len(epochs) == 4 and sorted(epochs["epoch"].unique()) == [1, 2]
     assert list(epochs["member_acc"].iloc[0]) == pytest.approx([0.49])
 
@@ -159,3 +160,32 @@ def test_seed_view_averages_over_seeds_per_design_point_and_epoch(store, configs
     assert last["test_acc_mean"] == pytest.approx(0.8) and last["test_acc_std"] == pytest.approx(0.2)
     points = seed_view(load_trials(store), metrics=["final_acc"])
     assert len(points) == 2 and list(points["final_acc_mean"]) == pytest.approx([0.8, 0.8])
+
+
+@pytest.fixture(scope="module")
+def real_width_configs():
+    """Trial configs of the digits preset's deq designs with real member widths (width_granularity = "channel")."""
+    from spaces.spec import trial_configs
+
+    return trial_configs(tiny_spec('classes=["deq"]', "width_granularity=channel"))
+
+
+def test_a_real_member_width_is_stored_as_it_was_designed(store, real_width_configs):
+    config = next(c for c in real_width_configs if c["design"]["width"] != int(c["design"]["width"]))
+    write(store, config)
+    assert load_trials(store).iloc[0]["width"] == config["design"]["width"]
+
+
+def test_files_of_schema_1_with_integer_widths_read_beside_real_widths_as_doubles(store, configs, real_width_configs):
+    old = configs[0]
+    row, epochs = rows_from_result(old, fake_result(old))
+    write_trial(store, "tiny", row, epochs)
+    path = f"{store}/trials/sweep=tiny/{old['trial_id']}.parquet"
+    table = pq.read_table(path)
+    schema_1 = table.schema.set(table.schema.get_field_index("width"), pa.field("width", pa.int64()))
+    pq.write_table(table.cast(schema_1), path)  # what a schema-1 writer left: width as int64
+    real = next(c for c in real_width_configs if c["design"]["width"] != int(c["design"]["width"]))
+    write(store, real)
+    widths = load_trials(store).set_index("trial_id")["width"]
+    assert widths.dtype == "float64"
+    assert widths[old["trial_id"]] == old["design"]["width"] and widths[real["trial_id"]] == real["design"]["width"]
