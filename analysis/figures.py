@@ -165,10 +165,21 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     return _save(fig, out_dir, stem)
 
 
-def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, epoch: int | None = None) -> list[Path]:
+def real_params(cells: pd.DataFrame) -> np.ndarray:
+    """Return each cell's real parameter count, budget x (1 + budget_deviation_pct / 100) (the budget where the
+    deviation is unknown)."""
+    deviation = np.nan_to_num(cells["budget_deviation_pct"].to_numpy(float))
+    return cells["budget"].to_numpy(float) * (1.0 + deviation / 100.0)
+
+
+def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, epoch: int | None = None,
+                    at_params: bool = False) -> list[Path]:  # fmt: skip
     """Draw test error (%) vs budget per class at `epoch` (default: last), members' mean error dotted; [png, svg].
 
-    `stats` holds one group's rows of `analysis.est.cell_stats`; error bars are the tie rule's seed intervals.
+    `stats` holds one group's rows of `analysis.est.cell_stats`; error bars are the tie rule's seed intervals. Each
+    class is dodged a little to the side of the budget (a factor, on the log axis) so that error bars do not overlap;
+    with `at_params` each design sits at its real parameter count (`real_params`) instead, so an ensemble far under
+    its budget shows where it really is (the budgets stay the ticks).
     """
     epoch = int(stats["epoch"].max()) if epoch is None else epoch
     at = stats[stats["epoch"] == epoch]
@@ -178,8 +189,7 @@ def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, e
     drawn = [cls for cls in CLASS_ORDER if (at["role"] == cls).any()]
     for i, cls in enumerate(drawn):
         c = at[at["role"] == cls].sort_values("budget")
-        # Dodged: each class a little to the side of the budget (log axis, so a factor), so error bars do not overlap.
-        x = dodge(c["budget"].to_numpy(float), i, len(drawn))
+        x = real_params(c) if at_params else dodge(c["budget"].to_numpy(float), i, len(drawn))
         err = 100.0 * (1.0 - c["mean_acc"].to_numpy(float))
         hw = 100.0 * np.nan_to_num(c["hw_acc"].to_numpy(float))
         ax.errorbar(x, err, yerr=hw, color=CLASS_COLORS[cls], marker="o", capsize=3, label=cls)
@@ -193,9 +203,12 @@ def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, e
                 label=f"{cls}: members' mean",
             )
     _budget_axis(ax, budgets)
+    if at_params:
+        ax.set_xlabel("parameters (each design at its real count; ticks: the budgets)")
     ax.set_ylabel("test error (%)")
     ax.legend(title="class", loc="best", fontsize=9)
-    ax.set_title(f"Test error at epoch {epoch} — {title}", fontsize=11)
+    where = "real parameter count" if at_params else "budget"
+    ax.set_title(f"Test error at epoch {epoch} by {where} — {title}", fontsize=11)
     return _save(fig, out_dir, stem)
 
 

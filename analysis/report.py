@@ -25,6 +25,7 @@ from analysis.est import (
     assign_groups,
     compute_est,
     fmt_params,
+    fmt_width,
 )
 from analysis.store import over_seeds
 from spaces.classes import ADAPTIVE_CLASSES
@@ -337,8 +338,12 @@ def write_report(
         made = [
             ("winner heatmap", figures.winner_heatmap(grid, gtitle, fig_dir, f"{slug}_winners", note)),
             ("test error vs budget", figures.error_vs_budget(stats, gtitle, fig_dir, f"{slug}_error")),
-            ("time to accuracy", figures.time_to_accuracy(stats, gtitle, fig_dir, f"{slug}_time_to_acc")),
         ]
+        if (stats["budget_deviation_pct"].abs() > max_budget_deviation_pct).any():
+            # Designs far from their budget: also show each at its real size.
+            made.append(("test error vs real parameter count",
+                         figures.error_vs_budget(stats, gtitle, fig_dir, f"{slug}_error_params", at_params=True)))
+        made.append(("time to accuracy", figures.time_to_accuracy(stats, gtitle, fig_dir, f"{slug}_time_to_acc")))
         trows = _group_rows(tg, r) if not tg.empty else tg
         if not trows.empty:
             made.append(("costs", figures.costs(trows, gtitle, fig_dir, f"{slug}_costs")))
@@ -408,7 +413,7 @@ def _fixed_points(trials: pd.DataFrame) -> list[dict]:
 
 
 def _fixed_line(r: dict, got: str) -> str:
-    return (f"{r['design_class']} (k={int(r['members'])}, depth {int(r['depth'])}, width {int(r['width'])}): "
+    return (f"{r['design_class']} (k={int(r['members'])}, depth {int(r['depth'])}, width {fmt_width(r['width'])}): "
             f"{100 * r['acc']:.2f}% at {r['macs']:,.0f} MACs; best under its MACs: {got}")  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from analysis import figures, tables
 from analysis.advise import advise
@@ -103,3 +104,14 @@ def test_the_dct_table_footnotes_a_design_beyond_the_limit():
     assert "further than 10% from the budget" in text
     assert "†" not in tables.to_markdown(tables.dct_table(frames(grid_trials(known_est_acc, BUDGETS,
                                                                              classes=("single", "dct")))[0]))
+
+
+def test_the_error_figure_can_place_each_design_at_its_real_parameter_count(tmp_path):
+    t, e = trials_with_deviation("weq", 160_000, -30.0)
+    stats = compute_est(e, t).stats
+    final = stats[(stats["epoch"] == stats["epoch"].max()) & (stats["role"] == "weq")].sort_values("budget")
+    x = figures.real_params(final)
+    assert x[-1] == 112_000  # 30% under its 160k budget
+    assert list(x[:-1]) == pytest.approx(list(final["budget"][:-1] * (1 + final["budget_deviation_pct"][:-1] / 100)))
+    text = figures.error_vs_budget(stats, TITLE, tmp_path, "err", at_params=True)[1].read_text()
+    assert "by real parameter count" in text and "each design at its real count" in text
