@@ -466,7 +466,7 @@ def _adaptive_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_d
     page.p(f"{len(query)} evaluated sub-networks{what} {cls}_query_table.csv.")
     tab, shown = rows_shown(query)
     page.table(pd.DataFrame({
-        "family": tab["family"], "depth": tab["depth"], "width": tab["width"], **shown,
+        "family": tab["family"], "depth": tab["depth"], "width": tab["width"].map(fmt_width), **shown,
         "test acc (%)": (100 * tab["acc_mean"]).round(2), "MACs/sample": tab["macs"].round().astype("Int64"),
         "params": tab["params"].round().astype("Int64"), "latency p50 (ms)": tab["latency_ms_p50"].round(3),
     }))  # fmt: skip
