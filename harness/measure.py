@@ -245,13 +245,6 @@ def _quantile(sorted_times: list[float], q: float) -> float:
     return sorted_times[min(len(sorted_times) - 1, int(round(q * (len(sorted_times) - 1))))]
 
 
-def latency_p50_p90_ms(run, device: torch.device, warmup: int, runs: int) -> tuple[float, float]:
-    """Return the median and 90th-percentile time (ms, device-synchronized) of `runs` calls of `run()` after
-    `warmup` untimed ones."""
-    times = sorted(_timed_ms(run, device, warmup, runs))
-    return statistics.median(times), _quantile(times, 0.9)
-
-
 # Timed runs are split into this many blocks; with several modes to time, the blocks interleave (A, B, A, B, ...).
 LATENCY_BLOCKS = 5
 
@@ -399,14 +392,17 @@ def inference_latency(
 @torch.no_grad()
 def batch1_latency_ms(model: nn.Module, shape: tuple[int, int, int], device, warmup: int, runs: int, amp) -> tuple:
     """Return (p50, p90) batch-1 inference latency in ms of `model` as it is now (e.g. at a sub-network's width or
-    mask), on inputs of `shape` (C, H, W) under the autocast context `amp`."""
+    mask), on inputs of `shape` (C, H, W) under the autocast context `amp`, measured as a design's `latency_ms_p50`
+    is: in blocks (p50 the median of block medians, see `blocked_latency_ms`), holding the node's latency lock."""
     x = torch.randn(1, *shape, device=device)
 
     def run():
         with amp:
             model(x)
 
-    return latency_p50_p90_ms(run, device, warmup, max(1, runs))
+    with one_measurement_per_node():
+        lat = blocked_latency_ms({"model": run}, device, warmup, max(1, runs))["model"]
+    return lat["p50"], lat["p90"]
 
 
 @torch.no_grad()

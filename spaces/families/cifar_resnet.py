@@ -21,6 +21,7 @@ Granularity (three-stage families; spec keys `width_granularity`, `depth_granula
 - "block": the three stages may hold different numbers of blocks (n1, n2, n3), builder option `stage_blocks`; the
   depth is 2 (n1 + n2 + n3) + 2 with basic and 3 (n1 + n2 + n3) + 2 with bottleneck blocks (stem and classifier
   counted as for 6n+2 / 9n+2). A block of stage s costs about 4**s times one of the first stage.
+`resnet_bottleneck_4stage` builds only its integer base width and depths 50, 101, 152 (both options refused).
 """
 
 from __future__ import annotations

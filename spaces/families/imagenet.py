@@ -18,6 +18,9 @@ bottleneck width):
 - `resnext_imagenet`: width = the cardinality (groups), option `width_per_group` (channels per group, default 4;
   ResNeXt-101 64x4d = groups 64, width_per_group 4). Rule: `max(groups // S, 1)`, channels per group and base width
   kept: 64x4d -> 32x4d (S=2) -> 16x4d (S=4).
+
+Granularity: these families build only their integer knob and valid depths (50, 101, 152); the spec refuses
+`width_granularity = "channel"` and `depth_granularity = "block"` for them.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ Division rule (Divide-and-Co-train): the additive rate becomes alpha / sqrt(S), 
 `exact_alpha` carries the unrounded rate the model is built with. PyramidNet-272 (alpha 200) at S=2 is then 28.87M
 parameters in total on CIFAR-100 (DCT Table 2); rounding alpha to 141 gave 28.72M. The base channel count (16) is not
 divided. ShakeDrop's `shakedrop_p` is regularization, divided by sqrt(S).
+
+Granularity: only the integer alpha and valid depths; the spec refuses `width_granularity = "channel"` and
+`depth_granularity = "block"` for PyramidNet (its widths already grow block by block).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ ResNeXt-29 8x64d (C=8, W=64) has 34.4M parameters, 16x64d 68.1M (CIFAR-10).
 
 Division rule (Divide-and-Co-train): the cardinality becomes `max(floor(C / S), 1)` and the channels per group are
 unchanged, so 8x64d divides into 4x64d (S=2) and 2x64d (S=4).
+
+Granularity: only the integer cardinality and valid depths; the spec refuses `width_granularity = "channel"` and
+`depth_granularity = "block"` for ResNeXt.
 """
 
 from __future__ import annotations

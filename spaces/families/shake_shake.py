@@ -13,6 +13,9 @@ evaluation the mix is the expected value 0.5 * (b1 + b2).
 Division rule (Divide-and-Co-train): N becomes N / sqrt(S) floored to a multiple of 16, which reproduces the
 reference table 96 -> 64 (S=2) -> 48 (S=4) (and 32 for S=8, 16 for S=16). Below 16 channels the floor is to an even
 count instead (at least 2), so small digits-sized networks still divide.
+
+Granularity: only the integer base width and valid depths; the spec refuses `width_granularity = "channel"` and
+`depth_granularity = "block"` for Shake-Shake.
 """
 
 from __future__ import annotations

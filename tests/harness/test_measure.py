@@ -107,3 +107,28 @@ def test_a_measurement_waits_for_the_batch_in_flight(tmp_path):
     thread.join()
     share.close()
     assert waited[0] >= 0.25
+
+
+def test_a_subnetworks_latency_is_timed_in_blocks_while_holding_the_node_lock(monkeypatch, tmp_path):
+    import contextlib
+
+    events = []
+    real_lock, real_blocks = measure.one_measurement_per_node, measure.blocked_latency_ms
+
+    @contextlib.contextmanager
+    def lock():
+        events.append("lock")
+        with real_lock(str(tmp_path / "latency.lock")) as waited:
+            yield waited
+        events.append("unlock")
+
+    def blocks(*args, **kwargs):
+        events.append("blocks")
+        return real_blocks(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "one_measurement_per_node", lock)
+    monkeypatch.setattr(measure, "blocked_latency_ms", blocks)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    p50, p90 = measure.batch1_latency_ms(model, (1, 2, 2), CPU, 1, 10, contextlib.nullcontext())
+    assert events == ["lock", "blocks", "unlock"]
+    assert p50 > 0 and p90 > 0
