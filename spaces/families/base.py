@@ -76,7 +76,7 @@ class Family:
             return "one of " + ", ".join(map(str, sorted(self.depths)))
         return self.depth_rule or f"{self.depth_step}n+{self.depth_offset}"
 
-    def build(self, depth: int, width: int, num_classes: int | None = None, in_chans: int = 3, **options):
+    def build(self, depth: int, width: float, num_classes: int | None = None, in_chans: int = 3, **options):
         """Return an initialised model (on the current default device) of this family."""
         merged = {**self.options, **options}
         return self.builder(depth, width, num_classes=num_classes or self.num_classes, in_chans=in_chans, **merged)
