@@ -113,6 +113,10 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("latency_lock_wait_s", _F),
         pa.field("latency_ms_p50", _F),
         pa.field("latency_ms_p90", _F),
+        # the sweep's latency pass (harness.latency_pass), written into the row after the sweep's trials
+        pa.field("latency_interleaved_ms_p50", _F),
+        pa.field("latency_interleaved_ms_p90", _F),
+        pa.field("latency_interleaved_ms_iqr", _F),
         pa.field("throughput_sps", _F),
         pa.field("throughput_batch", _I),
         pa.field("device_name", _S),
@@ -409,6 +413,24 @@ def write_error_row(store: str, sweep: str, trial_row: dict) -> str:
     path = store_path(store, "trials", sweep, trial_row["trial_id"])
     _write_atomic(fs, to_table([trial_row], TRIALS_SCHEMA), path)
     return path
+
+
+def update_trial_rows(store: str, sweep: str, values: dict[str, dict]) -> int:
+    """Set columns of trials rows already in the store ({trial_id: {column: value}}), rewriting each trial's file
+    atomically with the schema's types; return the number of rows rewritten (a trial without a readable row is
+    skipped)."""
+    fs, _ = filesystem(store)
+    written = 0
+    for trial_id, columns in values.items():
+        path = store_path(store, "trials", sweep, trial_id)
+        try:
+            rows = pq.read_table(path, filesystem=fs).to_pylist()
+        except (OSError, pa.ArrowException):
+            continue
+        if rows:
+            _write_atomic(fs, to_table([{**rows[0], **columns}], TRIALS_SCHEMA), path)
+            written += 1
+    return written
 
 
 def read_trial_status(store: str, sweep: str, trial_id: str) -> str | None:

@@ -120,3 +120,12 @@ def test_a_rerun_skips_completed_trials_and_trains_nothing(swept):
     again = run_sweep(swept["spec"], store=store, configs=[*swept["good"], *recorded], progress=False)
     assert again.skipped == 4 + len(recorded) and again.statuses == {"ok": 4, "error": len(recorded)}
     assert dict(load_trials(store)[["trial_id", "written_at"]].values) == before
+
+
+def test_the_latency_pass_times_every_ok_trial_and_writes_it_into_its_row(swept):
+    trials = load_trials(swept["store"], sweep="digits").set_index("trial_id")
+    ok = trials[trials["status"] == "ok"]
+    assert len(ok) == 4 and (ok["latency_interleaved_ms_p50"] > 0).all()
+    assert (ok["latency_interleaved_ms_p90"] >= ok["latency_interleaved_ms_iqr"]).all()
+    assert trials[trials["status"] == "error"]["latency_interleaved_ms_p50"].isna().all()
+    assert "latency pass: 4 trials timed in interleaved blocks, budget by budget" in swept["out"]
