@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.est import MAX_BUDGET_DEVIATION_PCT, fmt_params, fmt_width
-from analysis.store import over_seeds
+from analysis.store import comparable_latency_ms, over_seeds
 from spaces.classes import POINT_KEYS
 
 # Without point_id in the table, the recipe columns complete a design point's identity.
@@ -38,7 +38,8 @@ def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUD
     """Return one row per design point of the ok trials, sorted by accuracy (best first). A design further than
     `max_budget_deviation_pct` % from its budget is kept, flagged (`over_budget_deviation`) and its label says so.
 
-    Columns: the point columns, n_seeds, acc_mean / acc_std (fractions; std NaN for one seed), latency_ms_p50 (ms),
+    Columns: the point columns, n_seeds, acc_mean / acc_std (fractions; std NaN for one seed), latency_ms_p50 (ms,
+    batch 1; the sweep's interleaved reading where the trials have one, see `analysis.store.comparable_latency_ms`),
     peak_mem_mb (MB), params_total (parameters), gflops (1e9 MACs per sample, macs_fvcore else macs), device_name
     (joined if several), label (a short human name).
     """
@@ -51,6 +52,7 @@ def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUD
     ok = ok.copy()
     macs = ok["macs_fvcore"] if "macs_fvcore" in ok else pd.Series(np.nan, index=ok.index)
     ok["gflops"] = macs.astype(float).fillna(ok["macs"].astype(float) if "macs" in ok else np.nan) / 1e9
+    ok["latency_ms_p50"] = comparable_latency_ms(ok)
     for col in ("latency_ms_p50", "peak_mem_mb", "params_total"):
         if col not in ok:
             ok[col] = np.nan

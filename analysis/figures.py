@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from analysis.est import CLASS_ORDER, MISSING, TIE_RULE_TEXT, fmt_params  # noqa: E402
+from analysis.store import comparable_latency_ms  # noqa: E402
 from spaces.classes import CLASS_COLORS, ENSEMBLE_CLASSES  # noqa: E402  (the same colour in every figure)
 
 CATEGORY_COLORS = {
@@ -326,7 +327,8 @@ EXTRA_COSTS = [
 
 
 def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Return per (budget, role) the seed means of epoch_time (s), latency_ms_p50 (ms), peak_mem_mb (MB),
+    """Return per (budget, role) the seed means of epoch_time (s), latency_ms_p50 (ms, batch 1: the sweep's
+    interleaved reading where the trials have one, `analysis.store.comparable_latency_ms`), peak_mem_mb (MB),
     macs_per_sample (MACs per sample: macs_fvcore, else the design-time macs) and budget_deviation_pct (%).
 
     `epoch_time` is epoch_time_s_steady (epochs 2..N: no compilation or cuDNN search in it), or epoch_time_s_mean
@@ -337,6 +339,8 @@ def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
     if "epoch_time_s_mean" in ok:
         steady = ok["epoch_time_s_steady"] if "epoch_time_s_steady" in ok else pd.Series(float("nan"), index=ok.index)
         ok = ok.assign(epoch_time=steady.fillna(ok["epoch_time_s_mean"]))
+    if "latency_ms_p50" in ok:
+        ok = ok.assign(latency_ms_p50=comparable_latency_ms(ok))
     if "macs_fvcore" in ok or "macs" in ok:
         nan = pd.Series(float("nan"), index=ok.index)
         fv, design = ok.get("macs_fvcore", nan).astype(float), ok.get("macs", nan).astype(float)

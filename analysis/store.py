@@ -114,6 +114,17 @@ def load_subnets(store: str = "results", sweep: str | None = None, **filters) ->
     return _load(store, "subnets", sweep, filters)
 
 
+def comparable_latency_ms(trials: pd.DataFrame) -> pd.Series:
+    """Return each row's batch-1 p50 latency in ms for comparing designs: the sweep's latency-pass reading
+    (`latency_interleaved_ms_p50`, every trial of a budget timed in the same interleaved blocks) where the row has
+    one, else the trial's own `latency_ms_p50` (NaN where neither is there)."""
+    own = trials["latency_ms_p50"].astype(float) if "latency_ms_p50" in trials else pd.Series(float("nan"),
+                                                                                             index=trials.index)
+    if "latency_interleaved_ms_p50" not in trials:
+        return own
+    return trials["latency_interleaved_ms_p50"].astype(float).fillna(own)
+
+
 def seed_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """Return the seed-aggregated view of a trials or epochs DataFrame: one row per design point (and epoch).
 

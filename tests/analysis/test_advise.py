@@ -67,3 +67,13 @@ def test_cli_prints_the_choice_and_exits_1_when_nothing_fits(tmp_path, capsys):
     assert "Best design within latency p50 (batch 1) <= 2.3 ms" in capsys.readouterr().out
     assert main(["advise", "--store", str(tmp_path), "--max-params", "1000"]) == 1
     assert "parameters <= 0.001M alone keeps 0 of 6" in capsys.readouterr().out
+
+
+def test_designs_compare_by_the_sweeps_interleaved_latency_where_the_pass_measured_them():
+    t = trials_table()
+    measured = t["design_class"] == "weq"
+    t.loc[measured, "latency_interleaved_ms_p50"] = 0.5
+    d = design_table(t).set_index(["design_class", "budget"])["latency_ms_p50"]
+    assert (d.loc["weq"] == 0.5).all()
+    own = t[t["design_class"] == "single"].groupby("budget")["latency_ms_p50"].mean()
+    assert list(d.loc["single"].sort_index()) == pytest.approx(list(own.sort_index()))

@@ -85,3 +85,11 @@ def test_the_cost_figure_times_epochs_after_the_first_and_falls_back_to_the_mean
     })  # fmt: skip
     tab = figures.cost_table(trials).set_index("role")
     assert tab.loc["single", "epoch_time"] == 2.0 and tab.loc["deq", "epoch_time"] == 3.0
+
+
+def test_the_cost_table_reads_the_interleaved_latency_where_a_trial_has_one():
+    _, t = est_and_trials()
+    t = t.assign(role=t["design_class"])
+    t.loc[t["design_class"] == "deq", "latency_interleaved_ms_p50"] = 0.25
+    tab = figures.cost_table(t).set_index(["role", "budget"])["latency_ms_p50"]
+    assert (tab.loc["deq"] == 0.25).all() and (tab.loc["single"] != 0.25).all()
