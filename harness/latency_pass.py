@@ -21,6 +21,7 @@ from harness import measure
 from harness.loop import pick_device, resolve_precision
 from harness.networks import build_members
 from harness.store import completed_trial_ids, update_trial_rows
+from spaces.classes import FIXED_CLASSES
 
 COLUMNS = ("latency_interleaved_ms_p50", "latency_interleaved_ms_p90", "latency_interleaved_ms_iqr")
 # Our choice: the pass costs seconds beside a sweep's training, so each network gets three times a trial's timed runs
@@ -66,12 +67,15 @@ def trial_threads(config: dict) -> int:
 
 
 def latency_pass(store: str, sweep: str, configs: list[dict]) -> int:
-    """Time every `ok` trial of `configs` in the store budget by budget (`interleaved_latency_ms`, with the first
-    config's device, thread count and warm-up, RUNS_FACTOR times its timed runs in BLOCKS blocks) and write the
-    results into their trials rows as `latency_interleaved_ms_p50/p90/iqr`; return the number of rows written.
-    Torch's thread count is restored."""
+    """Time every `ok` trial of a fixed class (single, deq, weq, dct) of `configs` in the store, budget by budget
+    (`interleaved_latency_ms`, with the first config's device, thread count and warm-up, RUNS_FACTOR times its timed
+    runs in BLOCKS blocks), and write the results into their trials rows as `latency_interleaved_ms_p50/p90/iqr`;
+    return the number of rows written. Torch's thread count is restored."""
     ok = completed_trial_ids(store, sweep, ("ok",))
-    chosen = sorted((c for c in configs if c["trial_id"] in ok), key=lambda c: c["design"]["budget"])
+    # Adaptive classes (mutual, coop) deploy a sub-network, not their trained networks side by side: their own rows
+    # and the subnets table hold their latencies.
+    chosen = sorted((c for c in configs if c["trial_id"] in ok and c["design"]["design_class"] in FIXED_CLASSES),
+                    key=lambda c: c["design"]["budget"])  # fmt: skip
     if not chosen:
         return 0
     device = pick_device(chosen[0].get("resources") or {})
