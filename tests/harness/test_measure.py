@@ -76,7 +76,7 @@ def test_a_training_batch_waits_while_another_trial_measures_latency(tmp_path):
         with measure.one_measurement_per_node(lock):
             measuring.set()
             time.sleep(0.3)
-        done.set()
+            done.set()  # the measurement's last act while it holds the lock (after the release it would race)
 
     thread = threading.Thread(target=measure_for_a_while)
     thread.start()
