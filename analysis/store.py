@@ -118,11 +118,10 @@ def comparable_latency_ms(trials: pd.DataFrame) -> pd.Series:
     """Return each row's batch-1 p50 latency in ms for comparing designs: the sweep's latency-pass reading
     (`latency_interleaved_ms_p50`, every trial of a budget timed in the same interleaved blocks) where the row has
     one, else the trial's own `latency_ms_p50` (NaN where neither is there)."""
-    own = trials["latency_ms_p50"].astype(float) if "latency_ms_p50" in trials else pd.Series(float("nan"),
-                                                                                             index=trials.index)
-    if "latency_interleaved_ms_p50" not in trials:
-        return own
-    return trials["latency_interleaved_ms_p50"].astype(float).fillna(own)
+    def column(name: str) -> pd.Series:
+        return trials[name].astype(float) if name in trials else pd.Series(float("nan"), index=trials.index)
+
+    return column("latency_interleaved_ms_p50").fillna(column("latency_ms_p50"))
 
 
 def seed_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:

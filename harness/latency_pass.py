@@ -12,7 +12,6 @@ each trial's design and seed.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from itertools import groupby
 
 import torch
@@ -36,17 +35,8 @@ def _batch1_run(config: dict, device: torch.device):
     channels_last = bool(recipe.get("channels_last")) and device.type == "cuda"
     models = [m.eval() for m in build_members(design, int(config["seed"]), device, channels_last)]
     _, amp_dtype = resolve_precision(recipe.get("precision", "fp32"), device)
-    amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     side = int(config["dataset"]["image_size"])
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(1, int(design["in_chans"]), side, side, device=device).contiguous(memory_format=fmt)
-
-    def run():
-        with torch.no_grad(), amp:
-            for model in models:
-                model(x)
-
-    return run
+    return measure.members_forward(models, (1, int(design["in_chans"]), side, side), device, amp_dtype, channels_last)
 
 
 def interleaved_latency_ms(configs: list[dict], device: torch.device, warmup: int, runs: int,

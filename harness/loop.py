@@ -244,7 +244,7 @@ def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_v
     sample), views, the trial's generator; torch's global RNG is seeded from the trial seed."""
     seed, recipe = int(config["seed"]), config["recipe"]
     precision, amp_dtype = resolve_precision(recipe["precision"], device)
-    amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    amp = measure.autocast_context(device, amp_dtype)
     if device.type == "cuda":
         # Input shapes are fixed, so timing cuDNN's algorithms once pays off; off gives run-to-run reproducibility.
         torch.backends.cudnn.benchmark = bool(recipe["cudnn_benchmark"])

@@ -327,6 +327,27 @@ class TrainingShare:
         self.running.close()
 
 
+def autocast_context(device: torch.device, autocast_dtype: torch.dtype | None):
+    """Return torch.autocast on `device` with `autocast_dtype`, or a null context when it is None (fp32)."""
+    return torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+
+
+def members_forward(models: list[nn.Module], input_shape: tuple[int, ...], device: torch.device,
+                    autocast_dtype: torch.dtype | None = None, channels_last: bool = False):  # fmt: skip
+    """Return a function that runs one forward of every model, one after another, on a random input of `input_shape`
+    (N, C, H, W) under no grad and the autocast dtype: what a latency or throughput measurement times."""
+    amp = autocast_context(device, autocast_dtype)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(*input_shape, device=device).contiguous(memory_format=fmt)
+
+    def run():
+        with torch.no_grad(), amp:
+            for model in models:
+                model(x)
+
+    return run
+
+
 def inference_latency(
     models: list[nn.Module],
     shape: tuple[int, int, int],
@@ -349,18 +370,10 @@ def inference_latency(
     """
     for model in models:
         model.eval()
-    amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    amp = autocast_context(device, autocast_dtype)
 
     def runner(batch: int):
-        x = torch.randn(batch, *shape, device=device).contiguous(memory_format=fmt)
-
-        def run():
-            with torch.no_grad(), amp:
-                for model in models:
-                    model(x)
-
-        return run
+        return members_forward(models, (batch, *shape), device, autocast_dtype, channels_last)
 
     modes = {"sequential": runner(1)}
     if fused_forward is not None:

@@ -34,22 +34,25 @@ def _frozen(options: dict) -> tuple:
     return tuple(sorted(options.items()))
 
 
+def _built_count(family: str, depth: int, width: float, num_classes: int, in_chans: int, options: tuple) -> int:
+    model = _meta_model(family, depth, width, num_classes, in_chans, options)
+    return sum(p.numel() for p in model.parameters())
+
+
 @lru_cache(maxsize=65536)
 def _count(family: str, depth: int, width: float, num_classes: int, in_chans: int, options: tuple) -> int:
     fam = get_family(family)
     if fam.param_count is not None:  # the family's count from the builder's arguments: the same number, no build
         merged = {**fam.options, **dict(options)}
         return fam.param_count(depth, width, num_classes=num_classes, in_chans=in_chans, **merged)
-    model = _meta_model(family, depth, width, num_classes, in_chans, options)
-    return sum(p.numel() for p in model.parameters())
+    return _built_count(family, depth, width, num_classes, in_chans, options)
 
 
 def built_count(family: str, depth: int, width: float, num_classes: int, in_chans: int = 3,
                 options: dict | None = None) -> int:  # fmt: skip
     """Return the number of parameters of the model built (on the meta device), ignoring a family's `param_count`: what
     that count must equal."""
-    model = _meta_model(family, depth, width, num_classes, in_chans, _frozen(options or {}))
-    return sum(p.numel() for p in model.parameters())
+    return _built_count(family, depth, width, num_classes, in_chans, _frozen(options or {}))
 
 
 def count_params(

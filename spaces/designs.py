@@ -230,16 +230,16 @@ def _trimmed_weq_member(family: str, width: float, blocks: tuple[int, ...], para
     `width` (which has `params` parameters); else `blocks` unchanged. A small member gains a layer that whole blocks
     cannot hold (a DenseNet of 3 to 6 layers, where one layer is 15-30% of the member) for a few % of its width."""
     fam = get_family(family)
+    kept = (blocks, fam.depth_of_blocks(blocks), width)
     more = (blocks[0] + 1, *blocks[1:])
     depth = fam.depth_of_blocks(more)
     try:
         trimmed, trimmed_params = fit_real_width(family, depth, member_budget, shape,
                                                  {**options, "stage_blocks": more}, fit, guess=width)  # fmt: skip
     except BudgetError:
-        return blocks, fam.depth_of_blocks(blocks), width
-    if trimmed < width and abs(trimmed_params - member_budget) < abs(params - member_budget):
-        return more, depth, trimmed
-    return blocks, fam.depth_of_blocks(blocks), width
+        return kept
+    closer = abs(trimmed_params - member_budget) < abs(params - member_budget)
+    return (more, depth, trimmed) if trimmed < width and closer else kept
 
 
 def fit_depth(

@@ -149,18 +149,12 @@ def build_densenet_bc(
 
 
 def count_densenet_bc(
-    depth: int,
-    width: float,
-    num_classes: int = 10,
-    in_chans: int = 3,
-    drop_rate: float = 0.0,
-    stem_channels: int | None = None,
-    compression: float = COMPRESSION,
-    stage_blocks: tuple[int, ...] | None = None,
+    depth: int, width: float, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0, **plan_options
 ) -> int:
     """Return the parameter count of `build_densenet_bc` with the same arguments, without building it (a design search
-    counts thousands of members; a test checks it against built models)."""
-    stem, plan, final = dense_plan(depth, width, stem_channels, compression, stage_blocks)
+    counts thousands of members; a test checks it against built models). `plan_options` are `dense_plan`'s
+    (stem_channels, compression, stage_blocks); dropout has no parameters."""
+    stem, plan, final = dense_plan(depth, width, **plan_options)
     total = in_chans * stem * 9
     for kind, c_in, c_out in plan:
         if kind == "dense":  # BN, 1x1 to 4k, BN, 3x3 to k
