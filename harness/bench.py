@@ -77,7 +77,7 @@ def bench_config(
         "cot_warmup_epochs": 0, "cot_floor": 0.005, "member_views": False, "crop_padding": 2, "flip": False,
         "autoaugment": False, "randaugment": False, "random_erasing": 0.0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
         "precision": "fp32", "channels_last": False, "combine": "logits", "execution": execution,
-        "compile": "off", "compile_backend": "inductor", "cudnn_benchmark": True,
+        "compile": "off", "compile_backend": "inductor", "inductor_cpu": False, "cudnn_benchmark": True,
     }  # fmt: skip
     return {
         "trial_id": f"bench-{design.family}-{design.members}x{design.depth}-{design.width}-{seed}",
@@ -222,7 +222,9 @@ def ensemble_epoch_figures(
 def speed_option_variants(device: torch.device) -> dict[str, dict]:
     """Return the P6 variants (name -> recipe overrides) that mean something on `device`: autocast and channels_last
     are CUDA-only (a CPU trial would run fp32, contiguous, and time the same thing twice)."""
-    variants = {"eager_fp32": {}, "compile": {"compile": "default"}}
+    # On a CPU the bench opts in to inductor's C++ kernels (what P6 measures); the compile probe still guards it.
+    compile_cpu = {} if device.type == "cuda" else {"inductor_cpu": True}
+    variants = {"eager_fp32": {}, "compile": {"compile": "default", **compile_cpu}}
     if device.type == "cuda":
         variants.update({
             "compile_cuda_graphs": {"compile": "reduce-overhead"},

@@ -1,6 +1,8 @@
 """Does inductor's CPU code run on this torch build? Asked once per (torch version, thread count) in a child process,
-before a trial compiles with inductor on a CPU, so that a build whose kernels abort refuses the trial up front
-instead of taking the Ray worker (or the test run) down with it.
+before a trial that opted in (recipe `inductor_cpu = true`) compiles with inductor on a CPU, so that a build whose
+kernels abort every time refuses the trial up front instead of taking the Ray worker (or the test run) down with it.
+It cannot clear a host: on AVX-512 hosts with torch 2.14.1 (issue 21) this probe passed and the compiled trial then
+aborted, which is why inductor on a CPU is an opt-in at all (spaces.spec, harness.fused.check_compile_supported).
 
 Seen here: torch 2.15.0 aborted ("double free or corruption") in the compiled backward of a CIFAR ResNet on 16x16
 digits with 1 thread; torch 2.14.1 aborted in the same place with 2 threads during a full test run (not when that

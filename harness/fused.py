@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from harness.compile_probe import check_inductor_cpu_works
-from spaces.spec import RECIPE_KEYS
+from spaces.spec import RECIPE_KEYS, inductor_cpu_refusal
 
 # The allowed values are the spec's (recipe keys execution, compile, compile_backend).
 EXECUTIONS = RECIPE_KEYS["execution"].allowed
@@ -77,16 +77,20 @@ def compile_args(mode: str, backend: str = "inductor") -> dict | None:
     return {"backend": "inductor", "mode": mode}
 
 
-def check_compile_supported(compile_kwargs: dict | None, device: torch.device) -> None:
+def check_compile_supported(compile_kwargs: dict | None, device: torch.device, inductor_cpu: bool = False) -> None:
     """Return None when the compile settings can run on `device` with this process's torch threads; raise ValueError
-    (one line) when they cannot: inductor on a CPU with 1 thread, or on a torch build whose compile probe crashed
-    (`harness.compile_probe`; the first call per torch version and thread count takes the probe's minute)."""
-    if (
-        compile_kwargs
-        and compile_kwargs["backend"] == "inductor"
-        and device.type == "cpu"
-        and torch.get_num_threads() < 2
-    ):
+    (one line) when they cannot: inductor on a CPU without the recipe's `inductor_cpu` opt-in, with 1 thread, or on
+    a torch build whose compile probe crashed (`harness.compile_probe`; the first call per torch version and thread
+    count takes the probe's minute)."""
+    if not (compile_kwargs and compile_kwargs["backend"] == "inductor" and device.type == "cpu"):
+        return
+    if not inductor_cpu:
+        # Refused rather than probed: on an AVX-512 Xeon (torch 2.14.1, 2 threads) the probe passed and the compiled
+        # trial then aborted. Heap corruption shows or not with the process's history, so no probe clears a host; the
+        # spec refuses this too (spaces.spec), this covers configs that reach the trial another way.
+        mode = compile_kwargs.get("mode", "default")
+        raise ValueError(f"recipe.compile = {mode!r}: {inductor_cpu_refusal('recipe.')}")
+    if torch.get_num_threads() < 2:
         # Seen with torch 2.15: inductor's C++ backward kernels of a CIFAR ResNet on 16x16 inputs corrupted the heap
         # and aborted the process with one thread (with two they ran), which would take a Ray worker down with it.
         raise ValueError(
@@ -94,10 +98,9 @@ def check_compile_supported(compile_kwargs: dict | None, device: torch.device) -
             " the process here); set measure.threads >= 2 with resources.cpus to match, or compile_backend ="
             ' "aot_eager", or compile = "off"'
         )
-    if compile_kwargs and compile_kwargs["backend"] == "inductor" and device.type == "cpu":
-        # Some torch builds abort in inductor's CPU kernels with more threads too (2.14.1 with 2, seen here): a probe in
-        # a child process, cached per torch version and thread count, refuses those before anything compiles.
-        check_inductor_cpu_works(torch.get_num_threads())
+    # Opted in: a probe in a child process, cached per torch version and thread count, still refuses a build that
+    # aborts every time before anything compiles here.
+    check_inductor_cpu_works(torch.get_num_threads())
 
 
 def member_forward(

@@ -207,6 +207,11 @@ RECIPE_KEYS = {
     ),
     # torch.compile backend
     "compile_backend": Key("str", "inductor", allowed=("inductor", "cudagraphs", "aot_eager")),
+    # Opt in to inductor's C++ kernels on a CPU (compile with backend "inductor" and resources.gpus = 0). Off by
+    # default: they aborted the process with heap corruption on some hosts (torch 2.14.1 on an AVX-512 Xeon with 2
+    # threads, 2.15.0 with 1), and whether they do depends on the process's history, so no probe can clear a host.
+    # "aot_eager" captures the same graphs with eager kernels and runs everywhere.
+    "inductor_cpu": Key("bool", False),
 }
 
 
@@ -611,6 +616,8 @@ def _validate(raw: dict) -> dict:
     gpus = data["resources"]["gpus"]
     if gpus != int(gpus) and not data["resources"]["fractional_gpu"]:
         raise _fail("resources.gpus", gpus, "fractional GPUs need resources.fractional_gpu = true (timings shared)")
+    if gpus == 0:
+        _check_inductor_cpu(data)
     return data
 
 
@@ -689,6 +696,25 @@ def _check_compile(data: dict) -> None:
             raise _fail(key, mode, f'{cls} trials run eagerly; set recipe.{cls}.compile = "off"')
         if backend != "inductor" and mode != "default":
             raise _fail(key, mode, f'backend {backend!r} has no modes; use "default" (modes are inductor\'s)')
+
+
+def inductor_cpu_refusal(where: str) -> str:
+    """Return the one-line reason (after "<key> = <value>: ") why inductor on a CPU is refused without the opt-in;
+    `where` names the recipe scope of the opt-in key ("recipe." or e.g. "families.0.recipe.deq.")."""
+    return (
+        f"inductor's C++ kernels on a CPU have aborted the process on some hosts; set compile_backend = \"aot_eager\""
+        f" (same graphs, eager kernels), or {where}inductor_cpu = true to run them anyway"
+    )
+
+
+def _check_inductor_cpu(data: dict) -> None:
+    """Raise SpecError when a class of a CPU sweep (resources.gpus = 0) compiles with inductor without the recipe's
+    `inductor_cpu = true`, in the global recipe or any family's."""
+    for i, cls in _class_scopes(data):
+        mode, key = _effective(data, cls, "compile", i)
+        backend, _ = _effective(data, cls, "compile_backend", i)
+        if mode != "off" and backend == "inductor" and not _effective(data, cls, "inductor_cpu", i)[0]:
+            raise _fail(key, mode, inductor_cpu_refusal(key[: -len("compile")]))
 
 
 def _check_mixing(data: dict) -> None:

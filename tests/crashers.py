@@ -23,3 +23,14 @@ def refuse(message: str) -> None:
 def exit_quietly(code: int) -> None:
     """Exit with `code` without a result, as a child that cannot import its target does."""
     os._exit(code)
+
+
+def make_inductor_abort() -> None:
+    """Make inductor's compiler abort this process (SIGABRT), as its C++ kernels did on some hosts: a stand-in that
+    shows the default test run never reaches inductor on the CPU."""
+    import torch._inductor.compile_fx as compile_fx
+
+    def aborting_compile_fx(*_args, **_kwargs):
+        os.abort()
+
+    compile_fx.compile_fx = aborting_compile_fx

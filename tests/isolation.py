@@ -33,9 +33,16 @@ def skip_unless_inductor_cpu_survives(threads: int) -> None:
 def run_trial_counting_graphs(config: dict) -> dict:
     """Return `harness.trial.run_trial(config)`'s result (a target for `in_child`) with 'graphs_by_epoch': how many
     graphs torch.compile had captured in this process when each EPOCH record was reported."""
+    import os
+
     from torch._dynamo.utils import counters
 
     from harness.trial import run_trial
+
+    if os.environ.get("HARNESS_TEST_INDUCTOR_ABORTS") == "1":  # the test-only crasher (tests/conftest.py)
+        from tests.crashers import make_inductor_abort
+
+        make_inductor_abort()
 
     graphs: list[int] = []
 

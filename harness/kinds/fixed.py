@@ -42,7 +42,8 @@ class FixedKind(TrialKind):
         super().__init__(setup)
         recipe, design, device = setup.recipe, setup.design, setup.device
         compile_kwargs = compile_args(recipe["compile"], recipe["compile_backend"])
-        check_compile_supported(compile_kwargs, device)
+        # .get: configs written before the opt-in key existed lack it (and so did not opt in).
+        check_compile_supported(compile_kwargs, device, bool(recipe.get("inductor_cpu", False)))
         # A checkpoint's mode wins over what `auto` would pick now: the optimizer state's layout (per-member or
         # stacked parameters) depends on it.
         self.execution = resolve_execution(recipe["execution"], device, design["members"])

@@ -42,6 +42,7 @@ RECIPE = {
     "execution": "sequential",
     "compile": "off",
     "compile_backend": "inductor",
+    "inductor_cpu": False,
     "cudnn_benchmark": True,
 }
 
