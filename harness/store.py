@@ -535,35 +535,38 @@ def completed_trial_ids(store: str, sweep: str, statuses: tuple[str, ...] = COMP
 
 
 def check_store_writable(store: str) -> None:
-    """Raise PermissionError (one line: the folder, the reason, the fix) unless a file can be written in each table
-    folder of the store; the probe files, and any folder made for them, are removed again.
+    """Raise PermissionError (one line: the folder, the reason, the fix) unless a file can be written where each table
+    folder of the store is, or would be made: in the folder itself when it exists, else in its nearest existing parent.
 
-    Run before Ray starts, so that an unwritable store fails in a second rather than after every trial trained.
+    Run before Ray starts, so that an unwritable store fails in a second rather than after every trial trained. The
+    probe is a file with a name of its own (`.probe-<random>`) and is the only thing this removes again: no folder is
+    made or deleted, so drivers started together on one store cannot delete each other's probes (when a probe's
+    folder was deleted, pyarrow's recursive folder delete took the other driver's probe with it). A probe that is gone
+    when it is removed was still written, so that is not a write failure.
     """
     fs, root = filesystem(store)
     for table in TABLES:
         folder = f"{root}/{table}"
-        made = []
-        probe = f"{folder}/.probe-{uuid.uuid4().hex[:8]}"
         try:
-            # Remember which folders did not exist, to leave the store as it was.
-            parent = folder
-            while parent and fs.get_file_info(parent).type == pafs.FileType.NotFound:
-                made.append(parent)
-                parent = parent.rsplit("/", 1)[0] if "/" in parent.strip("/") else ""
-            fs.create_dir(folder, recursive=True)
+            where = folder
+            while "/" in where.strip("/") and fs.get_file_info(where).type == pafs.FileType.NotFound:
+                where = where.rsplit("/", 1)[0]
+            probe = f"{where}/.probe-{uuid.uuid4().hex}"
             with fs.open_output_stream(probe) as out:
                 out.write(b"probe")
-            fs.delete_file(probe)
         except (OSError, pa.ArrowException) as err:
             reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
             raise PermissionError(
                 f"store error: cannot write to {folder} ({reason}); pass --store a folder you can write to, or fix "
                 "its permissions"
             ) from None
-        finally:
-            for path in made:  # innermost first
-                try:
-                    fs.delete_dir(path)
-                except (OSError, pa.ArrowException):
-                    break
+        try:
+            fs.delete_file(probe)
+        except FileNotFoundError:
+            pass
+        except (OSError, pa.ArrowException) as err:  # a store where files cannot be removed breaks set-aside
+            if "no such file" not in str(err).lower():
+                raise PermissionError(
+                    f"store error: cannot delete {probe} ({str(err).splitlines()[0]}); the store must allow deleting "
+                    "files (set-aside and claim files are renamed and removed)"
+                ) from None
