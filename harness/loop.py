@@ -59,6 +59,7 @@ import json
 import math
 import os
 import pickle
+import re
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -205,11 +206,17 @@ def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only load failed" in str(err).lower():
+        text = str(err)
+        if "Weights only load failed" not in text:
+            raise
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:  # the unpickler met a reference to code (a function or class) where only data may be
             raise CheckpointRefused(
-                "it holds objects other than tensors and plain data; refused, since loading them could run code"
+                f"it holds {found.group(1)}, not only tensors and plain data; refused, since loading it could run code"
             ) from None
-        raise
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+        why = detail[0] if detail else "unreadable"
+        raise pickle.UnpicklingError(f"not a checkpoint this harness wrote ({why})") from None
 
 
 def checkpoint_problem(path: str) -> str | None:

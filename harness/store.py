@@ -133,6 +133,7 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("cpus", _F),
         pa.field("gpus", _F),
         pa.field("config_json", _S),
+        pa.field("run_id", _S),  # the run (driver) that trained the trial and wrote this row (harness.claims)
         pa.field("written_at", _TS, nullable=False),
     ],
     metadata={"schema_version": str(SCHEMA_VERSION), "table": "trials"},
@@ -236,11 +237,13 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (), error: str | None = None) -> dict:
+def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (), error: str | None = None,
+                    run_id: str | None = None) -> dict:  # fmt: skip
     """Return the trials-table row (a dict of column -> value) for one trial.
 
     `final` is the trial's FINAL record; when it is None (the trial never finished) the row has status "error" and
-    `error` as its text. Times are seconds, memory MiB, accuracies fractions in [0, 1].
+    `error` as its text. `run_id`: the run writing the row. Times are seconds, memory MiB, accuracies fractions in
+    [0, 1].
     """
     design = config.get("design") or {}
     recipe = config.get("recipe") or {}
@@ -259,6 +262,7 @@ def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (
         cpus=resources.get("cpus"),
         gpus=resources.get("gpus"),
         config_json=_canonical(config),
+        run_id=run_id,
         device_shared=bool(resources.get("fractional_gpu", False)),
     )
     for key in _RECIPE_KEYS:
@@ -303,13 +307,15 @@ def build_subnet_rows(config: dict, result: dict | None) -> list[dict]:
     return [{**ident, "device_name": device, "subnet_kind": kind, **sub} for sub in final.get("subnets") or []]
 
 
-def rows_from_result(config: dict, result: dict | None, error: str | None = None) -> tuple[dict, list[dict]]:
+def rows_from_result(config: dict, result: dict | None, error: str | None = None,
+                     run_id: str | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
     """Return (trials row, epochs rows) from a trial config and `harness.trial.run_trial`'s result.
 
     `result` is {"epochs": [...], "final": {...}} or None when the trial failed; `error` is then the error text.
+    `run_id`: the run writing the rows (the trials row records it).
     """
     epochs = build_epoch_rows(config, (result or {}).get("epochs") or [])
-    return build_trial_row(config, (result or {}).get("final"), epochs, error=error), epochs
+    return build_trial_row(config, (result or {}).get("final"), epochs, error=error, run_id=run_id), epochs
 
 
 def _coerce(value, typ: pa.DataType):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.loop import CHECKPOINT_FILE, checkpoint_problem, read_checkpoint, run_trial
+from harness.loop import CHECKPOINT_FILE, CheckpointRefused, checkpoint_problem, read_checkpoint, run_trial
 from tests.harness.conftest import design_point, make_config
 
 
@@ -37,7 +37,7 @@ def test_the_test_payload_does_run_code_when_unpickled_without_restriction(tmp_p
 def test_a_checkpoint_holding_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "marker"
     malicious_checkpoint(tmp_path / CHECKPOINT_FILE, "t", marker)
-    with pytest.raises(Exception, match="refused, since loading them could run code"):
+    with pytest.raises(CheckpointRefused, match="holds exec, not only tensors and plain data; refused, since loading"):
         read_checkpoint(str(tmp_path / CHECKPOINT_FILE))
     assert "refused" in checkpoint_problem(str(tmp_path / CHECKPOINT_FILE))
     assert not marker.exists()
