@@ -449,6 +449,27 @@ def read_trial_status(store: str, sweep: str, trial_id: str) -> str | None:
     return table.column("status")[0].as_py() if table.num_rows else None
 
 
+def finished_status(store: str, sweep: str, trial_id: str, statuses: tuple[str, ...] = COMPLETE_STATUSES) -> str | None:
+    """Return the trial's status when the store holds it finished: a trials row with a status in `statuses` and, unless
+    that is "error", an epochs file (and a subnets file, where there is one) that reads; else None. The same test the
+    sweep's plan makes (`SweepScan.done`), for one trial."""
+    fs, _ = filesystem(store)
+    status = read_trial_status(store, sweep, trial_id)
+    if status not in statuses:
+        return None
+    if status != "error":
+        for table, must in (("epochs", True), ("subnets", False)):
+            path = store_path(store, table, sweep, trial_id)
+            try:
+                pq.read_table(path, filesystem=fs)
+            except FileNotFoundError:
+                if must:
+                    return None
+            except (OSError, pa.ArrowException):
+                return None
+    return status
+
+
 class StoreListingError(OSError):
     """The store's folder could not be listed or read (unreachable server, no permission); the message is one line."""
 

@@ -52,8 +52,8 @@ from harness.store import (
     build_subnet_rows,
     display_name,
     filesystem,
+    finished_status,
     is_uri,
-    read_trial_status,
     rows_from_result,
     set_aside,
     write_error_row,
@@ -239,8 +239,8 @@ def _train(tune_config: dict) -> None:
             print(f"[{sweep}] trial {config['trial_id']}: the claim of {outcome.taken_over.describe()} had no "
                   f"heartbeat for {outcome.taken_over.age_s():.0f} s (limit {claims.stale_s:g} s); taken over",
                   flush=True)  # fmt: skip
-        status = read_trial_status(store, sweep, config["trial_id"])
-        if status in tune_config.get("done_statuses", ()):  # another run finished it after this one was planned
+        status = finished_status(store, sweep, config["trial_id"], tuple(tune_config.get("done_statuses", ())))
+        if status is not None:  # another run finished it after this one was planned
             tune.report({"kind": "final", "status": "elsewhere", "error": f"finished by another run ({status})"})
             return
         _train_claimed(tune_config)

@@ -1,5 +1,6 @@
 """SIGKILL the sweep driver mid-sweep, run the same command again: every trial ends in the store exactly once and
-trials completed before the kill are not trained again."""
+trials completed before the kill are not trained again; the claims the killed driver held are taken over once they are
+stale (the staleness limit set short here, `--claim-stale-after`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import time
 import pytest
 
 from analysis.store import load_epochs, load_trials
-from tests.sweep.conftest import run_cli
+from harness.claims import Claims
+from tests.sweep.conftest import run_cli, wait_out_claims
 
 pytestmark = pytest.mark.slow
 
+STALE_S = 2.0  # the claims' staleness limit in these tests (the default is 10 minutes)
 ARGS = ["--spec", "digits", "--set", 'classes=["single"]', "--set", "seeds=[0,1]", "--set", "epochs=2",
-        "--set", "measure.latency_runs=3", "--set", "measure.throughput_batch=32"]  # fmt: skip
+        "--set", "measure.latency_runs=3", "--set", "measure.throughput_batch=32",
+        "--claim-stale-after", str(STALE_S)]  # fmt: skip
 
 
 def trial_files(store: str, table: str = "trials") -> dict[str, float]:
@@ -43,6 +47,7 @@ def test_a_killed_sweep_resumes_without_duplicates_or_retraining(store):
     assert 1 <= len(done_at_kill) < 4, f"kill came too late or too early: {sorted(done_at_kill)}"
     epochs_at_kill = {name: t for name, t in trial_files(store, "epochs").items() if name in done_at_kill}
     written_at_kill = load_trials(store, sweep="digits").set_index("trial_id")["written_at"]
+    wait_out_claims(store, "digits", STALE_S)  # the trials in flight at the kill are claimed until then
 
     rerun = run_cli(*ARGS, "--store", store, "--report", report)
     out, _ = rerun.communicate(timeout=300)
@@ -63,3 +68,33 @@ def test_a_killed_sweep_resumes_without_duplicates_or_retraining(store):
     assert trials["latency_interleaved_ms_p50"].notna().all()
     epochs = load_epochs(store, sweep="digits")
     assert not epochs.duplicated(["trial_id", "epoch"]).any() and len(epochs) == 4 * 2
+
+
+def test_a_killed_drivers_claims_stay_until_stale_and_are_then_taken_over_and_trained_once(store):
+    args = [*ARGS, "--set", "seeds=[0]", "--no-report"]  # two trials
+    proc = run_cli(*args, "--store", store, start_new_session=True)
+    claims, deadline = Claims(store, "digits", STALE_S), time.monotonic() + 240
+    try:
+        while not claims.current() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)  # while its workers hold claims
+        proc.wait(timeout=30)
+    finally:
+        time.sleep(2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    held = claims.current()
+    killed_run = {c.run_id for c in held.values()}
+    assert held and len(killed_run) == 1, held
+    in_flight = set(held) - set(load_trials(store, sweep="digits").get("trial_id", []))
+    assert wait_out_claims(store, "digits", STALE_S) == len(held)  # nobody released them: they went stale
+
+    rerun = run_cli(*args, "--store", store)
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out
+    (run,) = killed_run
+    assert f"claimed by run {run} on host " in out and "stale claims, taken over" in out
+    trials = load_trials(store, sweep="digits").set_index("trial_id")
+    assert len(trials) == 2 and trials.index.is_unique and (trials["status"] == "ok").all()
+    assert not (trials.loc[sorted(in_flight), "run_id"] == run).any()  # the rerun trained the taken-over trials
+    assert claims.current() == {}

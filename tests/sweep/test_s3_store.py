@@ -15,14 +15,17 @@ import pyarrow.fs as pafs
 import pytest
 
 from analysis.store import load_epochs, load_trials
-from tests.sweep.conftest import run_cli
+from tests.sweep.conftest import run_cli, wait_out_claims
 from tests.sweep.s3 import start_s3_server
 
 pytestmark = pytest.mark.slow
 
 # One trial of 3 epochs; the driver is killed once Ray has persisted the checkpoint of epoch 1.
+# The killed driver's claim on the trial is taken over once stale: after 2 s here (the default is 10 minutes).
+STALE_S = 2.0
 ARGS = ["--spec", "digits", "--set", 'classes=["single"]', "--set", "families.0.widths=[8]", "--set", "seeds=[0]",
-        "--set", "epochs=3", "--set", "measure.latency_runs=3", "--set", "measure.throughput_batch=32"]  # fmt: skip
+        "--set", "epochs=3", "--set", "measure.latency_runs=3", "--set", "measure.throughput_batch=32",
+        "--claim-stale-after", str(STALE_S)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,7 @@ def resumed(s3, tmp_path_factory):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # what the killed driver left (its embedded Ray)
     at_kill = _listing(store)
+    wait_out_claims(store, "digits", STALE_S)
     rerun = run_cli(*ARGS, "--store", store, "--report", report, env=s3.env)
     out, _ = rerun.communicate(timeout=400)
     return {"store": store, "report": report, "killed_at": killed_at, "at_kill": at_kill, "rc": rerun.returncode,
