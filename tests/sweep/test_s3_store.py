@@ -81,6 +81,13 @@ def test_the_rerun_finishes_the_sweep_on_the_s3_store(resumed):
     assert len(trials) == 1 and trials.iloc[0]["status"] == "ok"
 
 
+def test_the_killed_drivers_claim_stayed_in_the_bucket_until_stale_and_the_rerun_took_it_over(resumed):
+    claims = [p for p in resumed["at_kill"] if p.startswith("_claims/sweep=digits/")]
+    assert len(claims) == 1 and claims[0].endswith(".1.json")
+    assert "1 trial claimed by run digits-" in resumed["out"] and "stale claims, taken over" in resumed["out"]
+    assert not [p for p in resumed["after"] if p.startswith("_claims/") and p.endswith(".json")]  # released
+
+
 def test_the_killed_trial_resumed_from_its_last_epoch_with_its_start_time_kept(resumed):
     trial = load_trials(resumed["store"], sweep="digits").iloc[0]
     assert trial["started_at"] < pd.Timestamp(resumed["killed_at"])  # from the first run's checkpoint
