@@ -11,7 +11,9 @@ error row rerun) from the latest checkpoint an earlier run of the sweep left. A 
 deleted.
 
 Reruns are cheap and safe: trials whose files are all in the store and read are skipped (one listing per table); a
-file that does not read is set aside and its trial runs again. A trial error that will recur
+file that does not read is set aside and its trial runs again. Drivers sharing a store train each trial once: a worker
+claims its trial in the store before training it (`harness.claims`), and a trial another run holds a live claim on is
+skipped and said so; rows record the `run_id` that trained them. A trial error that will recur
 (`harness.errors.is_deterministic`) is recorded at once with status "error"; a transient one is retried `max_failures`
 times first. An error row never replaces epoch or sub-network rows. Before any trial, `harness.preflight` checks the
 data sets, the store and the address (one line, `PreflightError`). Ray's own output goes to a log file
