@@ -61,9 +61,5 @@ def test_a_trial_sets_aside_a_checkpoint_holding_code_warns_in_one_line_and_trai
     assert state["trial_id"] == config["trial_id"] and len(state["history"]) == 1
 
 
-def test_fixed_trials_checkpoints_load_as_data_only(tmp_path):
-    # (the mutual and coop kill-and-resume tests load theirs through the same data-only loader)
-    for design_class in ("single", "deq"):
-        folder = tmp_path / design_class
-        run_trial(make_config(design_point(design_class), epochs=1), lambda record: None, checkpoint_dir=str(folder))
-        assert read_checkpoint(str(folder / CHECKPOINT_FILE))["history"][0]["epoch"] == 1
+# Every trial kind's own checkpoint loads through the same data-only loader: the kill-and-resume tests of single
+# (test_trial), dct fused (test_fused), mutual and coop resume from one.

@@ -29,13 +29,19 @@ def trial_files(store: str, table: str = "trials") -> dict[str, float]:
     return {os.path.basename(p): os.path.getmtime(p) for p in glob.glob(f"{store}/{table}/sweep=digits/*.parquet")}
 
 
+def one_done_one_in_flight(store: str, claims: Claims) -> bool:
+    """Return True when a trial is done and another holds a claim without being done."""
+    done = trial_files(store)
+    return bool(done) and any(f"{tid}.parquet" not in done for tid in claims.current())
+
+
 def test_a_killed_sweep_resumes_without_duplicates_or_retraining(store):
     report = os.path.join(store, "..", "report")
     proc = run_cli(*ARGS, "--store", store, "--report", report, start_new_session=True)
     claims, deadline = Claims(store, "digits", STALE_S), time.monotonic() + 240
     try:
         # Killed once a trial is done and another is in flight, holding its claim.
-        while not (trial_files(store) and claims.current()) and proc.poll() is None and time.monotonic() < deadline:
+        while not one_done_one_in_flight(store, claims) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash or `kill -9` would
         proc.wait(timeout=30)
