@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 
+from harness.claims import CLAIM_STALE_S  # pyarrow only: no Ray, no torch
 from spaces.designs import DesignPoint
 from spaces.spec import DEFAULT_PRESET, SpecError, list_presets, load_spec
 
@@ -109,6 +110,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the parsed command line."""
     parser = argparse.ArgumentParser(
@@ -155,6 +166,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"as an error; default: {DEFAULT_MAX_FAILURES}",
     )
     parser.add_argument(
+        "--claim-stale-after",
+        type=_positive_seconds,
+        default=CLAIM_STALE_S,
+        metavar="SECONDS",
+        help="another run's claim on a trial with no heartbeat for this long is stale and taken over (its run died); "
+        "default: %(default)g",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="let Ray print to the terminal (default: to a log file in <store>/_tune)"
     )
     return parser.parse_args(argv)
@@ -195,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         # Planned and checked before Ray is imported, so that a missing data set or an unreachable or read-only store
         # fails in seconds; run_sweep runs this plan rather than scanning and checking again.
         store = display_name(args.store)
-        plan = plan_sweep(trial_configs(spec), store, spec.name, args.address, args.rerun_errors)
+        plan = plan_sweep(trial_configs(spec), store, spec.name, args.address, args.rerun_errors,
+                          args.claim_stale_after)  # fmt: skip
         from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
 
         failures = DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures

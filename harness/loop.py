@@ -58,6 +58,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
+import re
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -68,6 +70,7 @@ from torch import nn
 
 from harness import measure
 from harness.data import TrialData, load_data
+from harness.errors import one_line
 from harness.kinds import Setup, TrialKind, kind_for
 from harness.networks import derived_seed
 from harness.trial_settings import apply_trial_settings, set_aside_checkpoint
@@ -75,6 +78,10 @@ from harness.views import ViewMaker
 from spaces.spec import RECIPE_KEYS
 
 CHECKPOINT_FILE = "trial_state.pt"
+
+
+class CheckpointRefused(Exception):
+    """A checkpoint file holds something other than tensors and plain data, so it is not loaded."""
 
 
 def print_record(record: dict) -> None:
@@ -181,23 +188,58 @@ def set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> No
 
 
 def save_checkpoint(path: str, state: dict) -> None:
-    """Write `state` to `path` atomically (temp file in the same folder, then os.replace)."""
+    """Write `state` to `path` atomically (temp file in the same folder, then os.replace).
+
+    The state holds data only (tensors, numbers, strings, lists and dicts of them), so `read_checkpoint` can load it
+    with `weights_only=True`."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:
+    """Return the state saved in the checkpoint file `path`, loaded as data only (`torch.load(weights_only=True)`).
+
+    Raises `CheckpointRefused` when the file holds anything but tensors and plain data (unpickling it could run code:
+    anyone who can write to the store could have put it there), and the loader's own error when it does not load
+    (truncated, corrupt)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Weights only load failed" not in text:
+            raise
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:  # the unpickler met a reference to code (a function or class) where only data may be
+            raise CheckpointRefused(
+                f"it holds {found.group(1)}, not only tensors and plain data; refused, since loading it could run code"
+            ) from None
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+        why = detail[0] if detail else "unreadable"
+        raise pickle.UnpicklingError(f"not a checkpoint this harness wrote ({why})") from None
+
+
+def checkpoint_problem(path: str) -> str | None:
+    """Return why the checkpoint file `path` cannot be resumed from (one line), or None when it loads as data."""
+    try:
+        read_checkpoint(path)
+    except Exception as err:
+        return one_line(err)
+    return None
+
+
 def load_checkpoint(checkpoint_dir: str | None, trial_id: str, device: torch.device) -> tuple[str | None, dict | None]:
     """Return (this trial's checkpoint file path or None, its saved state or None); another trial's file is an error.
 
-    A file that does not load (truncated, corrupt) is set aside (`harness.trial_settings.set_aside_checkpoint`) and the
-    state is None: the trial starts from scratch rather than failing on every retry."""
+    A file that does not load as data (truncated, corrupt, or holding objects that unpickling would run) is set aside
+    (`harness.trial_settings.set_aside_checkpoint`) and the state is None: the trial starts from scratch rather than
+    failing on every retry."""
     ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
     if not (ckpt_path and os.path.exists(ckpt_path)):
         return ckpt_path, None
     try:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-    except Exception as err:  # truncated or corrupt: set aside (renamed, named in a warning), start from scratch
+        state = read_checkpoint(ckpt_path, device)
+    except Exception as err:  # refused, truncated or corrupt: set aside (renamed, named in a warning), start over
         set_aside_checkpoint(ckpt_path, err)
         return ckpt_path, None
     if state["trial_id"] != trial_id:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from harness.claims import CLAIM_STALE_S
 from harness.errors import DatasetMissingError
 from spaces.datasets import DATASETS
 
@@ -210,18 +211,26 @@ def scan_store(store: str, sweep: str):
 @dataclass
 class SweepPlan:
     """What a sweep will run, decided once before Ray starts: `configs` (one per trial id), the store's `scan`, the
-    ids already `done` in it and the `pending` configs, whose pre-flight checks passed."""
+    ids already `done` in it, the `pending` configs, whose pre-flight checks passed, the trials another run holds a
+    live claim on (`claimed`, skipped) and those whose claims are `stale` (taken over), see `harness.claims`."""
 
     configs: list[dict]
     scan: object  # harness.store.SweepScan
     done: set[str]
     pending: list[dict]
+    claimed: dict = field(default_factory=dict)  # trial id -> harness.claims.Claim
+    stale: dict = field(default_factory=dict)
+    claim_stale_s: float = CLAIM_STALE_S
+    statuses: tuple = ()  # the statuses that count as done (error too, unless --rerun-errors)
 
 
-def plan_sweep(configs: list[dict], store: str, sweep: str, address: str | None, rerun_errors: bool) -> SweepPlan:
+def plan_sweep(configs: list[dict], store: str, sweep: str, address: str | None, rerun_errors: bool,
+               claim_stale_s: float = CLAIM_STALE_S) -> SweepPlan:  # fmt: skip
     """Return the SweepPlan of `configs` (duplicates of a trial id dropped): the store scanned once, trials complete
-    in it skipped (error rows too, unless `rerun_errors`), and `preflight_local` run on the rest; raise
-    PreflightError (one line) when a check fails."""
+    in it skipped (error rows too, unless `rerun_errors`), trials with another run's live claim (no heartbeat for
+    less than `claim_stale_s` seconds) skipped, and `preflight_local` run on the rest; raise PreflightError (one line)
+    when a check fails."""
+    from harness.claims import Claims
     from harness.store import COMPLETE_STATUSES
 
     unique: dict[str, dict] = {}
@@ -232,7 +241,17 @@ def plan_sweep(configs: list[dict], store: str, sweep: str, address: str | None,
     scan = scan_store(store, sweep)
     done = scan.done(statuses)
     pending = [c for c in configs if c["trial_id"] not in done]
+    claims = Claims(store, sweep, claim_stale_s)
+    claimed, stale = {}, {}
+    if pending and claims.supported:
+        try:
+            if claims.kind == "s3":
+                claims.s3_client()  # boto3 is there: the workers claim with a conditional put
+            claimed, stale = claims.others(c["trial_id"] for c in pending)
+        except (OSError, RuntimeError) as err:
+            raise PreflightError(f"store error: cannot read the claims in {claims.folder}: "
+                                 f"{str(err).splitlines()[0]}") from None  # fmt: skip
+        pending = [c for c in pending if c["trial_id"] not in claimed]
     if pending:
         preflight_local(pending, store, address)
-    return SweepPlan(configs, scan, done, pending)
-
+    return SweepPlan(configs, scan, done, pending, claimed, stale, claim_stale_s, statuses)

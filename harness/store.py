@@ -133,6 +133,7 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("cpus", _F),
         pa.field("gpus", _F),
         pa.field("config_json", _S),
+        pa.field("run_id", _S),  # the run (driver) that trained the trial and wrote this row (harness.claims)
         pa.field("written_at", _TS, nullable=False),
     ],
     metadata={"schema_version": str(SCHEMA_VERSION), "table": "trials"},
@@ -236,11 +237,13 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (), error: str | None = None) -> dict:
+def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (), error: str | None = None,
+                    run_id: str | None = None) -> dict:  # fmt: skip
     """Return the trials-table row (a dict of column -> value) for one trial.
 
     `final` is the trial's FINAL record; when it is None (the trial never finished) the row has status "error" and
-    `error` as its text. Times are seconds, memory MiB, accuracies fractions in [0, 1].
+    `error` as its text. `run_id`: the run writing the row. Times are seconds, memory MiB, accuracies fractions in
+    [0, 1].
     """
     design = config.get("design") or {}
     recipe = config.get("recipe") or {}
@@ -259,6 +262,7 @@ def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (
         cpus=resources.get("cpus"),
         gpus=resources.get("gpus"),
         config_json=_canonical(config),
+        run_id=run_id,
         device_shared=bool(resources.get("fractional_gpu", False)),
     )
     for key in _RECIPE_KEYS:
@@ -303,13 +307,15 @@ def build_subnet_rows(config: dict, result: dict | None) -> list[dict]:
     return [{**ident, "device_name": device, "subnet_kind": kind, **sub} for sub in final.get("subnets") or []]
 
 
-def rows_from_result(config: dict, result: dict | None, error: str | None = None) -> tuple[dict, list[dict]]:
+def rows_from_result(config: dict, result: dict | None, error: str | None = None,
+                     run_id: str | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
     """Return (trials row, epochs rows) from a trial config and `harness.trial.run_trial`'s result.
 
     `result` is {"epochs": [...], "final": {...}} or None when the trial failed; `error` is then the error text.
+    `run_id`: the run writing the rows (the trials row records it).
     """
     epochs = build_epoch_rows(config, (result or {}).get("epochs") or [])
-    return build_trial_row(config, (result or {}).get("final"), epochs, error=error), epochs
+    return build_trial_row(config, (result or {}).get("final"), epochs, error=error, run_id=run_id), epochs
 
 
 def _coerce(value, typ: pa.DataType):
@@ -443,6 +449,27 @@ def read_trial_status(store: str, sweep: str, trial_id: str) -> str | None:
     return table.column("status")[0].as_py() if table.num_rows else None
 
 
+def finished_status(store: str, sweep: str, trial_id: str, statuses: tuple[str, ...] = COMPLETE_STATUSES) -> str | None:
+    """Return the trial's status when the store holds it finished: a trials row with a status in `statuses` and, unless
+    that is "error", an epochs file (and a subnets file, where there is one) that reads; else None. The same test the
+    sweep's plan makes (`SweepScan.done`), for one trial."""
+    fs, _ = filesystem(store)
+    status = read_trial_status(store, sweep, trial_id)
+    if status not in statuses:
+        return None
+    if status != "error":
+        for table, must in (("epochs", True), ("subnets", False)):
+            path = store_path(store, table, sweep, trial_id)
+            try:
+                pq.read_table(path, filesystem=fs)
+            except FileNotFoundError:
+                if must:
+                    return None
+            except (OSError, pa.ArrowException):
+                return None
+    return status
+
+
 class StoreListingError(OSError):
     """The store's folder could not be listed or read (unreachable server, no permission); the message is one line."""
 
@@ -535,35 +562,38 @@ def completed_trial_ids(store: str, sweep: str, statuses: tuple[str, ...] = COMP
 
 
 def check_store_writable(store: str) -> None:
-    """Raise PermissionError (one line: the folder, the reason, the fix) unless a file can be written in each table
-    folder of the store; the probe files, and any folder made for them, are removed again.
+    """Raise PermissionError (one line: the folder, the reason, the fix) unless a file can be written where each table
+    folder of the store is, or would be made: in the folder itself when it exists, else in its nearest existing parent.
 
-    Run before Ray starts, so that an unwritable store fails in a second rather than after every trial trained.
+    Run before Ray starts, so that an unwritable store fails in a second rather than after every trial trained. The
+    probe is a file with a name of its own (`.probe-<random>`) and is the only thing this removes again: no folder is
+    made or deleted, so drivers started together on one store cannot delete each other's probes (when a probe's
+    folder was deleted, pyarrow's recursive folder delete took the other driver's probe with it). A probe that is gone
+    when it is removed was still written, so that is not a write failure.
     """
     fs, root = filesystem(store)
     for table in TABLES:
         folder = f"{root}/{table}"
-        made = []
-        probe = f"{folder}/.probe-{uuid.uuid4().hex[:8]}"
         try:
-            # Remember which folders did not exist, to leave the store as it was.
-            parent = folder
-            while parent and fs.get_file_info(parent).type == pafs.FileType.NotFound:
-                made.append(parent)
-                parent = parent.rsplit("/", 1)[0] if "/" in parent.strip("/") else ""
-            fs.create_dir(folder, recursive=True)
+            where = folder
+            while "/" in where.strip("/") and fs.get_file_info(where).type == pafs.FileType.NotFound:
+                where = where.rsplit("/", 1)[0]
+            probe = f"{where}/.probe-{uuid.uuid4().hex}"
             with fs.open_output_stream(probe) as out:
                 out.write(b"probe")
-            fs.delete_file(probe)
         except (OSError, pa.ArrowException) as err:
             reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
             raise PermissionError(
                 f"store error: cannot write to {folder} ({reason}); pass --store a folder you can write to, or fix "
                 "its permissions"
             ) from None
-        finally:
-            for path in made:  # innermost first
-                try:
-                    fs.delete_dir(path)
-                except (OSError, pa.ArrowException):
-                    break
+        try:
+            fs.delete_file(probe)
+        except FileNotFoundError:
+            pass
+        except (OSError, pa.ArrowException) as err:  # a store where files cannot be removed breaks set-aside
+            if "no such file" not in str(err).lower():
+                raise PermissionError(
+                    f"store error: cannot delete {probe} ({str(err).splitlines()[0]}); the store must allow deleting "
+                    "files (set-aside and claim files are renamed and removed)"
+                ) from None

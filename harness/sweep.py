@@ -11,7 +11,9 @@ error row rerun) from the latest checkpoint an earlier run of the sweep left. A 
 deleted.
 
 Reruns are cheap and safe: trials whose files are all in the store and read are skipped (one listing per table); a
-file that does not read is set aside and its trial runs again. A trial error that will recur
+file that does not read is set aside and its trial runs again. Drivers sharing a store train each trial once: a worker
+claims its trial in the store before training it (`harness.claims`), and a trial another run holds a live claim on is
+skipped and said so; rows record the `run_id` that trained them. A trial error that will recur
 (`harness.errors.is_deterministic`) is recorded at once with status "error"; a transient one is retried `max_failures`
 times first. An error row never replaces epoch or sub-network rows. Before any trial, `harness.preflight` checks the
 data sets, the store and the address (one line, `PreflightError`). Ray's own output goes to a log file
@@ -25,17 +27,18 @@ initialised in this process is used as it is.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import math
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
@@ -43,6 +46,7 @@ import ray
 from ray import tune
 from ray.tune.experiment import Trial
 
+from harness.claims import CLAIM_STALE_S, Claims, new_run_id, skipped_lines, supported_or_warning
 from harness.errors import InjectedTransientError, is_deterministic, one_line
 from harness.preflight import PreflightError, SweepPlan, check_nodes, plan_sweep, scan_store
 from harness.store import (
@@ -50,6 +54,7 @@ from harness.store import (
     build_subnet_rows,
     display_name,
     filesystem,
+    finished_status,
     is_uri,
     rows_from_result,
     set_aside,
@@ -77,7 +82,7 @@ def tune_root(store: str) -> tuple[pafs.FileSystem, str]:
 
 def _run_folders(fs: pafs.FileSystem, root: str, sweep: str, current: str | None) -> list[str]:
     """Return the folders of the sweep's earlier runs in Tune's storage, newest first."""
-    pattern = re.compile(rf"{re.escape(sweep)}-\d{{8}}-\d{{6}}")
+    pattern = re.compile(rf"{re.escape(sweep)}-\d{{8}}-\d{{6}}(-[0-9a-f]{{6}})?")  # harness.claims.new_run_id
     infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
     runs = [i for i in infos if i.type == pafs.FileType.Directory and pattern.fullmatch(i.base_name)]
     return [i.path for i in sorted(runs, key=lambda i: i.base_name, reverse=True) if i.base_name != current]
@@ -96,12 +101,14 @@ def earlier_checkpoint(store: str, sweep: str, trial_id: str, current_run: str |
     Within one run Ray hands a retried trial its checkpoint itself (`tune.get_checkpoint`); a new run starts new Tune
     trials, so this finds what the earlier runs persisted.
     """
+    return next(earlier_checkpoints(store, sweep, trial_id, current_run), None)
+
+
+def earlier_checkpoints(store: str, sweep: str, trial_id: str, current_run: str | None = None):
+    """Yield the paths of every checkpoint of the trial that earlier runs of the sweep left, newest first."""
     fs, root = tune_root(store)
     for run in _run_folders(fs, root, sweep, current_run):
-        found = _checkpoints(fs, f"{run}/{trial_id}")
-        if found:
-            return found[-1]
-    return None
+        yield from reversed(_checkpoints(fs, f"{run}/{trial_id}"))
 
 
 def remove_checkpoints(store: str, sweep: str, trial_id: str) -> int:
@@ -206,17 +213,43 @@ def device_share(config: dict) -> tuple[bool, str | None]:
 
 def _record_error(tune_config: dict, config: dict, text: str, **extra) -> None:
     """Write the trial's error row and report it to Tune as its FINAL record; the trial ends normally (no retry)."""
-    row, _ = rows_from_result(config, None, error=text)
+    row, _ = rows_from_result(config, None, error=text, run_id=tune_config.get("run"))
     write_error_row(tune_config["store"], tune_config["sweep"], row)
     tune.report({"kind": "final", "status": "error", "error": text, "deterministic": True, **extra})
 
 
 def _train(tune_config: dict) -> None:
-    """The Tune function trainable: run one trial, forward its records to Tune, write its rows to the store.
+    """The Tune function trainable: claim the trial in the store (`harness.claims`), run it, forward its records to
+    Tune, write its rows to the store, release the claim.
 
-    A deterministic error (`harness.errors.is_deterministic`) is recorded at once as an error row and ends the trial
-    normally, so Tune does not retry it; any other error is raised for Tune to retry.
+    A trial another run holds a live claim on, or finished since this run was planned, is not run (FINAL status
+    "elsewhere"). A deterministic error (`harness.errors.is_deterministic`) is recorded at once as an error row and
+    ends the trial normally, so Tune does not retry it; any other error is raised for Tune to retry.
     """
+    config, store, sweep = tune_config["trial"], tune_config["store"], tune_config["sweep"]
+    claims = Claims(store, sweep, tune_config.get("claim_stale_s", CLAIM_STALE_S))
+    if not claims.supported or not tune_config.get("run"):
+        _train_claimed(tune_config)
+        return
+    with claims.held(config["trial_id"], tune_config["run"], tune_config.get("driver")) as outcome:
+        if outcome.mine is None:
+            holder = outcome.holder
+            why = f"being trained by {holder.describe()} since {holder.claimed_at:%H:%M} UTC" if holder else ""
+            tune.report({"kind": "final", "status": "elsewhere", "error": why or "claimed by another run"})
+            return
+        if outcome.taken_over is not None:
+            print(f"[{sweep}] trial {config['trial_id']}: the claim of {outcome.taken_over.describe()} had no "
+                  f"heartbeat for {outcome.taken_over.age_s():.0f} s (limit {claims.stale_s:g} s); taken over",
+                  flush=True)  # fmt: skip
+        status = finished_status(store, sweep, config["trial_id"], tuple(tune_config.get("done_statuses", ())))
+        if status is not None:  # another run finished it after this one was planned
+            tune.report({"kind": "final", "status": "elsewhere", "error": f"finished by another run ({status})"})
+            return
+        _train_claimed(tune_config)
+
+
+def _train_claimed(tune_config: dict) -> None:
+    """Run the trial whose claim this run holds (see `_train`)."""
     from harness.loop import CHECKPOINT_FILE  # imported in the worker, where the trial runs
     from harness.trial import run_trial
 
@@ -253,7 +286,7 @@ def _train(tune_config: dict) -> None:
         if guard:
             guard.succeeded.remote(key)
         result["final"]["device_shared"], result["final"]["device_share"] = device_share(config)
-        trial_row, epoch_rows = rows_from_result(config, result)
+        trial_row, epoch_rows = rows_from_result(config, result, run_id=tune_config.get("run"))
         write_trial(store, sweep, trial_row, epoch_rows, build_subnet_rows(config, result))
         if not tune_config.get("keep_checkpoints", False):
             # The rows are the durable result; the checkpoints only served to resume.
@@ -264,15 +297,34 @@ def _train(tune_config: dict) -> None:
 
 def _restore_checkpoint(store: str, sweep: str, trial_id: str, run: str | None, work: str) -> str | None:
     """Copy the trial's checkpoint into the local folder `work`: the one Ray hands a retried trial, else the latest
-    an earlier run of the sweep left; return where it came from (None: the trial starts from scratch)."""
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        path = earlier_checkpoint(store, sweep, trial_id, current_run=run)
-        if path is None:
-            return None
-        checkpoint = tune.Checkpoint(path, filesystem=filesystem(store)[0])
-    checkpoint.to_directory(work)
-    return checkpoint.path
+    an earlier run of the sweep left; return where it came from (None: the trial starts from scratch).
+
+    A checkpoint file that does not load as data (`harness.loop.checkpoint_problem`: truncated, corrupt, or holding
+    objects that unpickling would run) is renamed to a dot-file in the store itself, where every later attempt would
+    otherwise fetch it again, with a one-line warning saying where it went; the next older checkpoint is tried."""
+    from harness.loop import CHECKPOINT_FILE, checkpoint_problem
+
+    fs = filesystem(store)[0]
+    given = tune.get_checkpoint()
+    candidates = [given] if given is not None else []
+    candidates += (tune.Checkpoint(path, filesystem=fs) for path in earlier_checkpoints(store, sweep, trial_id, run))
+    local = os.path.join(work, CHECKPOINT_FILE)
+    for checkpoint in candidates:
+        checkpoint.to_directory(work)
+        if not os.path.exists(local):  # its file was set aside before
+            continue
+        problem = checkpoint_problem(local)
+        if problem is None:
+            return checkpoint.path
+        os.remove(local)
+        source = f"{checkpoint.path}/{CHECKPOINT_FILE}"
+        try:
+            where = f"set aside there as {set_aside(store, source)}"
+        except (OSError, FileNotFoundError) as err:  # another attempt set it aside first, or the store refused
+            where = f"could not be set aside ({str(err).splitlines()[0]})"
+        warnings.warn(f"checkpoint {source} in the store {display_name(store)} does not load ({problem}); {where}; "
+                      "the trial resumes from an older checkpoint if one loads, else from epoch 1", stacklevel=2)
+    return None
 
 
 def _describe(config: dict) -> str:
@@ -331,10 +383,13 @@ class SweepSummary:
     best_acc: float | None = None
     missing: list = field(default_factory=list)  # trial ids with no row in the store after the run
     log_path: str | None = None  # where Ray's output went (None: to the terminal, or nothing ran)
+    # trial id -> harness.claims.Claim: trials with no row yet that another run is training (a live claim)
+    elsewhere: dict = field(default_factory=dict)
+    claim_stale_s: float = CLAIM_STALE_S
 
     @property
     def ok(self) -> bool:
-        """True when every trial of the sweep has a row and none is an error."""
+        """True when every trial of the sweep has a row or is being trained by another run, and none is an error."""
         return not self.missing and not self.statuses.get("error")
 
 
@@ -347,10 +402,10 @@ class SweepProgress(tune.Callback):
     """
 
     def __init__(self, store: str, sweep: str, total: int, skipped: int, every_s: float = 5.0,
-                 enabled: bool = True, stream=None):  # fmt: skip
+                 enabled: bool = True, stream=None, run_id: str | None = None):  # fmt: skip
         self.store, self.sweep, self.total, self.skipped = store, sweep, total, skipped
-        self.every_s, self.enabled, self.stream = every_s, enabled, stream
-        self.counts = {"ok": 0, "diverged": 0, "error": 0, "not_run": 0}
+        self.every_s, self.enabled, self.stream, self.run_id = every_s, enabled, stream, run_id
+        self.counts = {"ok": 0, "diverged": 0, "error": 0, "not_run": 0, "elsewhere": 0}
         self.best_acc, self.best_what = None, ""
         self.start = time.monotonic()
         self._last_print = 0.0
@@ -369,10 +424,11 @@ class SweepProgress(tune.Callback):
         pending = sum(t.status == Trial.PENDING for t in self._trials)
         done = self.skipped + sum(self.counts.values())
         best = f"{self.best_acc:.4f} ({self.best_what})" if self.best_acc is not None else "-"
-        not_run = self.counts["not_run"]
+        not_run, elsewhere = self.counts["not_run"], self.counts["elsewhere"]
         return (f"[{self.sweep} {_fmt_duration(time.monotonic() - self.start)}] {done}/{self.total} done "
                 f"(ok {self.counts['ok']}, diverged {self.counts['diverged']}, error {self.counts['error']}"
                 f"{f', not run {not_run}' if not_run else ''}"
+                f"{f', another run {elsewhere}' if elsewhere else ''}"
                 f"{f', skipped {self.skipped}' if self.skipped else ''}) | running {running} | pending {pending} "
                 f"| best acc {best}")  # fmt: skip
 
@@ -398,6 +454,8 @@ class SweepProgress(tune.Callback):
         acc, head = last.get("final_acc"), f"[{self.sweep}] trial {config['trial_id']} {_describe(config)}"
         if status == "not_run":
             self._print(f"{head}: not run (its data set is stopped)")
+        elif status == "elsewhere":
+            self._print(f"{head}: skipped, {last.get('error')}")
         elif status == "error":
             self._print(f"{head}: error (not retried, it would recur): {last.get('error')}")
         else:
@@ -417,7 +475,7 @@ class SweepProgress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         config, last = trial.config["trial"], trial.last_result or {}
         text = _error_text(trial)
-        row, _ = rows_from_result(config, None, error=text)
+        row, _ = rows_from_result(config, None, error=text, run_id=self.run_id)
         if isinstance(last.get("epoch"), int):
             row["epochs_done"] = last["epoch"]
         try:
@@ -482,7 +540,7 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
               progress: bool = True, progress_every_s: float = 5.0, rerun_errors: bool = False,
               keep_checkpoints: bool = False, num_cpus: int | None = None, reuse_actors: bool = True,
               configs: list[dict] | None = None, verbose: bool = False,
-              plan: SweepPlan | None = None) -> SweepSummary:  # fmt: skip
+              plan: SweepPlan | None = None, claim_stale_s: float = CLAIM_STALE_S) -> SweepSummary:  # fmt: skip
     """Run every trial of `spec` on Ray Tune into the results store; return a SweepSummary.
 
     `store`: local path (made absolute) or URI; must be shared by all nodes on a cluster. `address`: Ray cluster
@@ -492,6 +550,8 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     instead of `spaces.spec.trial_configs(spec)` (same shape). `verbose`: let Ray print to the terminal; by default
     its output goes to a log file (`ray_log_path`) that the footer names. `plan`: the `harness.preflight.plan_sweep`
     the caller already made for this store (the CLI makes it before importing Ray); without one it is made here.
+    `claim_stale_s`: seconds without a heartbeat after which another run's claim on a trial is stale and taken over
+    (`harness.claims`; a given `plan` carries its own).
 
     Raises PreflightError (one line) before any trial starts and before anything is written to the store when a data
     set cannot be read, the store is not writable or the Ray address does not answer.
@@ -508,23 +568,29 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials see the driver's cwd; Tune passes this on
 
     if plan is None:
-        plan = plan_sweep(configs, store, sweep, address, rerun_errors)
+        plan = plan_sweep(configs, store, sweep, address, rerun_errors, claim_stale_s)
     configs, scan, done, pending = plan.configs, plan.scan, plan.done, plan.pending
     say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
-    skipped = len(configs) - len(pending)
+    skipped = len(configs) - len(pending)  # in the store, or claimed by another run
     set_aside_unreadable(store, sweep, scan, {c["trial_id"] for c in configs}, say)
     trials = f"{len(configs)} trial{'' if len(configs) == 1 else 's'}"
     reruns = sum(c["trial_id"] in scan.status and c["trial_id"] not in done for c in configs)
     again = f" ({reruns} of them again: error rows with --rerun-errors, or files that do not read)" if reruns else ""
-    say(f"[{sweep}] {trials}: {skipped} already in the store {store}, {len(pending)} to run{again}")
+    say(f"[{sweep}] {trials}: {skipped - len(plan.claimed)} already in the store {store}, {len(pending)} to "
+        f"run{again}")  # fmt: skip
+    for line in skipped_lines(sweep, plan.claimed, plan.stale, plan.claim_stale_s):
+        say(line)
+    unclaimed = supported_or_warning(store) if pending else None
+    if unclaimed:
+        say(f"[{sweep}] {unclaimed}")
 
-    best, log_path = None, None
+    best, log_path, run_name = None, None, None
     if pending:
-        run_name = f"{sweep}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        run_name = new_run_id(sweep)
         log_path = None if verbose else ray_log_path(store, run_name)
         try:
             best = _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
-                        progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose)  # fmt: skip
+                        progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose, plan)  # fmt: skip
         except PreflightError:
             if log_path:  # nothing ran: leave no trace in the store
                 with contextlib.suppress(OSError):
@@ -532,7 +598,7 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
                     os.rmdir(os.path.dirname(log_path))
             raise
 
-    summary = _summarize(store, sweep, configs, skipped, time.monotonic() - t0, best)
+    summary = _summarize(store, sweep, configs, skipped, time.monotonic() - t0, best, plan.claim_stale_s, run_name)
     summary.log_path = log_path
     if progress:
         print_footer(summary)
@@ -553,8 +619,9 @@ def set_aside_unreadable(store: str, sweep: str, scan: SweepScan, ids: set[str],
 
 
 def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
-         progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose):  # fmt: skip
-    """Start or join Ray, check the nodes, run the Tune experiment; return the best accuracy seen (or None)."""
+         progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose, plan):  # fmt: skip
+    """Start or join Ray, check the nodes, run the Tune experiment; return the best accuracy seen (or None). On the way
+    out the run's claims still in the store are released (a worker releases its own; these are what Ctrl-C left)."""
     with ray_output_to(log_path) as term:
         started = _init_ray(address, num_cpus)
         guard = None
@@ -566,7 +633,7 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
             guard_name = f"harness-guard-{sweep}-{uuid.uuid4().hex[:8]}"
             guard = ray.remote(num_cpus=0)(DeterministicGuard).options(name=guard_name).remote()
             tracker = SweepProgress(store, sweep, len(configs), skipped, every_s=progress_every_s, enabled=progress,
-                                    stream=term)  # fmt: skip
+                                    stream=term, run_id=run_name)  # fmt: skip
             storage_fs, storage_path = tune_root(store)
             tuner = tune.Tuner(
                 tune.with_resources(_train, _placement),
@@ -577,6 +644,9 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
                     "keep_checkpoints": keep_checkpoints,
                     "guard": guard_name,
                     "run": run_name,
+                    "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+                    "claim_stale_s": plan.claim_stale_s,
+                    "done_statuses": list(plan.statuses),
                 },  # fmt: skip
                 tune_config=tune.TuneConfig(
                     num_samples=1,
@@ -605,6 +675,8 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
                     ray.kill(guard)
             if started:
                 ray.shutdown()
+            with contextlib.suppress(Exception):  # a claim left behind only delays a later run by the limit
+                Claims(store, sweep, plan.claim_stale_s).release_run(run_name)
 
 
 def _run_latency_pass(store: str, sweep: str, configs: list[dict], embedded: bool, out) -> None:
@@ -627,7 +699,8 @@ def _run_latency_pass(store: str, sweep: str, configs: list[dict], embedded: boo
               " each trial keeps its own latency_ms_p50", file=out, flush=True)  # fmt: skip
 
 
-def _summarize(store: str, sweep: str, configs: list[dict], skipped: int, wall: float, best) -> SweepSummary:
+def _summarize(store: str, sweep: str, configs: list[dict], skipped: int, wall: float, best,
+               claim_stale_s: float = CLAIM_STALE_S, run_id: str | None = None) -> SweepSummary:  # fmt: skip
     scan = scan_store(store, sweep)
     statuses, missing = {}, []
     for c in configs:
@@ -636,8 +709,15 @@ def _summarize(store: str, sweep: str, configs: list[dict], skipped: int, wall: 
             missing.append(c["trial_id"])
         else:
             statuses[status] = statuses.get(status, 0) + 1
+    elsewhere = {}
+    claims = Claims(store, sweep, claim_stale_s)
+    if missing and claims.supported:
+        with contextlib.suppress(OSError):
+            elsewhere, _ = claims.others(missing, run_id)  # still training in another run: not missing
     return SweepSummary(sweep=sweep, store=store, total=len(configs), skipped=skipped, statuses=statuses,
-                        wall_time_s=round(wall, 3), best_acc=best, missing=missing)  # fmt: skip
+                        wall_time_s=round(wall, 3), best_acc=best,
+                        missing=[m for m in missing if m not in elsewhere], elsewhere=elsewhere,
+                        claim_stale_s=claim_stale_s)  # fmt: skip
 
 
 def print_footer(summary: SweepSummary, stream=None) -> None:
@@ -646,6 +726,8 @@ def print_footer(summary: SweepSummary, stream=None) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items())) or "none"
     print(f"[{summary.sweep}] finished in {_fmt_duration(summary.wall_time_s)}: {counts}"
           + (f"; {len(summary.missing)} trials not run (no row)" if summary.missing else ""), file=out)  # fmt: skip
+    for line in skipped_lines(summary.sweep, summary.elsewhere, {}, summary.claim_stale_s):
+        print(line, file=out)
     if is_uri(summary.store):
         # A URI's query (endpoint, scheme) configures the filesystem, so the tables are not "<uri>/trials".
         print(f"results: tables trials/, epochs/ (sweep={summary.sweep}) under {summary.store} "

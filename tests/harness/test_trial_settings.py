@@ -52,5 +52,5 @@ def test_a_checkpoint_that_does_not_load_is_set_aside_named_in_a_warning_and_the
     assert result["final"]["status"] == "ok" and [r["epoch"] for r in result["epochs"]] == [1]  # from scratch
     aside = [p for p in tmp_path.iterdir() if p.name.startswith(f"{CHECKPOINT_FILE}.unreadable-")]
     assert len(aside) == 1 and str(aside[0]) in str(caught[0].message) and str(ckpt) in str(caught[0].message)
-    state = torch.load(ckpt, weights_only=False)  # the trial's own checkpoint replaced the broken one
+    state = torch.load(ckpt, weights_only=True)  # the trial's own checkpoint replaced the broken one
     assert state["trial_id"] == config["trial_id"] and len(state["history"]) == 1

@@ -6,6 +6,7 @@ import copy
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -35,6 +36,21 @@ def run_cli(*args: str, timeout: float = 300, **popen) -> subprocess.Popen:
     """Start `python run_sweep.py ARGS` from the repo root; return the Popen (stdout+stderr merged, text)."""
     return subprocess.Popen([sys.executable, os.path.join(REPO, "run_sweep.py"), *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)  # fmt: skip
+
+
+def wait_out_claims(store: str, sweep: str, stale_s: float, timeout_s: float = 120) -> int:
+    """Wait until every claim left in the store's sweep has had no heartbeat for longer than `stale_s` seconds (what a
+    SIGKILLed driver's claims do once its workers are gone); return how many claims there are."""
+    from harness.claims import Claims
+
+    claims = Claims(store, sweep, stale_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = list(claims.current().values())
+        if all(c.is_stale(stale_s) for c in left):
+            return len(left)
+        time.sleep(0.2)
+    raise AssertionError(f"claims in {store} still had heartbeats after {timeout_s:g} s")
 
 
 @pytest.fixture

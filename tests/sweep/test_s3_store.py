@@ -15,14 +15,17 @@ import pyarrow.fs as pafs
 import pytest
 
 from analysis.store import load_epochs, load_trials
-from tests.sweep.conftest import run_cli
+from tests.sweep.conftest import run_cli, wait_out_claims
 from tests.sweep.s3 import start_s3_server
 
 pytestmark = pytest.mark.slow
 
 # One trial of 3 epochs; the driver is killed once Ray has persisted the checkpoint of epoch 1.
+# The killed driver's claim on the trial is taken over once stale: after 2 s here (the default is 10 minutes).
+STALE_S = 2.0
 ARGS = ["--spec", "digits", "--set", 'classes=["single"]', "--set", "families.0.widths=[8]", "--set", "seeds=[0]",
-        "--set", "epochs=3", "--set", "measure.latency_runs=3", "--set", "measure.throughput_batch=32"]  # fmt: skip
+        "--set", "epochs=3", "--set", "measure.latency_runs=3", "--set", "measure.throughput_batch=32",
+        "--claim-stale-after", str(STALE_S)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,7 @@ def resumed(s3, tmp_path_factory):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # what the killed driver left (its embedded Ray)
     at_kill = _listing(store)
+    wait_out_claims(store, "digits", STALE_S)
     rerun = run_cli(*ARGS, "--store", store, "--report", report, env=s3.env)
     out, _ = rerun.communicate(timeout=400)
     return {"store": store, "report": report, "killed_at": killed_at, "at_kill": at_kill, "rc": rerun.returncode,
@@ -75,6 +79,13 @@ def test_the_rerun_finishes_the_sweep_on_the_s3_store(resumed):
     assert f"0 already in the store {resumed['store']}, 1 to run" in resumed["out"]
     trials = load_trials(resumed["store"], sweep="digits")
     assert len(trials) == 1 and trials.iloc[0]["status"] == "ok"
+
+
+def test_the_killed_drivers_claim_stayed_in_the_bucket_until_stale_and_the_rerun_took_it_over(resumed):
+    claims = [p for p in resumed["at_kill"] if p.startswith("_claims/sweep=digits/")]
+    assert len(claims) == 1 and claims[0].endswith(".1.json")
+    assert "1 trial claimed by run digits-" in resumed["out"] and "stale claims, taken over" in resumed["out"]
+    assert not [p for p in resumed["after"] if p.startswith("_claims/") and p.endswith(".json")]  # released
 
 
 def test_the_killed_trial_resumed_from_its_last_epoch_with_its_start_time_kept(resumed):
