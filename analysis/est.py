@@ -386,6 +386,7 @@ def decide_cells(stats: pd.DataFrame, rule: Rule, max_budget_deviation_pct: floa
     out["deviating_classes"] = _join_roles(far, n)
     out["over_budget_deviation"] = np.logical_or.reduce([far[r] for r in CLASS_ORDER])
     out["max_budget_deviation_pct"] = float(max_budget_deviation_pct)
+    out["equivalence_pp"] = float(rule.equivalence_pp)
     out["budget"] = out["budget"].astype(int)
     out["epoch"] = out["epoch"].astype(int)
     return out
