@@ -26,14 +26,16 @@ def _rule_options(p: argparse.ArgumentParser) -> None:
                    help="equivalence margin, percentage points of accuracy (default %(default)g)")  # fmt: skip
     p.add_argument("--error-control", choices=ERROR_CONTROLS, default="bh",
                    help="multiplicity control over each epoch's cells (default %(default)s: Benjamini-Hochberg)")
-    p.add_argument("--looks", type=int, default=1,
-                   help="looks an adaptive seed policy took (alpha is split over them; default 1)")
+    p.add_argument("--looks", default="",
+                   help="seed counts at which an adaptive seed policy read verdicts, e.g. 2,4,6,8 (alpha is spent "
+                        "over them); default: one look")  # fmt: skip
 
 
 def _rule(args: argparse.Namespace):
     from analysis.est import Rule
 
-    return Rule(args.tie_rule, args.alpha, args.equivalence_pp, args.error_control, args.looks)
+    looks = tuple(int(n) for n in args.looks.split(",") if n.strip()) if args.looks else ()
+    return Rule(args.tie_rule, args.alpha, args.equivalence_pp, args.error_control, looks)
 
 
 def _parser() -> argparse.ArgumentParser:

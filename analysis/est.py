@@ -12,8 +12,13 @@ Verdicts (`tie_rule = "welch"`, the default; `Rule`). Each ensemble class presen
 t-test on the accuracy difference (scipy.stats): its (1 - level) t-interval, the two-sided p-value of no difference,
 two one-sided tests (TOST) of |difference| < `equivalence_pp`, and the probability of outperforming (a seed of the
 ensemble beating a seed of single, normal model; Bouthillier et al., MLSys 2021). The p-values of each (group, epoch)
-row are adjusted for multiplicity (`error_control`: Benjamini-Hochberg by default, Holm, or none) and the level is
-alpha split evenly over the looks an adaptive seed policy takes. A class **wins** (or **loses**) when its adjusted p is
+row are adjusted for multiplicity (`error_control`: Benjamini-Hochberg by default, Holm, or none). Under an adaptive
+seed policy, a comparison read at look k (the looks are the seed counts at which verdicts are read; k by the smaller
+seed count of its two classes) is tested at the nominal level of O'Brien-Fleming boundaries for those looks: the
+boundaries c / sqrt(t_k), t_k = n_k / max, with c such that the statistics of all looks (correlated as
+sqrt(t_i / t_j)) stay inside with probability 1 - alpha (scipy's multivariate normal), so adding seeds where a cell is
+open does not inflate the error. For looks at 2, 4, 6, 8 seeds the levels are 5e-5, 0.0042, 0.019, 0.043: 2 seeds are
+a screen, nearly all of alpha is kept for the last look. A class **wins** (or **loses**) when its adjusted p is
 below the level, is **equivalent** when it does not differ and the adjusted TOST p is below the level, and is
 **unresolved** otherwise (including a class with fewer than 2 seeds, which no test can decide): unresolved asks for
 more seeds, equivalent is an answer. With 2 seeds no exact test reaches p < 0.05, so 2 seeds are a screen.
@@ -45,6 +50,7 @@ from the budget. dct is never marked: its division rule sets its size, so it is 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -203,8 +209,9 @@ class Rule:
     """How a cell is decided (see the module docstring).
 
     `name`: "welch" (a test per comparison) or an overlap rule kept for comparison with earlier reports ("std",
-    "ci95"). `alpha`: the error level of every verdict (a fraction), split evenly over `looks` (the looks at the data
-    an adaptive seed policy takes, so that adding seeds where a cell is open does not inflate the error).
+    "ci95"). `alpha`: the error level of every verdict (a fraction). `looks`: the seed counts at which an adaptive
+    seed policy reads verdicts (its first round, then each look, e.g. (2, 4, 6, 8)); alpha is spent over them (see
+    the module docstring); empty: one look, every comparison at alpha.
     `equivalence_pp`: the margin (percentage points of accuracy) inside which two classes are equivalent.
     `error_control`: how the level holds over the comparisons of one epoch's row of a group's grid: "bh"
     (Benjamini-Hochberg, false discovery rate), "holm" (family-wise) or "none" (per comparison).
@@ -214,7 +221,7 @@ class Rule:
     alpha: float = ALPHA
     equivalence_pp: float = EQUIVALENCE_PP
     error_control: str = "bh"
-    looks: int = 1
+    looks: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.name not in TIE_RULES:
@@ -225,22 +232,64 @@ class Rule:
             raise ValueError(f"alpha = {self.alpha!r}: must lie in (0, 1)")
         if not self.equivalence_pp > 0.0:
             raise ValueError(f"equivalence_pp = {self.equivalence_pp!r}: must be > 0 (percentage points)")
-        if int(self.looks) < 1:
-            raise ValueError(f"looks = {self.looks!r}: must be >= 1")
+        looks = tuple(int(n) for n in self.looks)
+        if any(b <= a for a, b in zip(looks, looks[1:], strict=False)) or (looks and looks[0] < 1):
+            raise ValueError(f"looks = {list(self.looks)!r}: must be increasing seed counts >= 1")
+        object.__setattr__(self, "looks", looks)
+
+    def spent(self) -> np.ndarray:
+        """Return the nominal two-sided level of each look (fractions): O'Brien-Fleming boundaries (see the module
+        docstring); [alpha] with one look."""
+        if len(self.looks) <= 1:
+            return np.array([self.alpha])
+        return _obrien_fleming(self.alpha, self.looks).copy()
+
+    def level_at(self, n_seeds) -> np.ndarray:
+        """Return the level (fraction) a comparison whose smaller class has `n_seeds` seeds is tested at: its look's
+        increment (the first look's below it, the last look's above it)."""
+        spent = self.spent()
+        if len(spent) == 1:
+            return np.full(np.shape(n_seeds), spent[0])
+        k = np.searchsorted(np.asarray(self.looks), np.asarray(n_seeds), side="right") - 1
+        return spent[np.clip(k, 0, len(spent) - 1)]
 
     @property
     def level(self) -> float:
-        """The error level each look is tested at (a fraction): alpha / looks."""
-        return self.alpha / int(self.looks)
+        """The level of the last (or only) look, a fraction."""
+        return float(self.spent()[-1])
 
     def text(self) -> str:
         """Return one line saying how cells were decided (for captions and est.json)."""
         if self.name != "welch":
             return TIE_RULE_TEXT[self.name]
-        looks = f" (alpha {self.alpha:g} split over {self.looks} looks)" if self.looks > 1 else ""
-        return (f"Welch t-test per comparison with single at level {self.level:.3g}{looks}, "
+        if len(self.looks) > 1:
+            at = ", ".join(f"{lv:.2g} at {n}" for n, lv in zip(self.looks, self.spent(), strict=True))
+            level = f"alpha {self.alpha:g} over the looks (O'Brien-Fleming levels {at} seeds)"
+        else:
+            level = f"level {self.alpha:g}"
+        return (f"Welch t-test per comparison with single at {level}, "
                 f"{ERROR_CONTROL_TEXT[self.error_control]}; equivalent = two one-sided tests inside "
                 f"±{self.equivalence_pp:g} pp; unresolved = neither (more seeds needed)")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _obrien_fleming(alpha: float, looks: tuple[int, ...]) -> np.ndarray:
+    """Return the nominal two-sided levels of O'Brien-Fleming boundaries at looks with information fractions
+    looks / looks[-1]: c / sqrt(t_k) with P(every |Z_k| < c / sqrt(t_k)) = 1 - alpha, corr(Z_i, Z_j) = sqrt(t_i / t_j).
+    """
+    from scipy import stats as st
+    from scipy.optimize import brentq
+
+    t = np.asarray(looks, dtype=float) / looks[-1]
+    cov = np.sqrt(np.minimum.outer(t, t) / np.maximum.outer(t, t))
+    mvn = st.multivariate_normal(mean=np.zeros(len(t)), cov=cov)
+
+    def inside(c: float) -> float:  # a fixed generator: the same levels on every run
+        b = c / np.sqrt(t)
+        return mvn.cdf(b, lower_limit=-b, rng=np.random.default_rng(0)) - (1.0 - alpha)
+
+    c = brentq(inside, 0.5, 12.0, xtol=1e-6)
+    return 2.0 * st.norm.sf(c / np.sqrt(t))
 
 
 def welch(m1, s1, n1, m2, s2, n2, level: float, margin: float) -> dict[str, np.ndarray]:
@@ -399,19 +448,24 @@ def _decide_welch(out: pd.DataFrame, a: dict, ens: list[str], rule: Rule, group_
     n = len(out)
     s = a["single"]
     margin = rule.equivalence_pp / 100.0
-    tests = {r: welch(a[r]["mean"], a[r]["std"], a[r]["n"], s["mean"], s["std"], s["n"], rule.level, margin)
+    # Each comparison's level: its look's share of alpha, by the smaller seed count of its two classes.
+    levels = {r: rule.level_at(np.minimum(a[r]["n"], s["n"])) for r in ens}
+    tests = {r: welch(a[r]["mean"], a[r]["std"], a[r]["n"], s["mean"], s["std"], s["n"], levels[r], margin)
              for r in ens}  # fmt: skip
     family = out.groupby(group_keys + ["epoch"], sort=False).ngroup().to_numpy()
     fam = np.tile(family, len(ens))
-    p_all = adjust_p(np.concatenate([tests[r]["p"] for r in ens]), fam, rule.error_control)
-    q_all = adjust_p(np.concatenate([tests[r]["p_eq"] for r in ens]), fam, rule.error_control)
+    # Weighted p-values (p x alpha / level) put every look's level on one scale, so one adjustment at alpha serves all.
+    weight = np.concatenate([rule.alpha / levels[r] for r in ens]) if ens else np.zeros(0)
+    p_all = adjust_p(np.minimum(np.concatenate([tests[r]["p"] for r in ens]) * weight, 1.0), fam, rule.error_control)
+    q_all = adjust_p(np.minimum(np.concatenate([tests[r]["p_eq"] for r in ens]) * weight, 1.0), fam,
+                     rule.error_control)  # fmt: skip
     cols: dict[str, np.ndarray] = {}
     verdict: dict[str, np.ndarray] = {}
     for i, r in enumerate(ens):
         t, p, q = tests[r], p_all[i * n:(i + 1) * n], q_all[i * n:(i + 1) * n]
-        sig = p < rule.level
+        sig = p < rule.alpha
         win, lose = sig & (t["diff"] > 0), sig & (t["diff"] < 0)
-        eq = ~sig & (q < rule.level)
+        eq = ~sig & (q < rule.alpha)
         v = np.where(win, "wins", np.where(lose, "loses", np.where(eq, EQUIVALENT, UNRESOLVED)))
         verdict[r] = np.where(a[r]["present"] & s["present"], v, None)
         cols.update({f"diff_pp_{r}": 100 * t["diff"], f"ci_lo_pp_{r}": 100 * t["ci_lo"],
@@ -571,8 +625,8 @@ def _decision_text(r: dict, rule: Rule) -> str:
             text = (f"Win at EST beyond noise (margin {r['at_margin_pp']:.2f} pp > noise {r['at_noise_pp']:.2f} pp)"
                     + "; " + _below_text(r, "a tie (within noise), so the switchover is not sharp"))
     else:
-        conf = 100.0 * (1.0 - rule.level)
-        text = (f"Win at EST: {r['at_best_ensemble']} − single = {r['at_margin_pp']:+.2f} pp ({conf:.3g}% CI "
+        conf = f"{100.0 * (1.0 - rule.level):.3g}% CI" if len(rule.looks) <= 1 else "CI at its look's level"
+        text = (f"Win at EST: {r['at_best_ensemble']} − single = {r['at_margin_pp']:+.2f} pp ({conf} "
                 f"[{r['at_ci_lo_pp']:+.2f}, {r['at_ci_hi_pp']:+.2f}]), P(a seed of {r['at_best_ensemble']} beats "
                 f"one of single) = {r['at_p_outperform']:.2f}, adjusted p = {r['at_p_value']:.3g}; "
                 + _below_text(r, None))  # fmt: skip
@@ -737,7 +791,7 @@ class ESTResult:
         return {
             "tie_rule": self.tie_rule,
             "rule": _jsonable({"name": self.rule.name, "alpha": self.rule.alpha, "level": self.rule.level,
-                               "looks": self.rule.looks, "equivalence_pp": self.rule.equivalence_pp,
+                               "looks": list(self.rule.looks), "equivalence_pp": self.rule.equivalence_pp,
                                "error_control": self.rule.error_control}),  # fmt: skip
             "max_budget_deviation_pct": self.max_budget_deviation_pct,
             "tie_rule_text": self.rule_text,
@@ -937,3 +991,69 @@ def _summaries(grid: pd.DataFrame, per_epoch: pd.DataFrame, earliest: pd.DataFra
             "budgets": list(budgets.get(key, [])),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+# The point identity an adaptive seed policy extends (the store's columns; `spaces.classes.POINT_KEYS` minus the seed).
+SEED_POINT_KEYS = ["dataset", "family", "design_class", "members", "budget", "fit"]
+RESOLVED_NON_WIN = ("single", EQUIVALENT)
+
+
+def open_est_cells(grid: pd.DataFrame) -> pd.DataFrame:
+    """Return the cells on the EST's path that are still open ("unresolved", or "tie" under an overlap rule): at each
+    group's final epoch, those above the largest budget whose cell is a resolved non-win (single or equivalent), since
+    they decide where the winning tail starts; and, at each budget where ensembles win at the final epoch, those after
+    the last epoch with a resolved non-win, since they decide the earliest-epoch line. Array operations."""
+    if grid.empty:
+        return grid
+    is_open = grid["winner"].isin((UNRESOLVED, TIE))
+    resolved_low = grid["winner"].isin(RESOLVED_NON_WIN)
+    final = grid["epoch"] == grid.groupby(GROUP_KEYS)["epoch"].transform("max")
+    lo_b = grid["budget"].where(final & resolved_low).groupby([grid[k] for k in GROUP_KEYS]).transform("max")
+    on_final = final & is_open & (grid["budget"] > lo_b.fillna(-np.inf))
+    by_budget = [grid[k] for k in GROUP_KEYS] + [grid["budget"]]
+    wins_final = (final & grid["ensembles_win"].astype(bool)).groupby(by_budget).transform("any")
+    lo_e = grid["epoch"].where(resolved_low).groupby(by_budget).transform("max")
+    on_line = wins_final & is_open & (grid["epoch"] > lo_e.fillna(-np.inf))
+    return grid[on_final | on_line]
+
+
+def seeds_wanted(epochs: pd.DataFrame, looks: list[int], max_seeds: int, trials: pd.DataFrame | None = None,
+                 rule: Rule | None = None) -> pd.DataFrame:  # fmt: skip
+    """Return the design points the next look extends, one row each: SEED_POINT_KEYS, n_seeds (seeds with rows now)
+    and target_seeds (the first look above n_seeds, at most `max_seeds`).
+
+    A point is extended when it is single, or an ensemble class whose verdict is open, in a cell of
+    `open_est_cells`; points already at `max_seeds` are not. Empty when every cell on the EST's path is resolved.
+    """
+    cols = [*SEED_POINT_KEYS, "n_seeds", "target_seeds"]
+    rule = rule or Rule()
+    if epochs.empty:
+        return pd.DataFrame(columns=cols)
+    res = compute_est(epochs, trials, rule=rule, n_boot=0)
+    cells = open_est_cells(res.grid)
+    if cells.empty:
+        return pd.DataFrame(columns=cols)
+    keys = GROUP_KEYS + ["budget"]
+    parts = [cells[keys].assign(role="single")]
+    for r in ENSEMBLE_CLASSES:
+        v = f"verdict_{r}"
+        if v in cells:
+            parts.append(cells.loc[cells[v].isin((UNRESOLVED,)), keys].assign(role=r))
+        else:  # an overlap rule: every class present in an open cell
+            parts.append(cells.loc[cells["classes"].str.split(",").map(lambda c, r=r: r in c), keys].assign(role=r))
+    wanted = pd.concat(parts, ignore_index=True).drop_duplicates()
+    grouped, _ = assign_groups(epochs)
+    grouped = grouped[np.isfinite(grouped["test_acc"].astype(float))]
+    if trials is not None and not trials.empty:
+        grouped = grouped[~grouped["trial_id"].isin(set(trials.loc[trials["status"] == "error", "trial_id"]))]
+    points = grouped.groupby(keys + ["role", *[k for k in SEED_POINT_KEYS if k not in keys]])["seed"].nunique()
+    points = points.rename("n_seeds").reset_index()
+    out = points.merge(wanted, on=keys + ["role"])[[*SEED_POINT_KEYS, "n_seeds"]]
+    # single joins every k group: one row per design point, with its own seed count.
+    out = out.drop_duplicates(SEED_POINT_KEYS)
+    grid_looks = np.asarray(sorted(set(looks) | {max_seeds}), dtype=int)
+    grid_looks = grid_looks[grid_looks <= max_seeds]
+    idx = np.searchsorted(grid_looks, out["n_seeds"].to_numpy(), side="right")
+    out = out[idx < len(grid_looks)].copy()
+    out["target_seeds"] = grid_looks[idx[idx < len(grid_looks)]]
+    return out.sort_values(SEED_POINT_KEYS).reset_index(drop=True)[cols]

@@ -202,7 +202,7 @@ def test_json_output_round_trips_with_groups_and_tie_rule():
     res = est_of(grid_trials(known_est_acc, BUDGETS))
     d = json.loads(res.to_json())
     assert d["tie_rule"] == "welch"
-    assert d["rule"] == {"name": "welch", "alpha": 0.05, "level": 0.05, "looks": 1, "equivalence_pp": 0.5,
+    assert d["rule"] == {"name": "welch", "alpha": 0.05, "level": 0.05, "looks": [], "equivalence_pp": 0.5,
                          "error_control": "bh"}
     g = d["groups"][0]
     assert g["group"] == {"dataset": "digits", "family": "resnet", "k": 2, "fit": "floor"}
