@@ -331,6 +331,7 @@ class SweepSummary:
     best_acc: float | None = None
     missing: list = field(default_factory=list)  # trial ids with no row in the store after the run
     log_path: str | None = None  # where Ray's output went (None: to the terminal, or nothing ran)
+    seeds_text: str = ""  # adaptive seeds: seeds spent against max everywhere
 
     @property
     def ok(self) -> bool:
@@ -355,6 +356,7 @@ class SweepProgress(tune.Callback):
         self.start = time.monotonic()
         self._last_print = 0.0
         self._trials = []
+        self.extra_status = None  # adaptive seeds: a callable returning the line's part on seeds spent (seed_search)
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks with the experiment state; an open stream cannot be, and is not needed there.
@@ -374,7 +376,7 @@ class SweepProgress(tune.Callback):
                 f"(ok {self.counts['ok']}, diverged {self.counts['diverged']}, error {self.counts['error']}"
                 f"{f', not run {not_run}' if not_run else ''}"
                 f"{f', skipped {self.skipped}' if self.skipped else ''}) | running {running} | pending {pending} "
-                f"| best acc {best}")  # fmt: skip
+                f"| best acc {best}" + (f" | {self.extra_status()}" if self.extra_status else ""))  # fmt: skip
 
     def _see_acc(self, acc, config: dict) -> None:
         if isinstance(acc, int | float) and math.isfinite(acc) and (self.best_acc is None or acc > self.best_acc):
@@ -482,7 +484,7 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
               progress: bool = True, progress_every_s: float = 5.0, rerun_errors: bool = False,
               keep_checkpoints: bool = False, num_cpus: int | None = None, reuse_actors: bool = True,
               configs: list[dict] | None = None, verbose: bool = False,
-              plan: SweepPlan | None = None) -> SweepSummary:  # fmt: skip
+              plan: SweepPlan | None = None, seeds_wanted=None) -> SweepSummary:  # fmt: skip
     """Run every trial of `spec` on Ray Tune into the results store; return a SweepSummary.
 
     `store`: local path (made absolute) or URI; must be shared by all nodes on a cluster. `address`: Ray cluster
@@ -492,6 +494,9 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     instead of `spaces.spec.trial_configs(spec)` (same shape). `verbose`: let Ray print to the terminal; by default
     its output goes to a log file (`ray_log_path`) that the footer names. `plan`: the `harness.preflight.plan_sweep`
     the caller already made for this store (the CLI makes it before importing Ray); without one it is made here.
+    `seeds_wanted(store, sweep)`: with a spec whose seeds are an adaptive policy (`seed_policy`), returns the design
+    points the next look extends (`analysis.est.seeds_wanted`'s rows); the run then adds seeds look by look
+    (`harness.seed_search.AdaptiveSeeds`).
 
     Raises PreflightError (one line) before any trial starts and before anything is written to the store when a data
     set cannot be read, the store is not writable or the Ray address does not answer.
@@ -519,12 +524,13 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     say(f"[{sweep}] {trials}: {skipped} already in the store {store}, {len(pending)} to run{again}")
 
     best, log_path = None, None
-    if pending:
+    searcher = _adaptive(spec, store, sweep, configs, pending, seeds_wanted, say)
+    if pending or (searcher is not None and searcher.queue):
         run_name = f"{sweep}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
         log_path = None if verbose else ray_log_path(store, run_name)
         try:
             best = _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
-                        progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose)  # fmt: skip
+                        progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose, searcher)  # fmt: skip
         except PreflightError:
             if log_path:  # nothing ran: leave no trace in the store
                 with contextlib.suppress(OSError):
@@ -532,8 +538,12 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
                     os.rmdir(os.path.dirname(log_path))
             raise
 
-    summary = _summarize(store, sweep, configs, skipped, time.monotonic() - t0, best)
+    added = searcher.added if searcher is not None else []
+    summary = _summarize(store, sweep, configs + added, skipped, time.monotonic() - t0, best)
     summary.log_path = log_path
+    if searcher is not None:
+        summary.seeds_text = (f"seeds spent: {len(scan_store(store, sweep).status)} trials of {searcher.cap} with max "
+                              f"seeds everywhere ({searcher.looks} look(s) after the first round)")  # fmt: skip
     if progress:
         print_footer(summary)
     return summary
@@ -552,34 +562,69 @@ def set_aside_unreadable(store: str, sweep: str, scan: SweepScan, ids: set[str],
             say(f"[{sweep}] trial {trial_id}: {path} does not read ({reason}); set aside as {new}; {again}")
 
 
+def _adaptive(spec, store, sweep, configs, pending, seeds_wanted, say):
+    """Return the AdaptiveSeeds searcher of a spec with an adaptive seed policy (None otherwise). With the first round
+    already in the store (a rerun), its first look is made here, so a finished sweep starts no Ray."""
+    policy = (getattr(spec, "data", None) or {}).get("seed_policy")
+    if not policy or seeds_wanted is None:
+        return None
+    from harness.seed_search import AdaptiveSeeds, configs_for_look
+
+    def next_look() -> list[dict]:
+        have = set(scan_store(store, sweep).status)
+        return configs_for_look(seeds_wanted(store, sweep), configs, have)
+
+    def on_look(n: int, added: list[dict]) -> None:
+        text = (f"[{sweep}] look {n}: {len(added)} trial(s) added to the design points whose cells on the EST's path "
+                "are unresolved" if added else f"[{sweep}] look {n}: nothing on the EST's path is open (or it is at "
+                f"max {policy['max']} seeds); done")  # fmt: skip
+        if searcher.stream is not None:  # during the Tune run: the terminal the progress lines go to
+            print(text, file=searcher.stream, flush=True)
+        else:
+            say(text)
+
+    cap = len(configs) // policy["min"] * policy["max"]
+    searcher = AdaptiveSeeds(pending, next_look, cap, done_before=len(configs) - len(pending), on_look=on_look)
+    searcher.stream = None
+    if not pending:
+        searcher.queue = next_look()
+        searcher.added += searcher.queue
+        searcher.looks = 1
+        on_look(1, searcher.queue)
+    searcher.done_before = len(scan_store(store, sweep).status)
+    return searcher
+
+
 def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
-         progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose):  # fmt: skip
+         progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose, searcher=None):  # fmt: skip
     """Start or join Ray, check the nodes, run the Tune experiment; return the best accuracy seen (or None)."""
     with ray_output_to(log_path) as term:
         started = _init_ray(address, num_cpus)
         guard = None
         try:
             embedded = started and not (address or os.environ.get("RAY_ADDRESS"))
+            first = pending or (searcher.queue if searcher is not None else [])
             if not embedded:
-                check_nodes(pending)  # the data paths are the workers'
-            _check_feasible(pending, embedded=embedded, out=term)
+                check_nodes(first)  # the data paths are the workers'
+            _check_feasible(first, embedded=embedded, out=term)
             guard_name = f"harness-guard-{sweep}-{uuid.uuid4().hex[:8]}"
             guard = ray.remote(num_cpus=0)(DeterministicGuard).options(name=guard_name).remote()
             tracker = SweepProgress(store, sweep, len(configs), skipped, every_s=progress_every_s, enabled=progress,
                                     stream=term)  # fmt: skip
             storage_fs, storage_path = tune_root(store)
+            fixed = {"store": store, "sweep": sweep, "keep_checkpoints": keep_checkpoints, "guard": guard_name,
+                     "run": run_name}  # fmt: skip
+            if searcher is not None:  # adaptive seeds: the searcher suggests every trial, round by round
+                tracker.extra_status = searcher.progress
+                searcher.stream = term
+                space, search = fixed, {"search_alg": searcher, "num_samples": -1}
+            else:
+                space, search = {"trial": tune.grid_search(pending), **fixed}, {"num_samples": 1}
             tuner = tune.Tuner(
                 tune.with_resources(_train, _placement),
-                param_space={
-                    "trial": tune.grid_search(pending),
-                    "store": store,
-                    "sweep": sweep,
-                    "keep_checkpoints": keep_checkpoints,
-                    "guard": guard_name,
-                    "run": run_name,
-                },  # fmt: skip
+                param_space=space,
                 tune_config=tune.TuneConfig(
-                    num_samples=1,
+                    **search,
                     reuse_actors=reuse_actors,
                     trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                     trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
@@ -646,6 +691,8 @@ def print_footer(summary: SweepSummary, stream=None) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items())) or "none"
     print(f"[{summary.sweep}] finished in {_fmt_duration(summary.wall_time_s)}: {counts}"
           + (f"; {len(summary.missing)} trials not run (no row)" if summary.missing else ""), file=out)  # fmt: skip
+    if summary.seeds_text:
+        print(f"[{summary.sweep}] {summary.seeds_text}", file=out)
     if is_uri(summary.store):
         # A URI's query (endpoint, scheme) configures the filesystem, so the tables are not "<uri>/trials".
         print(f"results: tables trials/, epochs/ (sweep={summary.sweep}) under {summary.store} "
