@@ -85,8 +85,8 @@ class AdaptiveSeeds(Searcher):
         return self.done_before + len(self.completed)
 
     def progress(self) -> str:
-        """Return the progress line's part on seeds, e.g. "seeds 20/64 of max everywhere (+2 running), look 1"."""
-        return f"seeds {self.spent()}/{self.cap} of max everywhere (+{self.running} running), look {self.looks}"
+        """Return the progress line's part on seeds, e.g. "seeds 20/64 of max everywhere (+2 in flight), look 1"."""
+        return f"seeds {self.spent()}/{self.cap} of max everywhere (+{self.running} in flight), look {self.looks}"
 
     def suggest(self, trial_id: str) -> dict | str | None:
         """Return the next trial's config ({"trial": config}), None while a round is still running, or FINISHED."""
