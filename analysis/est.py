@@ -79,6 +79,10 @@ EQUIVALENCE_PP = 0.5
 STD_FLOOR = 1e-6
 # Resamples of the EST bootstrap (rliable uses 2,000 for its intervals; 1,000 keeps a report fast at this level).
 EST_BOOTSTRAP = 1000
+# Above this many resampled seed values the bootstrap uses fewer resamples (never below EST_BOOTSTRAP_MIN), so a
+# 65k-cell grid stays a matter of seconds; the summary's n_boot says how many were used.
+EST_BOOTSTRAP_MAX_DRAWS = 4_000_000
+EST_BOOTSTRAP_MIN = 200
 # Designs further than this from their budget (in %, either side) are marked wherever they decide a cell.
 MAX_BUDGET_DEVIATION_PCT = 10.0
 GROUP_KEYS = ["dataset", "family", "k", "fit"]
@@ -693,6 +697,8 @@ def est_interval(epochs: pd.DataFrame, rule: Rule, n_boot: int = EST_BOOTSTRAP, 
     out_cols = [*GROUP_KEYS, "est_lo", "est_hi", "est_found_frac", "n_boot"]
     if vals.empty or n_boot < 1:
         return pd.DataFrame(columns=out_cols)
+    # A very large grid: fewer resamples (the summary's n_boot says how many).
+    n_boot = min(n_boot, max(EST_BOOTSTRAP_MIN, EST_BOOTSTRAP_MAX_DRAWS // len(vals)))
     ckeys = GROUP_KEYS + ["role", "budget", "epoch"]
     cell_id = vals.groupby(ckeys, sort=True).ngroup().to_numpy()
     order = np.argsort(cell_id, kind="stable")

@@ -231,3 +231,17 @@ def test_est_interval_widens_when_the_cells_near_the_switchover_are_noisy():
     assert s["status"] == "found"
     assert s["est_lo"] < s["est_hi"]
     assert s["est_lo"] <= s["est_budget"] <= s["est_hi"]
+
+
+def test_est_json_keeps_unresolved_apart_from_equivalent_with_each_cells_test():
+    import json
+
+    def acc(cls, budget, epoch, seed):  # equal at 10k (equivalent), +0.3 pp at 20k (unresolved)
+        return 0.8 + SEED_NOISE[seed] + (0.003 if cls == "deq" and budget == 20_000 else 0.0)
+
+    data = json.loads(est_of(grid_trials(acc, [10_000, 20_000], classes=("single", "deq"), epochs=1)).to_json())
+    cells = {c["budget"]: c for c in data["groups"][0]["cells"]}
+    assert (cells[10_000]["winner"], cells[20_000]["winner"]) == ("equivalent", "unresolved")
+    assert cells[20_000]["verdict_deq"] == "unresolved" and cells[20_000]["margin_pp"] == pytest.approx(0.3)
+    assert cells[20_000]["ci_lo_pp"] < 0 < cells[20_000]["ci_hi_pp"] and 0.5 < cells[20_000]["p_outperform"] < 1
+    assert data["tie_rule_text"].startswith("Welch t-test")
