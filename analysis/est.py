@@ -486,6 +486,7 @@ def _decide_welch(out: pd.DataFrame, a: dict, ens: list[str], rule: Rule, group_
     any_unres, any_eq = (V == UNRESOLVED).any(axis=1), (V == EQUIVALENT).any(axis=1)
     winner = np.select([all_win & any_win, any_win, any_unres, any_eq],
                        ["all ensembles", top_win, UNRESOLVED, EQUIVALENT], default="single").astype(object)  # fmt: skip
+    cols.update(_versus_runner_up(a, ens, winner, fam_of=family, rule=rule, margin=margin))
     # The designs that decide the cell: the classes whose verdict makes its category, and single.
     for i, r in enumerate(ens):
         v = V[:, i]
@@ -502,6 +503,45 @@ def _decide_welch(out: pd.DataFrame, a: dict, ens: list[str], rule: Rule, group_
         cols[c] = pick
     cols["noise_pp"] = (cols["ci_hi_pp"] - cols["ci_lo_pp"]) / 2.0
     return winner, cols
+
+
+def _versus_runner_up(a: dict, ens: list[str], winner: np.ndarray, fam_of: np.ndarray, rule: Rule,
+                      margin: float) -> dict[str, np.ndarray]:  # fmt: skip
+    """Return, for cells won by one ensemble class, the test of that class against the best-mean other ensemble class
+    present (the heatmap shows a class, so the reader asks whether it also beats its rivals): runner_up, vs_runner_up_pp
+    (difference, pp), vs_runner_up_p (adjusted within each epoch's cells) and vs_runner_up_verdict (wins, loses,
+    equivalent, unresolved); None / NaN elsewhere."""
+    n = len(winner)
+    out = {"runner_up": np.full(n, None, dtype=object), "vs_runner_up_pp": np.full(n, np.nan),
+           "vs_runner_up_p": np.full(n, np.nan), "vs_runner_up_verdict": np.full(n, None, dtype=object)}  # fmt: skip
+    if len(ens) < 2:
+        return out
+    means = np.column_stack([np.where(a[r]["present"], a[r]["mean"], -np.inf) for r in ens])
+    is_win = np.column_stack([winner == r for r in ens])
+    has = is_win.any(axis=1) & (np.isfinite(means).sum(axis=1) >= 2)
+    if not has.any():
+        return out
+    wi = np.argmax(is_win, axis=1)
+    others = np.where(is_win, -np.inf, means)
+    ri = np.argmax(others, axis=1)
+    has &= np.isfinite(np.take_along_axis(others, ri[:, None], 1)[:, 0])
+    pick = lambda key, idx: np.column_stack([a[r][key] for r in ens])[np.arange(n), idx]  # noqa: E731
+    m1, s1, n1 = pick("mean", wi), pick("std", wi), pick("n", wi)
+    m2, s2, n2 = pick("mean", ri), pick("std", ri), pick("n", ri)
+    level = rule.level_at(np.minimum(n1, n2))
+    t = welch(np.where(has, m1, np.nan), s1, np.where(has, n1, 0), m2, s2, n2, level, margin)
+    w = rule.alpha / level
+    p = adjust_p(np.where(has, np.minimum(t["p"] * w, 1.0), np.nan), fam_of, rule.error_control)
+    q = adjust_p(np.where(has, np.minimum(t["p_eq"] * w, 1.0), np.nan), fam_of, rule.error_control)
+    sig = p < rule.alpha
+    verdict = np.where(sig & (t["diff"] > 0), "wins", np.where(sig, "loses", np.where(q < rule.alpha, EQUIVALENT,
+                                                                                     UNRESOLVED)))  # fmt: skip
+    names = np.array(ens, dtype=object)
+    out["runner_up"] = np.where(has, names[ri], None)
+    out["vs_runner_up_pp"] = np.where(has, 100.0 * t["diff"], np.nan)
+    out["vs_runner_up_p"] = np.where(has, p, np.nan)
+    out["vs_runner_up_verdict"] = np.where(has, verdict, None)
+    return out
 
 
 def _decide_overlap(a: dict, ens: list[str], best_i: np.ndarray, best_mean: np.ndarray,
@@ -547,7 +587,9 @@ def winner_grid(
     over_budget_deviation (any such class), max_budget_deviation_pct.
     Under "welch", per ensemble class c: diff_pp_c, ci_lo_pp_c, ci_hi_pp_c (pp), p_c and p_eq_c (adjusted p-values
     of a difference and of equivalence), p_outperform_c (probability, 0-1), verdict_c (wins, loses, equivalent,
-    unresolved); and the best ensemble's: ci_lo_pp, ci_hi_pp, p_value, p_equivalence, p_outperform, verdict.
+    unresolved); the best ensemble's: ci_lo_pp, ci_hi_pp, p_value, p_equivalence, p_outperform, verdict; and where one
+    ensemble class wins the cell, its test against the best other ensemble class: runner_up, vs_runner_up_pp,
+    vs_runner_up_p, vs_runner_up_verdict.
     stats is `cell_stats`'s table (with budget_deviation_pct per class, %).
     """
     rule = rule or Rule(tie_rule)
@@ -814,7 +856,8 @@ class ESTResult:
             return []
         keep = ["budget", "winner", "n_seeds_min", "n_seeds_max", "best_ensemble", "margin_pp", "ci_lo_pp",
                 "ci_hi_pp", "p_value", "p_equivalence", "p_outperform", "verdict",
-                *[f"verdict_{c}" for c in ENSEMBLE_CLASSES], "over_budget_deviation", "deviating_classes"]
+                *[f"verdict_{c}" for c in ENSEMBLE_CLASSES], "runner_up", "vs_runner_up_pp", "vs_runner_up_p",
+                "vs_runner_up_verdict", "over_budget_deviation", "deviating_classes"]
         at = grid[grid["epoch"] == int(epoch)].sort_values("budget")
         return at[[c for c in keep if c in at]].to_dict("records")
 

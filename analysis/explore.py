@@ -162,6 +162,9 @@ def _cell_hover(cell: dict, stats: dict[str, dict], deviation: dict, est_line: s
         diff = cell.get(f"diff_pp_{role}", np.nan)
         diff_txt = f"{diff:+.2f} pp" if np.isfinite(diff) else "n/a (fewer than 2 seeds)"
         lines.append(f"{role} − single: {diff_txt}{test}: <b>{v}</b>")
+    if isinstance(cell.get("runner_up"), str):
+        lines.append(f"{w} − {cell['runner_up']}: {cell['vs_runner_up_pp']:+.2f} pp, adjusted p "
+                     f"{cell['vs_runner_up_p']:.3g}: <b>{cell['vs_runner_up_verdict']}</b>")  # fmt: skip
     if np.isfinite(cell.get("margin_pp", np.nan)) and tie_rule != "welch":
         noise = cell.get("noise_pp", np.nan)
         noise_txt = f" vs seed noise {noise:.2f} pp" if np.isfinite(noise) else " (no seed noise: 1 seed)"

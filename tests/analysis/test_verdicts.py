@@ -116,6 +116,9 @@ def test_all_ensembles_needs_every_present_ensemble_class_to_win():
     res = est_of(grid_trials(acc, BUDGETS))
     assert set(res.grid["winner"]) == {"deq"}
     assert set(res.grid["verdict_weq"]) == {"unresolved"}
+    # The class the heatmap shows is tested against its rival too: deq beats weq by 2.7 pp.
+    assert set(res.grid["runner_up"]) == {"weq"} and set(res.grid["vs_runner_up_verdict"]) == {"wins"}
+    assert res.grid["vs_runner_up_pp"].to_numpy() == pytest.approx(2.7)
 
 
 def test_adjusted_p_values_match_scipy_benjamini_hochberg_and_holm_per_family():
