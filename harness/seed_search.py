@@ -116,7 +116,7 @@ class AdaptiveSeeds(Searcher):
     def __getstate__(self) -> dict:
         # Should Tune pickle its searcher, the callables and the terminal stream stay behind (the store holds the
         # looks, so a rerun rebuilds them).
-        return {k: v for k, v in self.__dict__.items() if k not in ("next_look", "on_look", "stream")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("next_look", "on_look", "stream", "tracker")}
 
     def save(self, checkpoint_path: str) -> None:
         """Write the round's state (JSON); the looks themselves are re-read from the store on a rerun."""

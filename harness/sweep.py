@@ -578,6 +578,8 @@ def _adaptive(spec, store, sweep, configs, pending, seeds_wanted, say):
         text = (f"[{sweep}] look {n}: {len(added)} trial(s) added to the design points whose cells on the EST's path "
                 "are unresolved" if added else f"[{sweep}] look {n}: nothing on the EST's path is open (or it is at "
                 f"max {policy['max']} seeds); done")  # fmt: skip
+        if searcher.tracker is not None:  # the progress line's total counts the trials the looks add
+            searcher.tracker.total += len(added)
         if searcher.stream is not None:  # during the Tune run: the terminal the progress lines go to
             print(text, file=searcher.stream, flush=True)
         else:
@@ -585,7 +587,7 @@ def _adaptive(spec, store, sweep, configs, pending, seeds_wanted, say):
 
     cap = len(configs) // policy["min"] * policy["max"]
     searcher = AdaptiveSeeds(pending, next_look, cap, done_before=len(configs) - len(pending), on_look=on_look)
-    searcher.stream = None
+    searcher.stream = searcher.tracker = None
     if not pending:
         searcher.queue = next_look()
         searcher.added += searcher.queue
@@ -616,7 +618,7 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
                      "run": run_name}  # fmt: skip
             if searcher is not None:  # adaptive seeds: the searcher suggests every trial, round by round
                 tracker.extra_status = searcher.progress
-                searcher.stream = term
+                searcher.stream, searcher.tracker = term, tracker
                 space, search = fixed, {"search_alg": searcher, "num_samples": -1}
             else:
                 space, search = {"trial": tune.grid_search(pending), **fixed}, {"num_samples": 1}
