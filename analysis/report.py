@@ -315,9 +315,9 @@ def write_report(
         page.p(
             "EST = the smallest budget from which ensembles beat the single network at every larger budget in the "
             "grid. The switchover interval runs from the last non-winning budget (exclusive) to the EST; the EST's "
-            "95% interval comes from resampling seeds within each cell (stratified bootstrap) and locating it again. "
-            "'unresolved' cells need more seeds; 'equivalent' cells are an answer (the classes agree within the "
-            "margin)."
+            "95% interval comes from resampling seeds within each cell (stratified bootstrap) and locating it again."
+            + (" 'unresolved' cells need more seeds; 'equivalent' cells are an answer (the classes agree within the "
+               "margin)." if rule.name == "welch" else " 'tie' cells: the seed intervals overlap.")
         )
         page.table(_md_summary(est))
         if est.summary.get("est_deviation_marked", pd.Series(dtype=bool)).fillna(False).astype(bool).any():
