@@ -65,11 +65,14 @@ def test_look_levels_are_the_obrien_fleming_boundaries_so_two_seeds_are_a_screen
                                                                                spent[3]])
 
 
-def test_equal_classes_are_extended_until_equivalent_or_max_and_never_called_a_win():
-    table, spent, _ = simulate(0.0, 0.1, n_budgets=20)
+def test_equal_classes_under_the_adaptive_policy_are_called_a_win_in_at_most_the_nominal_share():
+    table, spent, looks = simulate(0.0, 0.5, n_budgets=500, n_epochs=1, seed=3)
     grid = compute_est(table, rule=RULE, n_boot=0).grid
-    assert not grid["ensembles_win"].any()
-    assert spent <= 2 * 20 * MAX
+    wins = float(grid["ensembles_win"].mean())
+    print(f"\nequal means, adaptive seeds (2 then 4, 6, 8), 500 cells: {wins:.2%} called a win after {looks} looks, "
+          f"{spent} trials")  # fmt: skip
+    assert wins <= 0.05
+    assert spent <= 2 * 500 * MAX
 
 
 def test_only_open_cells_on_the_est_path_are_extended():
