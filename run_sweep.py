@@ -179,6 +179,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def verdict_rule(spec):
+    """Return the `analysis.est.Rule` of a spec's [verdicts] table (its looks: the adaptive policy's seed counts)."""
+    from analysis.est import Rule
+
+    v = spec.data["verdicts"]
+    return Rule(v["rule"], v["alpha"], v["equivalence_pp"], v["error_control"], tuple(v["looks"]))
+
+
+def seeds_wanted_for(spec):
+    """Return the callable an adaptive sweep asks at each look: (store, sweep) -> the design points to extend, as
+    `analysis.est.seeds_wanted` rows (dicts), decided by the spec's verdict rule."""
+    from analysis.est import seeds_wanted
+    from analysis.report import read_store
+
+    policy, rule = spec.data["seed_policy"], verdict_rule(spec)
+
+    def wanted(store: str, sweep: str) -> list[dict]:
+        trials, epochs, _ = read_store(store, sweep)
+        rows = seeds_wanted(epochs, policy["looks"], policy["max"], trials if not trials.empty else None, rule)
+        return rows.to_dict("records")
+
+    return wanted
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit code (2: invalid spec or failed pre-flight check; 1: some trial
     failed)."""
@@ -201,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"on {spec.data['dataset']['name']} (the trials column is `python -m harness.trial --index N`)"
             )
             print(design_table(spec.designs, n_seeds, max_dev))
+            policy = spec.data["seed_policy"]
+            if policy:
+                print(f"adaptive seeds: {policy['min']} per point first, then up to {policy['max']} at looks "
+                      f"{policy['looks']} where a cell on the EST's path is unresolved (at most "
+                      f"{_plural(len(spec.designs) * policy['max'], 'trial')})")  # fmt: skip
             print(f"\nbudget deviation per class (marked * beyond max_budget_deviation_pct = {max_dev:g}%):")
             print("\n".join(worst_deviation_lines(spec.designs, max_dev)))
         for reason in spec.skipped:
@@ -219,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.sweep import run_sweep  # imported late: a dry run needs neither Ray nor the trainer
 
         failures = DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures
+        wanted = seeds_wanted_for(spec) if spec.data["seed_policy"] else None
         summary = run_sweep(spec, store=store, address=args.address, verbose=args.verbose,
-                            rerun_errors=args.rerun_errors, max_failures=failures, plan=plan)  # fmt: skip
+                            rerun_errors=args.rerun_errors, max_failures=failures, plan=plan,
+                            seeds_wanted=wanted)  # fmt: skip
     except PreflightError as err:
         print(err, file=sys.stderr)
         return 2
@@ -228,12 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.report import write_report
 
         max_dev = spec.data["max_budget_deviation_pct"]
+        rule = verdict_rule(spec)
         page = write_report(args.store, spec.name, args.report or f"reports/{spec.name}",
-                            max_budget_deviation_pct=max_dev)  # fmt: skip
+                            max_budget_deviation_pct=max_dev, rule=rule)  # fmt: skip
         print(f"report: {page} (figures and tables beside it)")
         from analysis.explore import write_explorer
 
-        explorer = write_explorer(args.store, spec.name, page.parent / "explorer", max_budget_deviation_pct=max_dev)
+        explorer = write_explorer(args.store, spec.name, page.parent / "explorer", max_budget_deviation_pct=max_dev,
+                                  rule=rule)  # fmt: skip
         print(f"explorer: {explorer} (opens offline)")
     return 0 if summary.ok else 1
 

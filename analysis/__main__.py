@@ -13,7 +13,29 @@ import json
 import sys
 from pathlib import Path
 
-from analysis.est import MAX_BUDGET_DEVIATION_PCT, TIE_RULES
+from analysis.est import ALPHA, DEFAULT_RULE, EQUIVALENCE_PP, ERROR_CONTROLS, MAX_BUDGET_DEVIATION_PCT, TIE_RULES
+
+
+def _rule_options(p: argparse.ArgumentParser) -> None:
+    """Add the verdict options (analysis.est.Rule) to a subcommand."""
+    p.add_argument("--tie-rule", choices=TIE_RULES, default=DEFAULT_RULE,
+                   help="how a cell is decided: welch (a test per cell; default) or an overlap rule kept for "
+                        "comparison with earlier reports (std, ci95)")  # fmt: skip
+    p.add_argument("--alpha", type=float, default=ALPHA, help="error level of a verdict (default %(default)g)")
+    p.add_argument("--equivalence-pp", type=float, default=EQUIVALENCE_PP,
+                   help="equivalence margin, percentage points of accuracy (default %(default)g)")  # fmt: skip
+    p.add_argument("--error-control", choices=ERROR_CONTROLS, default="bh",
+                   help="multiplicity control over each epoch's cells (default %(default)s: Benjamini-Hochberg)")
+    p.add_argument("--looks", default="",
+                   help="seed counts at which an adaptive seed policy read verdicts, e.g. 2,4,6,8 (alpha is spent "
+                        "over them); default: one look")  # fmt: skip
+
+
+def _rule(args: argparse.Namespace):
+    from analysis.est import Rule
+
+    looks = tuple(int(n) for n in args.looks.split(",") if n.strip()) if args.looks else ()
+    return Rule(args.tie_rule, args.alpha, args.equivalence_pp, args.error_control, looks)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--store", default="results", help="results store folder (default: results)")
     r.add_argument("--sweep", default=None, help="sweep name (default: the store's only sweep)")
     r.add_argument("--out", required=True, help="output folder")
-    r.add_argument("--tie-rule", choices=TIE_RULES, default="std", help="seed interval for ties (default: std)")
+    _rule_options(r)
     r.add_argument("--no-html", action="store_true", help="write only the Markdown page")
     r.add_argument("--max-budget-deviation-pct", type=float, default=MAX_BUDGET_DEVIATION_PCT,
                    help="mark designs further from their budget (%%, default %(default)g)")  # fmt: skip
@@ -32,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--store", default="results", help="results store folder (default: results)")
     x.add_argument("--sweep", default=None, help="sweep name (default: every sweep of the store)")
     x.add_argument("--out", required=True, help="output folder (index.html and plotly.min.js)")
-    x.add_argument("--tie-rule", choices=TIE_RULES, default="std", help="seed interval for ties (default: std)")
+    _rule_options(x)
     x.add_argument("--max-budget-deviation-pct", type=float, default=MAX_BUDGET_DEVIATION_PCT,
                    help="mark designs further from their budget (%%, default %(default)g)")  # fmt: skip
     a = sub.add_parser("advise", help="best measured design within latency / memory / parameter limits")
@@ -73,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.explore import ExploreError, write_explorer
 
         try:
-            page = write_explorer(args.store, args.sweep, args.out, tie_rule=args.tie_rule,
+            page = write_explorer(args.store, args.sweep, args.out, rule=_rule(args),
                                   max_budget_deviation_pct=args.max_budget_deviation_pct)  # fmt: skip
-        except ExploreError as err:
+        except (ExploreError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"explorer written: {page} (open it in a browser; plotly.min.js beside it)")
@@ -95,11 +117,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 2
             sweep = names[0]
+        try:
+            rule = _rule(args)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         path = report.write_report(
             args.store,
             sweep,
             args.out,
-            tie_rule=args.tie_rule,
+            rule=rule,
             write_html=not args.no_html,
             make_figures=not args.no_figures,
             max_budget_deviation_pct=args.max_budget_deviation_pct,

@@ -28,11 +28,12 @@ from analysis import figures, report
 from analysis.advise import LIMITS, advise
 from analysis.est import (
     CLASS_ORDER,
+    DEFAULT_RULE,
     ENSEMBLE_CLASSES,
     GROUP_KEYS,
     MAX_BUDGET_DEVIATION_PCT,
     MISSING,
-    TIE_RULE_TEXT,
+    Rule,
     assign_groups,
     compute_est,
     fmt_params,
@@ -129,7 +130,9 @@ def _est_text(per_epoch: pd.DataFrame, epoch: int) -> str:
 def _cell_hover(cell: dict, stats: dict[str, dict], deviation: dict, est_line: str, tie_rule: str) -> str:
     """Return the hover text of one heatmap cell (`stats`: the cell's `cell_stats` rows by role): winner, every class's
     mean ± spread over seeds, seeds, budget deviation (and a line when a class's design is further from the budget than
-    the grid's `max_budget_deviation_pct`), the margin against the seed noise and the EST line."""
+    the grid's `max_budget_deviation_pct`), each ensemble class's test against single (difference with its interval,
+    adjusted p, probability of outperforming, verdict) or, under an overlap rule, the margin against the seed noise,
+    and the EST line."""
     b, e = int(cell["budget"]), int(cell["epoch"])
     w = cell["winner"]
     how = "" if w == MISSING or cell["assessable"] else " (a 1-seed class: decided by means only)"
@@ -148,7 +151,21 @@ def _cell_hover(cell: dict, stats: dict[str, dict], deviation: dict, est_line: s
         dev_txt = "" if dev is None or not np.isfinite(dev) else f", budget deviation {dev:+.1f}%"
         n = int(r["n_seeds"])
         lines.append(f"{role}: {_pct(r['mean_acc'])}%{std}{hw} over {n} seed{'s' if n != 1 else ''}{dev_txt}")
-    if np.isfinite(cell.get("margin_pp", np.nan)):
+    for role in ENSEMBLE_CLASSES:
+        v = cell.get(f"verdict_{role}")
+        if not isinstance(v, str):
+            continue
+        lo, hi = cell.get(f"ci_lo_pp_{role}", np.nan), cell.get(f"ci_hi_pp_{role}", np.nan)
+        test = "" if not np.isfinite(lo) else (
+            f" [{lo:+.2f}, {hi:+.2f}], adjusted p {cell[f'p_{role}']:.3g}, "
+            f"P(outperform) {cell[f'p_outperform_{role}']:.2f}")  # fmt: skip
+        diff = cell.get(f"diff_pp_{role}", np.nan)
+        diff_txt = f"{diff:+.2f} pp" if np.isfinite(diff) else "n/a (fewer than 2 seeds)"
+        lines.append(f"{role} − single: {diff_txt}{test}: <b>{v}</b>")
+    if isinstance(cell.get("runner_up"), str):
+        lines.append(f"{w} − {cell['runner_up']}: {cell['vs_runner_up_pp']:+.2f} pp, adjusted p "
+                     f"{cell['vs_runner_up_p']:.3g}: <b>{cell['vs_runner_up_verdict']}</b>")  # fmt: skip
+    if np.isfinite(cell.get("margin_pp", np.nan)) and tie_rule != "welch":
         noise = cell.get("noise_pp", np.nan)
         noise_txt = f" vs seed noise {noise:.2f} pp" if np.isfinite(noise) else " (no seed noise: 1 seed)"
         lines.append(f"best ensemble − single: {cell['margin_pp']:+.2f} pp{noise_txt}")
@@ -189,9 +206,14 @@ def heatmap_figure(grid: pd.DataFrame, stats: pd.DataFrame, per_epoch: pd.DataFr
                              showscale=False, xgap=1, ygap=1,
                              name="winner"))  # fmt: skip
     shown = set(grid["winner"])
+    margin = float(grid["equivalence_pp"].iloc[0]) if "equivalence_pp" in grid and len(grid) else float("nan")
     for c in figures.CATEGORY_ORDER:
-        if c != MISSING or c in shown:
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=c, legendgroup="winner",
+        # The verdict categories of the rule in use (never "tie" under welch, never equivalent/unresolved under
+        # an overlap rule) and whatever else some cell shows.
+        other_rule = (c == "tie") if tie_rule == "welch" else c in ("equivalent", "unresolved")
+        if (c != MISSING and not other_rule) or c in shown:
+            name = figures.CATEGORY_LABELS.get(c, "{c}").format(margin=margin, c=c)
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup="winner",
                                      marker=dict(symbol="square", size=12, color=figures.CATEGORY_COLORS[c],
                                                  line=dict(color="#666", width=1))))  # fmt: skip
     xs, ys = [], []
@@ -396,10 +418,12 @@ def _trials_table(trials: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     return {"columns": cols, "rows": _js(t[cols].to_numpy(dtype=object).tolist())}, grouped
 
 
-def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std",
-               max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) -> dict:  # fmt: skip
+def sweep_data(store: str | Path, sweep: str, tie_rule: str = DEFAULT_RULE,
+               max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
+               rule: Rule | None = None) -> dict:  # fmt: skip
     """Return everything the page shows for one sweep, as JSON-able values: status, notes, per EST group its figures
-    and the indices of its trials, the sweep's trials table, the mutual/coop figures and the advisor's candidates."""
+    and the indices of its trials, the sweep's trials table, the mutual/coop figures and the advisor's candidates.
+    `rule` (default `Rule(tie_rule)`) decides the cells."""
     from analysis.subnets import query_table
 
     trials, epochs, load_warnings = report.read_store(store, sweep)
@@ -408,7 +432,9 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std",
         from analysis.store import load_subnets
 
         subnets = load_subnets(str(store), sweep=sweep)
-    est = compute_est(epochs, trials if not trials.empty else None, tie_rule=tie_rule,
+    rule = rule or Rule(tie_rule)
+    tie_rule = rule.name
+    est = compute_est(epochs, trials if not trials.empty else None, rule=rule,
                       max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
     table, grouped = _trials_table(trials)
     groups = []
@@ -422,7 +448,7 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std",
         mem = ""
         if not trows.empty and "mem_source" in trows and trows["mem_source"].notna().any():
             mem = ", ".join(sorted(trows["mem_source"].dropna().astype(str).unique()))
-        note = figures.tie_rule_note(tie_rule, r["seeds"])
+        note = figures.tie_rule_note(rule, r["seeds"])
         groups.append({
             **_js(key),
             "title": title,
@@ -462,9 +488,11 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = "std",
 # --- the page -------------------------------------------------------------------------------------------------
 
 
-def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = "std",
-                  max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) -> dict:  # fmt: skip
+def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = DEFAULT_RULE,
+                  max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
+               rule: Rule | None = None) -> dict:  # fmt: skip
     """Return the page's data for `sweep` (None: every sweep of the store); raises ExploreError on bad input."""
+    rule = rule or Rule(tie_rule)
     import plotly.io as pio
 
     names = sweeps_to_show(store, sweep)
@@ -472,10 +500,10 @@ def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = "
     return {
         "store": str(Path(store).resolve()),
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "tie_rule": TIE_RULE_TEXT[tie_rule],
+        "tie_rule": rule.text(),
         "limits": {k: {"column": c, "unit": u, "name": n} for k, (c, u, n) in LIMITS.items()},
         "template": _js(template),
-        "sweeps": {name: sweep_data(store, name, tie_rule, max_budget_deviation_pct) for name in names},
+        "sweeps": {name: sweep_data(store, name, rule.name, max_budget_deviation_pct, rule) for name in names},
     }
 
 
@@ -488,8 +516,9 @@ def page_html(data: dict) -> str:
             .replace("__DATA__", payload))  # fmt: skip
 
 
-def write_explorer(store: str | Path, sweep: str | None, out_dir: str | Path, tie_rule: str = "std",
-                   max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT) -> Path:  # fmt: skip
+def write_explorer(store: str | Path, sweep: str | None, out_dir: str | Path, tie_rule: str = DEFAULT_RULE,
+                   max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
+                   rule: Rule | None = None) -> Path:  # fmt: skip
     """Write out_dir/index.html and out_dir/plotly.min.js; return the page's path.
 
     `sweep` None shows every sweep of the store. Raises ExploreError (one line naming what the store holds) for an
@@ -497,7 +526,7 @@ def write_explorer(store: str | Path, sweep: str | None, out_dir: str | Path, ti
     """
     import plotly
 
-    data = explorer_data(store, sweep, tie_rule, max_budget_deviation_pct)
+    data = explorer_data(store, sweep, tie_rule, max_budget_deviation_pct, rule)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(plotly.__file__).parent / "package_data" / PLOTLY_JS, out / PLOTLY_JS)

@@ -232,7 +232,7 @@ function init() {
       '<p class="banner warn">plotly.min.js did not load: keep it beside index.html.</p>');
     return;
   }
-  $("meta").textContent = `Store ${D.store}, generated ${D.generated}. Ties: ${D.tie_rule}.`;
+  $("meta").textContent = `Store ${D.store}, generated ${D.generated}. Verdicts: ${D.tie_rule}.`;
   const names = Object.keys(D.sweeps);
   fill($("sweep"), names, names[0]);
   $("sweep").addEventListener("change", () => showSweep($("sweep").value));

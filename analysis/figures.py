@@ -21,17 +21,36 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from analysis.est import CLASS_ORDER, MISSING, TIE_RULE_TEXT, fmt_params  # noqa: E402
+from analysis.est import (  # noqa: E402
+    CATEGORIES,
+    CLASS_ORDER,
+    EQUIVALENT,
+    MISSING,
+    TIE,
+    TIE_RULE_TEXT,
+    UNRESOLVED,
+    Rule,
+    fmt_params,
+)
 from analysis.store import comparable_latency_ms  # noqa: E402
 from spaces.classes import CLASS_COLORS, ENSEMBLE_CLASSES  # noqa: E402  (the same colour in every figure)
 
 CATEGORY_COLORS = {
     **CLASS_COLORS,
     "all ensembles": "#6a3d9a",
-    "tie": "#bdbdbd",
+    # An answer (the classes agree within the margin): a pale green; an open question: a mid grey, hatched.
+    EQUIVALENT: "#c7e9c0",
+    UNRESOLVED: "#bdbdbd",
+    TIE: "#bdbdbd",
     MISSING: "#ffffff",
 }
-CATEGORY_ORDER = [*CLASS_ORDER, "all ensembles", "tie", MISSING]
+CATEGORY_ORDER = list(CATEGORIES)
+# What each verdict category means, in the heatmap's legend.
+CATEGORY_LABELS = {
+    EQUIVALENT: "equivalent (within ±{margin:g} pp)",
+    UNRESOLVED: "unresolved (more seeds needed)",
+    TIE: "tie (seed intervals overlap)",
+}
 FORMATS = ("png", "svg")
 
 
@@ -86,9 +105,10 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     """Draw the discrete winner heatmap (x = budget, y = epoch, one colour per category); return [png, svg].
 
     `grid` holds one group's rows of `analysis.est.winner_grid` (budget, epoch, winner, assessable). The per-epoch
-    EST is outlined with a black step line; cells decided by means only (one seed) are hatched; cells with a design
-    further than the grid's `max_budget_deviation_pct` from its budget (`over_budget_deviation`) are cross-hatched in
-    black, with a legend entry.
+    EST is outlined with a black step line; "unresolved" cells are dotted grey, apart from the pale green
+    "equivalent" ones; cells with a 1-seed class are hatched; cells where a deciding design is further than the
+    grid's `max_budget_deviation_pct` from its budget (`over_budget_deviation`) are cross-hatched in black, with a
+    legend entry; where dct appears, the legend says it is compared at its real parameter count.
     """
     budgets = sorted(int(b) for b in grid["budget"].unique())
     epochs = sorted(int(e) for e in grid["epoch"].unique())
@@ -115,6 +135,9 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     for i, e in enumerate(epochs):
         for j, b in enumerate(budgets):
             w, assessable = by_cell.get((b, e), (MISSING, False))
+            if w == UNRESOLVED:  # dotted, so an open cell never reads as the pale "equivalent" in grey print
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="..", edgecolor="#777777",
+                                       linewidth=0))  # fmt: skip
             if w != MISSING and not assessable:
                 ax.add_patch(
                     Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="#444444", linewidth=0)
@@ -149,7 +172,9 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     ax.grid(False)
     # The legend lists only what is drawn: the categories of some cell, the EST line where there is one.
     shown = [c for c in CATEGORY_ORDER if (mat == code[c]).any()]
-    handles = [Patch(facecolor=CATEGORY_COLORS[c], edgecolor="#666666", label=c) for c in shown]
+    margin = float(grid["equivalence_pp"].iloc[0]) if "equivalence_pp" in grid and len(grid) else float("nan")
+    handles = [Patch(facecolor=CATEGORY_COLORS[c], edgecolor="#666666", hatch=".." if c == UNRESOLVED else None,
+                     label=CATEGORY_LABELS.get(c, "{c}").format(margin=margin, c=c)) for c in shown]  # fmt: skip
     if drew_est:
         handles.append(Line2D([], [], color="black", linewidth=2.5, label="EST (per epoch)"))
     if (~grid["assessable"].astype(bool) & (grid["winner"] != MISSING)).any():
@@ -157,7 +182,10 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     if not far.empty:
         pct = float(far["max_budget_deviation_pct"].iloc[0]) if "max_budget_deviation_pct" in far else float("nan")
         handles.append(Patch(facecolor="white", edgecolor=DEVIATION_EDGE, hatch="xx",
-                             label=f"a design > {pct:g}% from its budget"))  # fmt: skip
+                             label=f"a deciding design > {pct:g}% from its budget"))  # fmt: skip
+    if grid["classes"].astype(str).str.contains("dct").any():
+        handles.append(Line2D([], [], linestyle="none", label="dct: compared at its real parameter count\n"
+                                                              "(its division rule sets it; never marked)"))
     ax.legend(handles=handles, title="winner", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=True)
     fig.suptitle(f"Winner by budget and epoch — {title}", fontsize=11)
     if note:
@@ -381,11 +409,16 @@ def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Pa
     return _save(fig, out_dir, stem)
 
 
-def tie_rule_note(tie_rule: str, seeds: str) -> str:
-    """Return the one-line caption saying how ties were decided and how many seeds there were."""
+def tie_rule_note(rule: Rule | str, seeds: str) -> str:
+    """Return the one-line caption saying how cells were decided (the rule, its error control) and how many seeds
+    there were."""
+    name = rule.name if isinstance(rule, Rule) else rule
     if seeds == "1":
-        return "1 seed: ties cannot be assessed; winners by mean only"
-    return f"seeds per cell: {seeds}; tie = {TIE_RULE_TEXT[tie_rule]}"
+        return ("1 seed: no test can decide a cell (all unresolved)" if name == "welch"
+                else "1 seed: ties cannot be assessed; winners by mean only")  # fmt: skip
+    if isinstance(rule, Rule):
+        return f"seeds per cell: {seeds}; {rule.text()}"
+    return f"seeds per cell: {seeds}; tie = {TIE_RULE_TEXT[rule]}"
 
 
 # cost column -> (x-axis label with unit, short name) of the accuracy-vs-cost figure

@@ -18,10 +18,11 @@ import pandas as pd
 from analysis import tables
 from analysis.est import (
     CLASS_ORDER,
+    DEFAULT_RULE,
     GROUP_KEYS,
     MAX_BUDGET_DEVIATION_PCT,
-    TIE_RULE_TEXT,
     ESTResult,
+    Rule,
     assign_groups,
     compute_est,
     fmt_params,
@@ -244,9 +245,11 @@ def est_sentence(row: dict, grid: pd.DataFrame) -> str:
     if row["status"] == "found":
         e_at = row["est_earliest_epoch"]
         e_txt = f"; at that budget ensembles win from epoch {int(e_at)} on" if pd.notna(e_at) else ""
+        boot = f" ({row['est_interval']} over seed resamples)" if row.get("est_interval") else ""
         return (
-            f"{name}: EST = {fmt_params(row['est_budget'])} parameters at the final epoch ({fe}); the switchover "
-            f"lies in {row['interval']}{e_txt}. Winner at EST: {row['est_winner']}. {row['decision']}. "
+            f"{name}: EST = {fmt_params(row['est_budget'])} parameters{boot} at the final epoch ({fe}); the "
+            f"switchover lies in {row['interval']}{e_txt}. Winner at EST: {row['est_winner']}. {row['decision']}. "
+            f"Cells at the final epoch: {row.get('final_verdicts') or 'none'}. "
             f"Seeds: {row['seeds']} ({row['tie_note']})."
         )
     if row["status"] == "none":
@@ -255,7 +258,8 @@ def est_sentence(row: dict, grid: pd.DataFrame) -> str:
         at_top = f" (at {fmt_params(top['budget'])}: {top['winner']})" if top is not None else ""
         return (
             f"{name}: no EST in the grid — ensembles do not beat the single network at the largest budget "
-            f"with data at the final epoch ({fe}){at_top}. Seeds: {row['seeds']} ({row['tie_note']})."
+            f"with data at the final epoch ({fe}){at_top}. Cells at the final epoch: "
+            f"{row.get('final_verdicts') or 'none'}. Seeds: {row['seeds']} ({row['tie_note']})."
         )
     return f"{name}: EST cannot be computed ({row['status']})."
 
@@ -264,12 +268,15 @@ def write_report(
     store: str | Path,
     sweep: str | None,
     out_dir: str | Path,
-    tie_rule: str = "std",
+    tie_rule: str = DEFAULT_RULE,
     write_html: bool = True,
     make_figures: bool = True,
     max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
+    rule: Rule | None = None,
 ) -> Path:
     """Write figures (PNG+SVG), tables (MD/CSV/TeX), est.json and index.md (+ index.html) to out_dir.
+
+    `rule` (an `analysis.est.Rule`, default `Rule(tie_rule)`) decides the cells; the page's caption names it.
 
     Designs further than `max_budget_deviation_pct` % from their budget are kept and marked: hatched heatmap cells,
     a flag per cell in est.json, a footnote under the tables that hold them.
@@ -288,7 +295,8 @@ def write_report(
     page.h(1, title)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     where = store if "://" in str(store) else Path(store).resolve()  # a URI is printed as given
-    page.p(f"Store: {where} — generated {now}. Tie rule: {TIE_RULE_TEXT[tie_rule]}.")
+    rule = rule or Rule(tie_rule)
+    page.p(f"Store: {where} — generated {now}. Verdicts: {rule.text()}.")
     n_status = trials["status"].value_counts().to_dict() if not trials.empty else {}
     counts = ", ".join(f"{v} {k}" for k, v in sorted(n_status.items())) or "none"
     n_running = len(set(epochs["trial_id"]) - set(trials.get("trial_id", []))) if not epochs.empty else 0
@@ -296,7 +304,7 @@ def write_report(
         f"Trials finished: {counts}. Trials with epoch rows but no trials row (running or interrupted): {n_running}."
     )
 
-    est = compute_est(epochs, trials if not trials.empty else None, tie_rule=tie_rule,
+    est = compute_est(epochs, trials if not trials.empty else None, rule=rule,
                       max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
     _write_est(est, out)
     page.h(2, "Ensemble Switchover Threshold (EST)")
@@ -306,7 +314,10 @@ def write_report(
         page.ul([est_sentence(r, _group_rows(est.grid, r)) for r in est.summary.to_dict("records")])
         page.p(
             "EST = the smallest budget from which ensembles beat the single network at every larger budget in the "
-            "grid. The switchover interval runs from the last non-winning budget (exclusive) to the EST."
+            "grid. The switchover interval runs from the last non-winning budget (exclusive) to the EST; the EST's "
+            "95% interval comes from resampling seeds within each cell (stratified bootstrap) and locating it again."
+            + (" 'unresolved' cells need more seeds; 'equivalent' cells are an answer (the classes agree within the "
+               "margin)." if rule.name == "welch" else " 'tie' cells: the seed intervals overlap.")
         )
         page.table(_md_summary(est))
         if est.summary.get("est_deviation_marked", pd.Series(dtype=bool)).fillna(False).astype(bool).any():
@@ -325,7 +336,7 @@ def write_report(
         slug = _slug(key["dataset"], key["family"], f"k{key['k']}", key["fit"])
         grid, stats = _group_rows(est.grid, r), _group_rows(est.stats, r)
         page.h(2, gtitle)
-        note = figures.tie_rule_note(tie_rule, r["seeds"])
+        note = figures.tie_rule_note(rule, r["seeds"])
         tta = figures.time_to_accuracy_table(stats)
         tta.to_csv(out / f"{slug}_time_to_acc.csv", index=False)
         never = tta[~tta["reached"]]
@@ -527,9 +538,11 @@ def _md_summary(est: ESTResult) -> pd.DataFrame:
                 for b, s, marked in zip(t["est_budget"], t["status"], t.get("est_deviation_marked", [None] * len(t)),
                                         strict=True)
             ],
+            "EST 95% interval": t["est_interval"].fillna("") if "est_interval" in t else "",
             "interval": t["interval"],
             "earliest epoch at EST": [("" if pd.isna(e) else str(int(e))) for e in t["est_earliest_epoch"]],
-            "winner at EST": t["est_winner"].fillna(""),
+            "winner at EST": t["est_winner"].astype(object).fillna(""),
+            "cells at the final epoch": t.get("final_verdicts", ""),
             "margin / noise (pp)": [
                 ("" if m is None or pd.isna(m) else f"{m:.2f} / {'n/a' if pd.isna(n) else f'{n:.2f}'}")
                 for m, n in zip(t["est_margin_pp"], t["est_noise_pp"], strict=True)

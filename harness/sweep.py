@@ -386,6 +386,7 @@ class SweepSummary:
     # trial id -> harness.claims.Claim: trials with no row yet that another run is training (a live claim)
     elsewhere: dict = field(default_factory=dict)
     claim_stale_s: float = CLAIM_STALE_S
+    seeds_text: str = ""  # adaptive seeds: seeds spent against max everywhere
 
     @property
     def ok(self) -> bool:
@@ -410,6 +411,7 @@ class SweepProgress(tune.Callback):
         self.start = time.monotonic()
         self._last_print = 0.0
         self._trials = []
+        self.extra_status = None  # adaptive seeds: a callable returning the line's part on seeds spent (seed_search)
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks with the experiment state; an open stream cannot be, and is not needed there.
@@ -430,7 +432,7 @@ class SweepProgress(tune.Callback):
                 f"{f', not run {not_run}' if not_run else ''}"
                 f"{f', another run {elsewhere}' if elsewhere else ''}"
                 f"{f', skipped {self.skipped}' if self.skipped else ''}) | running {running} | pending {pending} "
-                f"| best acc {best}")  # fmt: skip
+                f"| best acc {best}" + (f" | {self.extra_status()}" if self.extra_status else ""))  # fmt: skip
 
     def _see_acc(self, acc, config: dict) -> None:
         if isinstance(acc, int | float) and math.isfinite(acc) and (self.best_acc is None or acc > self.best_acc):
@@ -540,7 +542,8 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
               progress: bool = True, progress_every_s: float = 5.0, rerun_errors: bool = False,
               keep_checkpoints: bool = False, num_cpus: int | None = None, reuse_actors: bool = True,
               configs: list[dict] | None = None, verbose: bool = False,
-              plan: SweepPlan | None = None, claim_stale_s: float = CLAIM_STALE_S) -> SweepSummary:  # fmt: skip
+              plan: SweepPlan | None = None, claim_stale_s: float = CLAIM_STALE_S,
+              seeds_wanted=None) -> SweepSummary:  # fmt: skip
     """Run every trial of `spec` on Ray Tune into the results store; return a SweepSummary.
 
     `store`: local path (made absolute) or URI; must be shared by all nodes on a cluster. `address`: Ray cluster
@@ -552,6 +555,9 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
     the caller already made for this store (the CLI makes it before importing Ray); without one it is made here.
     `claim_stale_s`: seconds without a heartbeat after which another run's claim on a trial is stale and taken over
     (`harness.claims`; a given `plan` carries its own).
+    `seeds_wanted(store, sweep)`: with a spec whose seeds are an adaptive policy (`seed_policy`), returns the design
+    points the next look extends (`analysis.est.seeds_wanted`'s rows); the run then adds seeds look by look
+    (`harness.seed_search.AdaptiveSeeds`).
 
     Raises PreflightError (one line) before any trial starts and before anything is written to the store when a data
     set cannot be read, the store is not writable or the Ray address does not answer.
@@ -585,12 +591,14 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
         say(f"[{sweep}] {unclaimed}")
 
     best, log_path, run_name = None, None, None
-    if pending:
+    searcher = _adaptive(spec, store, sweep, configs, pending, seeds_wanted, say)
+    if pending or (searcher is not None and searcher.queue):
         run_name = new_run_id(sweep)
         log_path = None if verbose else ray_log_path(store, run_name)
         try:
             best = _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
-                        progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose, plan)  # fmt: skip
+                        progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose, plan,
+                        searcher)  # fmt: skip
         except PreflightError:
             if log_path:  # nothing ran: leave no trace in the store
                 with contextlib.suppress(OSError):
@@ -598,8 +606,13 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
                     os.rmdir(os.path.dirname(log_path))
             raise
 
-    summary = _summarize(store, sweep, configs, skipped, time.monotonic() - t0, best, plan.claim_stale_s, run_name)
+    added = searcher.added if searcher is not None else []
+    summary = _summarize(store, sweep, configs + added, skipped, time.monotonic() - t0, best, plan.claim_stale_s,
+                         run_name)  # fmt: skip
     summary.log_path = log_path
+    if searcher is not None:
+        summary.seeds_text = (f"seeds spent: {len(scan_store(store, sweep).status)} trials of {searcher.cap} with max "
+                              f"seeds everywhere ({searcher.looks} look(s) after the first round)")  # fmt: skip
     if progress:
         print_footer(summary)
     return summary
@@ -618,8 +631,43 @@ def set_aside_unreadable(store: str, sweep: str, scan: SweepScan, ids: set[str],
             say(f"[{sweep}] trial {trial_id}: {path} does not read ({reason}); set aside as {new}; {again}")
 
 
+def _adaptive(spec, store, sweep, configs, pending, seeds_wanted, say):
+    """Return the AdaptiveSeeds searcher of a spec with an adaptive seed policy (None otherwise). With the first round
+    already in the store (a rerun), its first look is made here, so a finished sweep starts no Ray."""
+    policy = (getattr(spec, "data", None) or {}).get("seed_policy")
+    if not policy or seeds_wanted is None:
+        return None
+    from harness.seed_search import AdaptiveSeeds, configs_for_look
+
+    def next_look() -> list[dict]:
+        have = set(scan_store(store, sweep).status)
+        return configs_for_look(seeds_wanted(store, sweep), configs, have)
+
+    def on_look(n: int, added: list[dict]) -> None:
+        text = (f"[{sweep}] look {n}: {len(added)} trial(s) added to the design points whose cells on the EST's path "
+                "are unresolved" if added else f"[{sweep}] look {n}: nothing on the EST's path is open (or it is at "
+                f"max {policy['max']} seeds); done")  # fmt: skip
+        if searcher.tracker is not None:  # the progress line's total counts the trials the looks add
+            searcher.tracker.total += len(added)
+        if searcher.stream is not None:  # during the Tune run: the terminal the progress lines go to
+            print(text, file=searcher.stream, flush=True)
+        else:
+            say(text)
+
+    cap = len(configs) // policy["min"] * policy["max"]
+    searcher = AdaptiveSeeds(pending, next_look, cap, done_before=len(configs) - len(pending), on_look=on_look)
+    searcher.stream = searcher.tracker = None
+    if not pending:
+        searcher.queue = next_look()
+        searcher.added += searcher.queue
+        searcher.looks = 1
+        on_look(1, searcher.queue)
+    searcher.done_before = len(scan_store(store, sweep).status)
+    return searcher
+
+
 def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, max_failures, progress,
-         progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose, plan):  # fmt: skip
+         progress_every_s, keep_checkpoints, num_cpus, reuse_actors, verbose, plan, searcher=None):  # fmt: skip
     """Start or join Ray, check the nodes, run the Tune experiment; return the best accuracy seen (or None). On the way
     out the run's claims still in the store are released (a worker releases its own; these are what Ctrl-C left)."""
     with ray_output_to(log_path) as term:
@@ -627,29 +675,29 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
         guard = None
         try:
             embedded = started and not (address or os.environ.get("RAY_ADDRESS"))
+            first = pending or (searcher.queue if searcher is not None else [])
             if not embedded:
-                check_nodes(pending)  # the data paths are the workers'
-            _check_feasible(pending, embedded=embedded, out=term)
+                check_nodes(first)  # the data paths are the workers'
+            _check_feasible(first, embedded=embedded, out=term)
             guard_name = f"harness-guard-{sweep}-{uuid.uuid4().hex[:8]}"
             guard = ray.remote(num_cpus=0)(DeterministicGuard).options(name=guard_name).remote()
             tracker = SweepProgress(store, sweep, len(configs), skipped, every_s=progress_every_s, enabled=progress,
                                     stream=term, run_id=run_name)  # fmt: skip
             storage_fs, storage_path = tune_root(store)
+            fixed = {"store": store, "sweep": sweep, "keep_checkpoints": keep_checkpoints, "guard": guard_name,
+                     "run": run_name, "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+                     "claim_stale_s": plan.claim_stale_s, "done_statuses": list(plan.statuses)}  # fmt: skip
+            if searcher is not None:  # adaptive seeds: the searcher suggests every trial, round by round
+                tracker.extra_status = searcher.progress
+                searcher.stream, searcher.tracker = term, tracker
+                space, search = fixed, {"search_alg": searcher, "num_samples": -1}
+            else:
+                space, search = {"trial": tune.grid_search(pending), **fixed}, {"num_samples": 1}
             tuner = tune.Tuner(
                 tune.with_resources(_train, _placement),
-                param_space={
-                    "trial": tune.grid_search(pending),
-                    "store": store,
-                    "sweep": sweep,
-                    "keep_checkpoints": keep_checkpoints,
-                    "guard": guard_name,
-                    "run": run_name,
-                    "driver": {"host": socket.gethostname(), "pid": os.getpid()},
-                    "claim_stale_s": plan.claim_stale_s,
-                    "done_statuses": list(plan.statuses),
-                },  # fmt: skip
+                param_space=space,
                 tune_config=tune.TuneConfig(
-                    num_samples=1,
+                    **search,
                     reuse_actors=reuse_actors,
                     trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                     trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
@@ -728,6 +776,8 @@ def print_footer(summary: SweepSummary, stream=None) -> None:
           + (f"; {len(summary.missing)} trials not run (no row)" if summary.missing else ""), file=out)  # fmt: skip
     for line in skipped_lines(summary.sweep, summary.elsewhere, {}, summary.claim_stale_s):
         print(line, file=out)
+    if summary.seeds_text:
+        print(f"[{summary.sweep}] {summary.seeds_text}", file=out)
     if is_uri(summary.store):
         # A URI's query (endpoint, scheme) configures the filesystem, so the tables are not "<uri>/trials".
         print(f"results: tables trials/, epochs/ (sweep={summary.sweep}) under {summary.store} "

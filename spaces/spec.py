@@ -305,11 +305,52 @@ TOP_KEYS = {
     # designs further from their budget (%) are kept but marked where compared
     "max_budget_deviation_pct": Key("float", 10.0, check=_positive),
     "epochs": Key("int", check=_positive),
-    "seeds": Key("list[int]", [0], check=_non_empty),
+    # a list of seeds (each point runs them all), or an adaptive policy { min = 2, max = 8 } (SEED_POLICY_KEYS)
+    "seeds": Key("list[int]|table", [0], check=lambda v: _non_empty(v) if isinstance(v, list) else None),
+    # how the analysis decides a cell (VERDICT_KEYS)
+    "verdicts": Key("table", {}),
     "recipe": Key("table", {}),
     "measure": Key("table", {}),
     "resources": Key("table", {}),
 }
+
+
+# The adaptive seed policy: every design point starts with seeds 0..min-1; after that round the points whose cells
+# decide the EST and are unresolved get more seeds at the looks (seed counts fixed in advance), up to max.
+SEED_POLICY_KEYS = {
+    "min": Key("int", 2, check=lambda v: None if v >= 2 else "must be >= 2 (a test needs 2 seeds per class)"),
+    "max": Key("int", 8, check=_positive),
+    # seed counts at which the open cells are looked at again; default: every 2 seeds from min + 2, and max
+    "looks": Key("list[int]", None),
+}
+# Mirrors analysis.est (spaces imports no analysis; a test checks they agree).
+VERDICT_RULES = ("welch", "std", "ci95")
+ERROR_CONTROLS = ("bh", "holm", "none")
+VERDICT_KEYS = {
+    # "welch": a test per cell (wins / loses / equivalent / unresolved); "std", "ci95": the old overlap rules
+    "rule": Key("str", "welch", allowed=VERDICT_RULES),
+    # Our choice, the usual one: a 5% error level per verdict (split over the looks of an adaptive policy).
+    "alpha": Key("float", 0.05, check=lambda v: None if 0 < v < 1 else "must lie in (0, 1)"),
+    # Our choice: half a point of accuracy; two classes closer than this are equivalent (percentage points).
+    "equivalence_pp": Key("float", 0.5, check=_positive),
+    # multiplicity control over each epoch's cells: Benjamini-Hochberg, Holm, or none
+    "error_control": Key("str", "bh", allowed=ERROR_CONTROLS),
+}
+
+
+def _seed_policy(value: dict) -> dict:
+    """Return the validated adaptive seed policy (min, max, looks: the seed counts of every look after the first)."""
+    policy = _validate_table(value, SEED_POLICY_KEYS, "seeds.")
+    if policy["max"] < policy["min"]:
+        raise _fail("seeds.max", policy["max"], f"must be >= seeds.min ({policy['min']})")
+    looks = policy["looks"]
+    if looks is None:
+        looks = sorted({*range(policy["min"] + 2, policy["max"], 2), policy["max"]} - {policy["min"]})
+    elif any(b <= a for a, b in zip([policy["min"], *looks], looks, strict=False)) or looks[-1:] != [policy["max"]]:
+        raise _fail("seeds.looks", looks, f"must increase from above seeds.min ({policy['min']}) and end at "
+                                          f"seeds.max ({policy['max']})")  # fmt: skip
+    policy["looks"] = list(looks)
+    return policy
 
 
 def _fmt(value) -> str:
@@ -333,6 +374,8 @@ def _type_ok(kind: str, value) -> bool:
         return isinstance(value, dict)
     if kind == "str|table":
         return isinstance(value, str | dict)
+    if kind == "list[int]|table":
+        return isinstance(value, dict) or _type_ok("list[int]", value)
     if kind == "array":
         return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     if kind.startswith("list["):
@@ -349,10 +392,13 @@ _TYPE_WORDS = {
     "table": "a table",
     "array": "an array of tables",
     "str|table": "a string or a table",
+    "list[int]|table": "a list of integers or a table",
 }
 
 
 def _type_word(kind: str) -> str:
+    if kind in _TYPE_WORDS:
+        return _TYPE_WORDS[kind]
     if kind.startswith("list["):
         return f"a list of {_TYPE_WORDS[kind[5:-1]].split(' ', 1)[1]}s"
     return _TYPE_WORDS[kind]
@@ -612,6 +658,15 @@ def _validate(raw: dict) -> dict:
     _check_compile(data)
     _check_mixing(data)
     data["measure"] = _validate_table(data["measure"], MEASURE_KEYS, "measure.")
+    if isinstance(data["seeds"], dict):
+        data["seed_policy"] = _seed_policy(data["seeds"])
+        data["seeds"] = list(range(data["seed_policy"]["min"]))  # the first round; later looks add seeds
+    else:
+        data["seed_policy"] = None
+    data["verdicts"] = _validate_table(data["verdicts"], VERDICT_KEYS, "verdicts.")
+    # Every seed count a verdict is read at (the first round and each look) spends part of alpha.
+    policy = data["seed_policy"]
+    data["verdicts"]["looks"] = [policy["min"], *policy["looks"]] if policy else []
     data["resources"] = _validate_table(data["resources"], RESOURCE_KEYS, "resources.")
     gpus = data["resources"]["gpus"]
     if gpus != int(gpus) and not data["resources"]["fractional_gpu"]:

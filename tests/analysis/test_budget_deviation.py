@@ -14,7 +14,7 @@ from analysis.advise import advise
 from analysis.est import compute_est
 from analysis.explore import _cell_hover
 from tests.analysis.synth import frames, grid_trials
-from tests.analysis.test_est import BUDGETS, known_est_acc
+from tests.analysis.test_est import BUDGETS, SEED_NOISE, known_est_acc
 
 TITLE = figures.group_title("digits", "resnet", 2, "floor")
 
@@ -36,6 +36,29 @@ def test_a_cell_with_a_design_beyond_the_limit_is_flagged_with_its_class():
     cells = final_cells(res)
     assert bool(cells.loc[160_000, "over_budget_deviation"]) and cells.loc[160_000, "deviating_classes"] == "weq"
     assert not cells.drop(index=160_000)["over_budget_deviation"].any()  # the synthetic -2% elsewhere is fine
+
+
+def test_a_far_design_that_does_not_decide_the_cell_leaves_it_unmarked():
+    def acc(cls, budget, epoch, seed):  # deq wins clearly; weq (+0.3 pp) stays unresolved, so deq decides
+        base = 0.8 + SEED_NOISE[seed]
+        return {"single": base, "deq": base + 0.03, "weq": base + 0.003}[cls]
+
+    t, e = frames(grid_trials(acc, BUDGETS))
+    t.loc[t["design_class"] == "weq", "budget_deviation_pct"] = -30.0
+    grid = compute_est(e, t).grid
+    assert set(grid["winner"]) == {"deq"}
+    assert not grid["over_budget_deviation"].any()
+    t.loc[t["design_class"] == "deq", "budget_deviation_pct"] = -30.0
+    assert compute_est(e, t).grid["over_budget_deviation"].all()
+
+
+def test_dct_is_compared_at_its_real_count_and_never_marked(tmp_path):
+    t, e = frames(grid_trials(known_est_acc, BUDGETS, classes=("single", "deq", "dct")))
+    t.loc[t["design_class"] == "dct", "budget_deviation_pct"] = 13.0  # its division rule's overshoot
+    grid = compute_est(e, t).grid
+    assert not grid["over_budget_deviation"].any()
+    svg = figures.winner_heatmap(grid, TITLE, tmp_path, "dct")[1].read_text()
+    assert "dct: compared at its real parameter count" in svg
 
 
 def test_the_limit_is_a_parameter():
@@ -73,7 +96,7 @@ def test_the_heatmap_hatches_marked_cells_and_names_them_in_the_legend(tmp_path)
     grid = compute_est(e, t).grid
     marked = figures.winner_heatmap(grid, TITLE, tmp_path, "marked")[1].read_text()
     clean = figures.winner_heatmap(grid.assign(over_budget_deviation=False), TITLE, tmp_path, "clean")[1].read_text()
-    assert "a design &gt; 10% from its budget" in marked
+    assert "a deciding design &gt; 10% from its budget" in marked
     assert "from its budget" not in clean
     # One hatched cell per epoch at 160k, drawn with the deviation colour.
     assert marked.count(figures.DEVIATION_EDGE) > clean.count(figures.DEVIATION_EDGE)

@@ -1,4 +1,4 @@
-"""EST: winners per (budget, epoch), the tie rule, the located threshold and its uncertainty."""
+"""EST: winners per (budget, epoch), the verdict rules, the located threshold and its uncertainty."""
 
 import json
 
@@ -40,8 +40,10 @@ def test_known_est_is_located_at_the_final_epoch_with_its_interval():
     assert s["below_winner"] == "single"
     assert s["est_winner"] == "all ensembles"
     assert s["est_margin_pp"] == pytest.approx(3.0)
-    assert s["est_noise_pp"] == pytest.approx(0.4)
-    assert "beyond noise" in s["decision"]
+    # Welch half-width: t(0.975, df = 4) x sqrt(2 x 0.002^2 / 3) = 2.7764 x 0.001633 = 0.4534 pp
+    assert s["est_noise_pp"] == pytest.approx(0.4534, abs=1e-4)
+    assert s["decision"].startswith("Win at EST: deq − single = +3.00 pp (95% CI [+2.55, +3.45])")
+    assert "the budget below is a clear 'single' win" in s["decision"]
 
 
 def test_earliest_epoch_per_budget_is_the_first_epoch_of_an_unbroken_win_to_the_end():
@@ -84,22 +86,22 @@ def test_no_est_when_single_wins_at_the_largest_budget():
     assert any("no EST in the grid" in n for n in res.notes)
 
 
-def test_overlapping_seed_intervals_are_a_tie_not_a_win():
+def test_overlapping_seed_intervals_are_a_tie_not_a_win_under_the_std_rule():
     def acc(cls, budget, epoch, seed):
         base = 0.8 + SEED_NOISE[seed]
         return base if cls == "single" else base + 0.003  # 0.3 pp < 0.4 pp (two 1-std half-widths)
 
-    res = est_of(grid_trials(acc, BUDGETS))
+    res = est_of(grid_trials(acc, BUDGETS), tie_rule="std")
     assert set(res.grid["winner"]) == {"tie"}
     assert only_group(res)["status"] == "none"
 
 
-def test_single_best_by_a_margin_inside_the_noise_is_a_tie():
+def test_single_best_by_a_margin_inside_the_noise_is_a_tie_under_the_std_rule():
     def acc(cls, budget, epoch, seed):
         base = 0.8 + SEED_NOISE[seed]
         return base if cls == "single" else base - 0.003
 
-    res = est_of(grid_trials(acc, BUDGETS))
+    res = est_of(grid_trials(acc, BUDGETS), tie_rule="std")
     assert set(res.grid["winner"]) == {"tie"}
     assert set(res.grid["best_class"]) == {"single"}
 
@@ -130,8 +132,8 @@ def test_half_width_is_std_or_t_interval_and_undefined_for_one_seed():
     assert half_width(0.0, 1, "std") != half_width(0.0, 1, "std")  # NaN
 
 
-def test_single_seed_is_decided_by_means_and_says_ties_cannot_be_assessed():
-    res = est_of(grid_trials(known_est_acc, BUDGETS, seeds=(1,)))
+def test_single_seed_is_decided_by_means_under_an_overlap_rule_and_says_ties_cannot_be_assessed():
+    res = est_of(grid_trials(known_est_acc, BUDGETS, seeds=(1,)), tie_rule="std")
     s = only_group(res)
     assert s["est_budget"] == 40_000
     assert s["seeds"] == "1"
@@ -199,7 +201,9 @@ def test_dct_s1_rows_are_the_baseline_when_a_sweep_has_no_single():
 def test_json_output_round_trips_with_groups_and_tie_rule():
     res = est_of(grid_trials(known_est_acc, BUDGETS))
     d = json.loads(res.to_json())
-    assert d["tie_rule"] == "std"
+    assert d["tie_rule"] == "welch"
+    assert d["rule"] == {"name": "welch", "alpha": 0.05, "level": 0.05, "looks": [], "equivalence_pp": 0.5,
+                         "error_control": "bh"}
     g = d["groups"][0]
     assert g["group"] == {"dataset": "digits", "family": "resnet", "k": 2, "fit": "floor"}
     assert g["overall"]["est_budget"] == 40_000

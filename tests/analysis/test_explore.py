@@ -75,8 +75,9 @@ def test_heatmap_hover_shows_each_class_mean_and_spread_seeds_deviation_and_the_
     # Epoch 4 (last row), budget 40k (third column): ensembles lead by 3 pp; seeds at -0.2, 0, +0.2 pp.
     text = heat["text"][-1][2]
     assert "budget 0.04M parameters, epoch 4" in text
-    assert "single: 84.00% ± 0.20 over 3 seeds, budget deviation -2.0%" in text
-    assert "deq: 87.00% ± 0.20 over 3 seeds" in text and "weq: 87.00% ± 0.20" in text
+    assert "single: 84.00% ± 0.20 (95% CI ± 0.50) over 3 seeds, budget deviation -2.0%" in text
+    assert "deq: 87.00% ± 0.20 (95% CI ± 0.50) over 3 seeds" in text and "weq: 87.00% ± 0.20" in text
+    assert "deq − single: +3.00 pp [+2.55, +3.45]" in text and "P(outperform) 1.00: <b>wins</b>" in text
     assert "EST line at epoch 4: 0.04M (switchover in (0.02M, 0.04M])" in text
     assert "winner: <b>all ensembles</b>" in text
 

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from analysis import figures
-from analysis.est import compute_est
+from analysis.est import Rule, compute_est
 from tests.analysis.synth import assign, frames, grid_trials
 from tests.analysis.test_est import BUDGETS, known_est_acc
 
@@ -93,3 +93,19 @@ def test_the_cost_table_reads_the_interleaved_latency_where_a_trial_has_one():
     t.loc[t["design_class"] == "deq", "latency_interleaved_ms_p50"] = 0.25
     tab = figures.cost_table(t).set_index(["role", "budget"])["latency_ms_p50"]
     assert (tab.loc["deq"] == 0.25).all() and (tab.loc["single"] != 0.25).all()
+
+
+def test_winner_heatmap_shows_unresolved_apart_from_equivalent_with_their_meaning(tmp_path):
+    res, _ = est_and_trials()
+    grid = res.grid.copy()
+    grid["winner"] = ["equivalent" if b < 40_000 else "unresolved" for b in grid["budget"]]
+    text = svg_text(figures.winner_heatmap(grid, TITLE, tmp_path, "verdicts"))
+    assert "equivalent (within ±0.5 pp)" in text and "unresolved (more seeds needed)" in text
+    assert figures.CATEGORY_COLORS["equivalent"] != figures.CATEGORY_COLORS["unresolved"]
+    assert ">tie<" not in text
+
+
+def test_heatmap_caption_names_the_test_and_the_error_control():
+    note = figures.tie_rule_note(Rule(error_control="holm"), "3")
+    assert note.startswith("seeds per cell: 3; Welch t-test")
+    assert "Holm over each epoch's cells" in note

@@ -60,7 +60,9 @@ def test_the_html_page_shows_the_dct_comparison_as_a_table(partial_report):
 def test_report_states_the_est_with_its_interval(partial_report):
     page, out = partial_report
     text = page.read_text()
-    assert "EST = 0.04M parameters at the final epoch (4); the switchover lies in (0.02M, 0.04M]" in text
+    assert ("EST = 0.04M parameters (95% interval [0.04M, 0.04M] over seed resamples) at the final epoch (4); "
+            "the switchover lies in (0.02M, 0.04M]") in text
+    assert "Verdicts: Welch t-test per comparison with single at level 0.05, Benjamini-Hochberg" in text
     assert json.loads((out / "est.json").read_text())["groups"][0]["overall"]["est_budget"] == 40_000
 
 
@@ -101,9 +103,16 @@ def test_report_says_when_there_is_no_est(tmp_path):
     assert "No dct designs" in text
 
 
-def test_report_on_a_single_seed_says_ties_cannot_be_assessed(tmp_path):
+def test_report_on_a_single_seed_says_no_test_can_decide_a_cell(tmp_path):
     write_store(tmp_path / "s", "demo", grid_trials(known_est_acc, BUDGETS[1:], seeds=(0,)))
     text = write_report(tmp_path / "s", "demo", tmp_path / "r", make_figures=False).read_text()
+    assert "1 seed: no test can decide a cell" in text
+    assert "no EST in the grid" in text and "Cells at the final epoch: 4 unresolved" in text
+
+
+def test_report_under_an_overlap_rule_says_ties_cannot_be_assessed_with_one_seed(tmp_path):
+    write_store(tmp_path / "s", "demo", grid_trials(known_est_acc, BUDGETS[1:], seeds=(0,)))
+    text = write_report(tmp_path / "s", "demo", tmp_path / "r", tie_rule="std", make_figures=False).read_text()
     assert "1 seed: ties cannot be assessed" in text
 
 
