@@ -274,6 +274,10 @@ RESOURCE_KEYS = {
     "gpus": Key("float", 0.0, check=_non_negative),
     # allow sharing a GPU; rows then say the device was shared
     "fractional_gpu": Key("bool", False),
+    # trials packed on one GPU (each asks Ray for gpus / N of it; needs gpus = 1); the cost pass measures alone
+    "trials_per_gpu": Key("int", 1, check=_positive),
+    # trials packed on one group of `cpus` cores (each asks Ray for cpus / N; needs measure.threads > 0)
+    "trials_per_cpu_group": Key("int", 1, check=_positive),
 }
 
 TOP_KEYS = {
@@ -611,7 +615,21 @@ def _validate(raw: dict) -> dict:
     gpus = data["resources"]["gpus"]
     if gpus != int(gpus) and not data["resources"]["fractional_gpu"]:
         raise _fail("resources.gpus", gpus, "fractional GPUs need resources.fractional_gpu = true (timings shared)")
+    _check_packing(data)
     return data
+
+
+def _check_packing(data: dict) -> None:
+    """Raise SpecError unless the packing keys can be honoured: trials_per_gpu packs one whole GPU (gpus = 1), and
+    trials packed on a CPU core group say how many threads each runs (Ray would otherwise give each the threads of its
+    fractional share)."""
+    res = data["resources"]
+    if res["trials_per_gpu"] > 1 and res["gpus"] != 1:
+        raise _fail("resources.trials_per_gpu", res["trials_per_gpu"],
+                    f"packs trials on one GPU; it needs resources.gpus = 1 (it is {res['gpus']:g})")  # fmt: skip
+    if res["trials_per_cpu_group"] > 1 and data["measure"]["threads"] == 0:
+        raise _fail("resources.trials_per_cpu_group", res["trials_per_cpu_group"],
+                    "packed CPU trials need measure.threads > 0 (the torch threads each trial runs with)")  # fmt: skip
 
 
 FIT_CLASSES = ("single", "deq", "weq")  # the classes a fit rule sizes (single: only under explicit budgets)
