@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             print(design_table(spec.designs, n_seeds, max_dev))
             print(f"\nbudget deviation per class (marked * beyond max_budget_deviation_pct = {max_dev:g}%):")
             print("\n".join(worst_deviation_lines(spec.designs, max_dev)))
-            print(packing_line(spec.data["resources"], spec.data["measure"]))
+            print("\n" + packing_line(spec.data["resources"], spec.data["measure"]))
         for reason in spec.skipped:
             print(f"skipped (skip_unfit): {reason}", file=sys.stderr)
         return 0
