@@ -645,11 +645,15 @@ def _run_latency_pass(store: str, sweep: str, configs: list[dict], embedded: boo
 
 
 def _run_cost_pass(store: str, sweep: str, configs: list[dict], embedded: bool, out) -> None:
-    """Run `harness.cost_pass.cost_pass` over the sweep's design points: here when Ray is embedded, else as one Ray
-    task holding a trial's whole device (`measurement_resources`). Say what it did in one line; a failure is said in
-    one line and does not fail the sweep (the trials' in-run figures stand; a rerun measures the points again)."""
+    """Run `harness.cost_pass.cost_pass` over the sweep's design points (those whose `measure.cost_pass` is on):
+    here when Ray is embedded, else as one Ray task holding a trial's whole device (`measurement_resources`). Say what
+    it did in one line; a failure is said in one line and does not fail the sweep (the trials' in-run figures stand; a
+    rerun measures the points again)."""
     from harness.cost_pass import cost_pass
 
+    configs = [c for c in configs if (c.get("measure") or {}).get("cost_pass", True)]
+    if not configs:
+        return
     try:
         if embedded or not ray.is_initialized():
             measured = cost_pass(store, sweep, configs)

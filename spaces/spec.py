@@ -265,6 +265,8 @@ MEASURE_KEYS = {
     "throughput_batch": Key("int", 256, check=_positive),
     # torch intra-op threads per trial (0: torch's default)
     "threads": Key("int", 0, check=_non_negative),
+    # after the trials, measure every design point's costs alone (harness.cost_pass; the costs table)
+    "cost_pass": Key("bool", True),
 }
 
 RESOURCE_KEYS = {
