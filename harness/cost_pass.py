@@ -30,9 +30,11 @@ import datetime as dt
 import functools
 import gc
 import importlib
+import math
 import os
 import pickle
 import socket
+import statistics
 import tempfile
 import traceback
 from itertools import groupby
@@ -50,11 +52,13 @@ from harness.trial_settings import apply_trial_settings
 from spaces.classes import FIXED_CLASSES
 
 # Our choices. The first steps pay one-off costs (allocator growth, oneDNN primitive creation, cuDNN's algorithm
-# search, compilation), so they are dropped; 30 timed steps in 5 blocks resolve a step time to a few % on this
-# project's noisy 2-core VM while costing about a seventh of one digits epoch per point.
-WARMUP_STEPS = 5
+# search, compilation), so they are dropped. 30 timed steps in 10 blocks of 3: on this project's noisy 2-core VM two
+# copies of one point timed together read 0.98-1.02x apart (load 3.6), and the two seeds of a default-sweep design
+# within 1.06x; 40 steps did no better (what remains is mostly each network's own memory layout, fixed for the life of
+# its process), and each step costs the sweep's wall time, since the pass runs alone.
+WARMUP_STEPS = 3
 TIMED_STEPS = 30
-BLOCKS = 5
+BLOCKS = 10
 # The optimizer's state (momentum) exists from the first step on; three more steps reach the steady peak.
 MEMORY_STEPS = 4
 # A measuring server that has not answered in this long is stopped: the pass fails, its points get no row and are
@@ -111,6 +115,31 @@ def _with_threads(run, threads: int):
     return wrapped
 
 
+def rotated_blocks_ms(runs_by_key: dict, device: torch.device, warmup: int, runs: int,
+                      blocks: int) -> dict[str, dict]:  # fmt: skip
+    """Return per key {"p50": the median of block medians, "p90", "iqr"} (ms per call, device-synchronized) of each
+    `run()`, timed as `measure.blocked_latency_ms` does (`warmup` untimed calls each, then `blocks` blocks of about
+    runs / blocks calls, interleaved across the keys) except that each block starts one key later than the one before:
+    a key that always followed the same other key could inherit its caches' state or its interference."""
+    keys = list(runs_by_key)
+    per_block = max(1, math.ceil(runs / blocks))
+    for run in runs_by_key.values():
+        for _ in range(warmup):
+            run()
+    measure.sync(device)
+    times: dict[str, list[list[float]]] = {key: [] for key in keys}
+    for b in range(blocks):
+        for key in keys[b % len(keys) :] + keys[: b % len(keys)]:
+            times[key].append(measure._timed_ms(runs_by_key[key], device, 0, per_block))
+    out = {}
+    for key, block_times in times.items():
+        flat = sorted(t for block in block_times for t in block)
+        out[key] = {"p50": statistics.median(statistics.median(block) for block in block_times),
+                    "p90": flat[min(len(flat) - 1, round(0.9 * (len(flat) - 1)))],
+                    "iqr": flat[round(0.75 * (len(flat) - 1))] - flat[round(0.25 * (len(flat) - 1))]}  # fmt: skip
+    return out
+
+
 def unit_key(config: dict, per_seed: bool = False) -> str:
     """Return what the pass measures a config as: its design point's id, or with `per_seed` its trial id (each seed
     measured on its own: how the seeds' agreement is checked)."""
@@ -139,7 +168,7 @@ def time_points(configs: list[dict], per_seed: bool = False, warmup: int = WARMU
             info[pid] = {"execution": kind.execution, "member_schedule": kind.member_schedule,
                          "precision": setup.precision,
                          "steps_per_epoch": setup.data.num_train / int(config["recipe"]["batch_size"])}  # fmt: skip
-        timed = measure.blocked_latency_ms(runs, device, warmup, steps, blocks)
+        timed = rotated_blocks_ms(runs, device, warmup, steps, blocks)
         runs.clear()
         gc.collect()
         fixed = [c for c in group if c["design"]["design_class"] in FIXED_CLASSES]
@@ -206,8 +235,9 @@ def design_points(store: str, sweep: str, configs: list[dict]) -> dict[str, dict
 
 
 # Imported once by the measuring server, so that each process forked from it starts with them loaded (torch, the
-# trial's code, the data readers): a bare interpreter per design point would cost seconds of imports each.
-PRELOAD = ("sklearn.datasets", "sklearn.model_selection", "torchvision.datasets", "torchvision.transforms.v2")
+# trial's code, the data set's reader): a bare interpreter per design point would cost seconds of imports each.
+PRELOAD = {"digits": ("sklearn.datasets", "sklearn.model_selection")}
+PRELOAD_OTHER = ("torchvision.datasets", "torchvision.transforms.v2")
 
 
 def run_forked(tasks: list[tuple], workers: int) -> list:
@@ -248,10 +278,11 @@ def run_forked(tasks: list[tuple], workers: int) -> list:
 
 def measure_points(configs: list[dict], workers: int, per_seed: bool = False) -> tuple[dict, list[dict]]:
     """Return (`time_points(configs, per_seed)`, [`peak_memory_of(c)` for c in configs]), each in a process of its
-    own forked from this one after PRELOAD is imported: the timing process alone, then up to `workers` memory
-    processes at a time.
-    Run in a fresh interpreter (`harness.isolate.call_in_child`) by `cost_pass`."""
-    for name in PRELOAD:
+    own forked from this one after the data sets' readers (PRELOAD) are imported: the timing process alone, then up
+    to `workers` memory processes at a time. Run in a fresh interpreter (`harness.isolate.call_in_child`) by
+    `cost_pass`."""
+    names = {n for c in configs for n in PRELOAD.get(c["dataset"]["name"], PRELOAD_OTHER)}
+    for name in sorted(names):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     (timed,) = run_forked([(functools.partial(time_points, per_seed=per_seed), configs)], 1)

@@ -654,6 +654,7 @@ def _run_cost_pass(store: str, sweep: str, configs: list[dict], embedded: bool, 
     configs = [c for c in configs if (c.get("measure") or {}).get("cost_pass", True)]
     if not configs:
         return
+    start = time.monotonic()
     try:
         if embedded or not ray.is_initialized():
             measured = cost_pass(store, sweep, configs)
@@ -661,9 +662,9 @@ def _run_cost_pass(store: str, sweep: str, configs: list[dict], embedded: bool, 
             res = measurement_resources(configs[0])
             task = ray.remote(cost_pass).options(num_cpus=res["CPU"], num_gpus=res["GPU"])
             measured = ray.get(task.remote(store, sweep, configs))
+        took = f" in {_fmt_duration(time.monotonic() - start)}" if measured else "; every point already has its row"
         print(f"[{sweep}] cost pass: {measured} design points measured alone (step time, epoch time, peak memory, "
-              "latency) into the costs table" + ("" if measured else "; every point already has its row"),
-              file=out, flush=True)  # fmt: skip
+              f"latency) into the costs table{took}", file=out, flush=True)  # fmt: skip
     except Exception as err:  # the trials' in-run costs stand
         print(f"[{sweep}] cost pass failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
               "the trials keep their in-run costs; a rerun measures the missing points", file=out, flush=True)
