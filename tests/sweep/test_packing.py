@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import statistics
 from contextlib import redirect_stdout
 
 import pandas as pd
@@ -23,14 +24,18 @@ pytestmark = pytest.mark.slow
 DESIGN = ["design_class", "members", "depth", "width"]
 
 
+def _spec(*overrides: str):
+    return tiny_spec('classes=["single","deq"]', "families.0.widths=[8]", "seeds=[0,1]", "epochs=1",
+                     "measure.threads=1", "measure.cost_pass=true", *overrides)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def both(ray_local, tmp_path_factory):
     """Run a single network and its deq ensemble (2 seeds, 1 epoch, 1 thread each) unpacked (1 CPU per trial) and
     packed (trials_per_cpu_group = 2: half a CPU each), each with its cost pass; return {name: (store, printed)}."""
     runs = {}
     for name, packing in (("unpacked", []), ("packed", ["resources.trials_per_cpu_group=2"])):
-        spec = tiny_spec('classes=["single","deq"]', "families.0.widths=[8]", "seeds=[0,1]", "epochs=1",
-                         "measure.threads=1", "measure.cost_pass=true", *packing)  # fmt: skip
+        spec = _spec(*packing)
         store, out = str(tmp_path_factory.mktemp(name) / "store"), io.StringIO()
         with redirect_stdout(out):
             run_sweep(spec, store=store, progress_every_s=60)
@@ -82,8 +87,24 @@ def test_packed_and_unpacked_design_points_are_measured_with_the_same_settings(b
 
 def test_packed_and_unpacked_design_points_timed_in_the_same_blocks_read_the_same_epoch_time_within_5_percent(both):
     # Two passes minutes apart on a shared VM differ by its drift (up to 1.4x here, README); timed in the same
-    # interleaved blocks, as the pass times a budget's points, the packing setting must not show.
+    # interleaved blocks, as the pass times a budget's points, the packing setting must not show. The median of three
+    # fresh processes: one process's reading can be off for its whole life (a network's memory layout, a neighbour's
+    # burst: 0.69x once under a load of 6 on 2 cores).
     configs = {name: json.loads(_trials(both, name).loc[0, "config_json"]) for name in both}
-    timed = call_in_child("harness.cost_pass:time_points", list(configs.values()))
-    packed, unpacked = (timed[point_id(configs[name])]["epoch_time_s"] for name in ("packed", "unpacked"))
-    assert packed / unpacked == pytest.approx(1.0, abs=0.05)
+    ratios = []
+    for _ in range(3):
+        timed = call_in_child("harness.cost_pass:time_points", list(configs.values()))
+        packed, unpacked = (timed[point_id(configs[name])]["epoch_time_s"] for name in ("packed", "unpacked"))
+        ratios.append(packed / unpacked)
+    assert statistics.median(ratios) == pytest.approx(1.0, abs=0.05), ratios
+
+
+def test_a_rerun_of_a_finished_sweep_trains_nothing_and_measures_no_point_again(both):
+    store, _ = both["unpacked"]
+    before = _costs(both, "unpacked")["measured_at"].tolist()
+    spec = _spec()
+    out = io.StringIO()
+    with redirect_stdout(out):
+        run_sweep(spec, store=store, progress_every_s=60)
+    assert "4 already in the store" in out.getvalue() and "every point already has its row" in out.getvalue()
+    assert _costs(both, "unpacked")["measured_at"].tolist() == before
