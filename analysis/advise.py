@@ -85,8 +85,8 @@ def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUD
 def subnet_design_table(subnets: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.DataFrame:
     """Return the adaptive classes' sub-networks as design rows (the columns of `design_table`, plus width_mult and
     resolution in px, and for coop network / scale): accuracy (fraction) and latency (ms) per sub-network, params_total
-    its executed parameters, gflops its 1e9 MACs per sample, peak_mem_mb the seed mean of its trial's training peak (MB)
-    when `trials` has it."""
+    its executed parameters, gflops its 1e9 MACs per sample, peak_mem_mb the seed mean of its trial's training peak (MB;
+    the cost pass's where the trials carry it) when `trials` has it."""
     from analysis.subnets import query_table
 
     tab = query_table(subnets)
@@ -96,7 +96,8 @@ def subnet_design_table(subnets: pd.DataFrame, trials: pd.DataFrame | None = Non
     tab = tab.assign(design_class=classes, members=1, params_total=tab["params"], gflops=tab["macs"] / 1e9)
     mem = pd.Series(dtype=float)
     if trials is not None and not trials.empty and "peak_mem_mb" in trials and "point_id" in trials:
-        mem = trials.groupby("point_id")["peak_mem_mb"].mean()
+        peak = prefer_isolated(trials, "peak_mem_isolated_mb", trials["peak_mem_mb"].astype(float))
+        mem = peak.groupby(trials["point_id"]).mean()
     tab["peak_mem_mb"] = tab["point_id"].map(mem) if "point_id" in tab else np.nan
     devices = subnets.groupby("point_id")["device_name"].agg(lambda s: ", ".join(sorted({str(v) for v in s.dropna()})))
     tab["device_name"] = tab["point_id"].map(devices)

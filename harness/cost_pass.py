@@ -52,15 +52,17 @@ from harness.trial_settings import apply_trial_settings
 from spaces.classes import FIXED_CLASSES
 
 # Our choices. The first steps pay one-off costs (allocator growth, oneDNN primitive creation, cuDNN's algorithm
-# search, compilation), so they are dropped. 30 timed steps in 10 blocks of 3: on this project's noisy 2-core VM two
-# copies of one point timed together read 0.98-1.02x apart (load 3.6), and the two seeds of a default-sweep design
-# within 1.06x; 40 steps did no better (what remains is mostly each network's own memory layout, fixed for the life of
-# its process), and each step costs the sweep's wall time, since the pass runs alone.
-WARMUP_STEPS = 3
-TIMED_STEPS = 30
+# search, compilation), so they are dropped. 20 timed steps in 10 blocks of 2: on this project's noisy 2-core VM the
+# two seeds of a default-sweep design read within about 1.05x of each other with 20, 30 or 40 steps alike (what
+# remains is mostly each network's own memory layout, fixed for the life of its process), and each step costs the
+# sweep's wall time, since the pass runs alone: the default sweep's pass times 8 points x 22 steps, about 1.3 epochs
+# of its 16 trials x 8 epochs.
+WARMUP_STEPS = 2
+TIMED_STEPS = 20
 BLOCKS = 10
-# The optimizer's state (momentum) exists from the first step on; three more steps reach the steady peak.
-MEMORY_STEPS = 4
+# The optimizer's state (momentum buffers) is made by the first step; the second step's backward holds it beside the
+# gradients and the activations: the steady peak.
+MEMORY_STEPS = 2
 # A measuring server that has not answered in this long is stopped: the pass fails, its points get no row and are
 # measured on a rerun.
 CHILD_TIMEOUT_S = 1800
