@@ -71,6 +71,7 @@ def test_the_cost_pass_measures_each_design_point_once_per_sweep(both):
         assert costs["design_class"].tolist() == ["deq", "single"]
         assert len(costs) == 2 and set(costs["point_id"]) == set(_trials(both, name)["point_id"])
         assert "cost pass: 2 design points measured alone" in both[name][1]
+        assert (costs["latency_ms_p50"] > 0).all() and "latency pass" not in both[name][1]  # it replaces the pass
     assert _costs(both, "packed")["trials_per_cpu_group"].tolist() == [2, 2]
 
 
