@@ -92,6 +92,24 @@ def design_table(designs: list[DesignPoint], n_seeds: int = 1, max_deviation_pct
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
+def packing_line(resources: dict, measure: dict) -> str:
+    """Return the dry run's line saying how many trials run at once per device (a GPU, or a group of `cpus` cores) and
+    what each asks Ray for; the costs the study compares are measured alone by the sweep's cost pass either way."""
+    cpus, gpus = float(resources["cpus"]), float(resources["gpus"])
+    if gpus:
+        per = int(resources["trials_per_gpu"])
+        share = gpus / per
+        if per == 1 and gpus < 1:  # the older way to share: a fractional GPU per trial
+            per = int(1 // gpus)
+        return (f"trials at once per device: {per} per GPU (each asks for {share:g} GPU and {cpus:g} CPUs); costs "
+                "measured alone by the cost pass")  # fmt: skip
+    per = int(resources["trials_per_cpu_group"])
+    threads = int(measure["threads"]) or "Ray's"
+    return (f"trials at once per device: {per} per group of {cpus:g} CPU cores (each asks for {cpus / per:g} CPUs, "
+            f"runs {threads} threads; a node of N cores runs N / {cpus / per:g} at once); costs measured alone by the "
+            "cost pass")  # fmt: skip
+
+
 def _plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
@@ -232,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{_plural(len(spec.designs) * policy['max'], 'trial')})")  # fmt: skip
             print(f"\nbudget deviation per class (marked * beyond max_budget_deviation_pct = {max_dev:g}%):")
             print("\n".join(worst_deviation_lines(spec.designs, max_dev)))
+            print("\n" + packing_line(spec.data["resources"], spec.data["measure"]))
         for reason in spec.skipped:
             print(f"skipped (skip_unfit): {reason}", file=sys.stderr)
         return 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis.costs import IN_RUN, prefer_isolated, source_of
 from analysis.est import MAX_BUDGET_DEVIATION_PCT, fmt_params, fmt_width
 from analysis.store import comparable_latency_ms, over_seeds
 from spaces.classes import POINT_KEYS
@@ -41,7 +42,8 @@ def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUD
     Columns: the point columns, n_seeds, acc_mean / acc_std (fractions; std NaN for one seed), latency_ms_p50 (ms,
     batch 1; the sweep's interleaved reading where the trials have one, see `analysis.store.comparable_latency_ms`),
     peak_mem_mb (MB), params_total (parameters), gflops (1e9 MACs per sample, macs_fvcore else macs), device_name
-    (joined if several), label (a short human name).
+    (joined if several), cost_source (latency and memory from the "cost pass" -- the point measured alone, when the
+    trials carry `analysis.costs.with_costs` columns -- or "in-run"), label (a short human name).
     """
     ok = trials[(trials["status"] == "ok") & trials["final_acc"].notna()] if "status" in trials else trials
     if ok.empty:
@@ -56,6 +58,11 @@ def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUD
     for col in ("latency_ms_p50", "peak_mem_mb", "params_total"):
         if col not in ok:
             ok[col] = np.nan
+    # The cost pass's figures (the design point measured alone) where the store has them, else the trials' own.
+    ok["latency_ms_p50"] = prefer_isolated(ok, "latency_isolated_ms_p50", ok["latency_ms_p50"].astype(float))
+    ok["peak_mem_mb"] = prefer_isolated(ok, "peak_mem_isolated_mb", ok["peak_mem_mb"].astype(float))
+    if "cost_source" not in ok:
+        ok["cost_source"] = IN_RUN
     if "device_name" not in ok:
         ok["device_name"] = None
     g = ok.groupby(keys, sort=False, dropna=False)
@@ -63,7 +70,8 @@ def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUD
     stats = over_seeds(ok, keys, "final_acc", "acc_mean", "acc_std", sort=False, latency_ms_p50="latency_ms_p50",
                        peak_mem_mb="peak_mem_mb", params_total="params_total", gflops="gflops")  # fmt: skip
     devices = g["device_name"].agg(lambda s: ", ".join(sorted({str(v) for v in s.dropna()})))
-    tab = first.join(stats.set_index(keys)).join(devices).reset_index()
+    sources = g["cost_source"].agg(lambda s: source_of(s.to_frame()))
+    tab = first.join(stats.set_index(keys)).join(devices).join(sources).reset_index()
     dev = g["budget_deviation_pct"].first().reindex(tab.set_index(keys).index).to_numpy() if (
         "budget_deviation_pct" in ok) else np.full(len(tab), np.nan)  # fmt: skip
     tab["budget_deviation_pct"] = dev.astype(float)
@@ -77,8 +85,8 @@ def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUD
 def subnet_design_table(subnets: pd.DataFrame, trials: pd.DataFrame | None = None) -> pd.DataFrame:
     """Return the adaptive classes' sub-networks as design rows (the columns of `design_table`, plus width_mult and
     resolution in px, and for coop network / scale): accuracy (fraction) and latency (ms) per sub-network, params_total
-    its executed parameters, gflops its 1e9 MACs per sample, peak_mem_mb the seed mean of its trial's training peak (MB)
-    when `trials` has it."""
+    its executed parameters, gflops its 1e9 MACs per sample, peak_mem_mb the seed mean of its trial's training peak (MB;
+    the cost pass's where the trials carry it) when `trials` has it."""
     from analysis.subnets import query_table
 
     tab = query_table(subnets)
@@ -88,7 +96,8 @@ def subnet_design_table(subnets: pd.DataFrame, trials: pd.DataFrame | None = Non
     tab = tab.assign(design_class=classes, members=1, params_total=tab["params"], gflops=tab["macs"] / 1e9)
     mem = pd.Series(dtype=float)
     if trials is not None and not trials.empty and "peak_mem_mb" in trials and "point_id" in trials:
-        mem = trials.groupby("point_id")["peak_mem_mb"].mean()
+        peak = prefer_isolated(trials, "peak_mem_isolated_mb", trials["peak_mem_mb"].astype(float))
+        mem = peak.groupby(trials["point_id"]).mean()
     tab["peak_mem_mb"] = tab["point_id"].map(mem) if "point_id" in tab else np.nan
     devices = subnets.groupby("point_id")["device_name"].agg(lambda s: ", ".join(sorted({str(v) for v in s.dropna()})))
     tab["device_name"] = tab["point_id"].map(devices)
@@ -123,6 +132,7 @@ def _numbers(r: pd.Series) -> str:
         f"accuracy {100 * r['acc_mean']:.2f}%{std} ({int(r['n_seeds'])} seed{'s' if r['n_seeds'] != 1 else ''}), "
         f"latency p50 {r['latency_ms_p50']:.3g} ms, peak memory {r['peak_mem_mb']:.4g} MB, "
         f"params {fmt_params(r['params_total'])}, {r['gflops']:.3g} GFLOPs"
+        + (f" (latency and memory: {r['cost_source']})" if isinstance(r.get("cost_source"), str) else "")
     )
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from analysis import figures, report
 from analysis.advise import LIMITS, advise
+from analysis.costs import IN_RUN, source_of
 from analysis.est import (
     CLASS_ORDER,
     DEFAULT_RULE,
@@ -47,10 +48,11 @@ PLOTLY_JS = "plotly.min.js"
 TRIAL_COLUMNS = ["trial_id", "status", "design_class", "role", "family", "depth", "width", "members", "budget",
                  "params_total", "budget_deviation_pct", "seed", "epochs", "epochs_done", "final_acc", "best_acc",
                  "train_time_s", "epoch_time_s_mean", "latency_ms_p50", "peak_mem_mb", "mem_source", "macs_fvcore",
-                 "macs", "device_name", "error"]  # fmt: skip
+                 "macs", "device_name", "epoch_time_isolated_s", "peak_mem_isolated_mb", "latency_isolated_ms_p50",
+                 "cost_source", "error"]  # fmt: skip
 # Advisor candidates: the columns the page shows plus every column a limit tests (LIMITS), unrounded.
 ADVISOR_COLUMNS = ["label", "design_class", "acc_mean", "acc_std", "n_seeds", "latency_ms_p50", "peak_mem_mb",
-                   "params_total", "gflops", "device_name"]  # fmt: skip
+                   "params_total", "gflops", "device_name", "cost_source"]  # fmt: skip
 
 
 class ExploreError(ValueError):
@@ -274,12 +276,13 @@ def error_figure(stats: pd.DataFrame, title: str, tie_rule: str) -> dict:
     return _figure(fig)
 
 
-def time_to_accuracy_figure(stats: pd.DataFrame, title: str) -> dict:
-    """Return the time-to-accuracy bars (s) per budget and class (`figures.time_to_accuracy_table`); a class that
-    never reaches the single network's best accuracy gets a "× never" label at zero."""
+def time_to_accuracy_figure(stats: pd.DataFrame, title: str, costs: pd.DataFrame | None = None) -> dict:
+    """Return the time-to-accuracy bars (s) per budget and class (`figures.time_to_accuracy_table` with `costs`, whose
+    source the axis names); a class that never reaches the single network's best accuracy gets a "× never" label at
+    zero."""
     import plotly.graph_objects as go
 
-    tta = figures.time_to_accuracy_table(stats)
+    tta = figures.time_to_accuracy_table(stats, costs=costs)
     fig = go.Figure()
     for cls in CLASS_ORDER:
         c = tta[tta["role"] == cls].sort_values("budget")
@@ -294,7 +297,8 @@ def time_to_accuracy_figure(stats: pd.DataFrame, title: str) -> dict:
                                            "%{customdata[1]:.2f}%)<extra></extra>"))  # fmt: skip
     fig.update_layout(title=dict(text=f"Time to the single network's best accuracy — {title}"), barmode="group",
                       xaxis=dict(title=dict(text="parameter budget (parameters, M = 10^6)"), type="category"),
-                      yaxis=dict(title=dict(text="training time to reach single's best accuracy (s)")),
+                      yaxis=dict(title=dict(text="time to single's best accuracy (s)<br>"
+                                                f"{figures.time_source_text(tta)}", font=dict(size=11))),
                       height=420)  # fmt: skip
     return _figure(fig)
 
@@ -307,9 +311,10 @@ COST_PANELS = [  # cost_table column, axis title with its unit
 ]
 
 
-def costs_figure(costs: pd.DataFrame, mem_source: str, title: str) -> dict:
+def costs_figure(costs: pd.DataFrame, mem_source: str, title: str, source: str = IN_RUN) -> dict:
     """Return the four cost panels vs budget per class (seed means of `figures.cost_table`): epoch time (s),
-    latency (ms), peak memory (MB, with the memory source) and MACs per sample."""
+    latency (ms), peak memory (MB, with the memory source) and MACs per sample; the title names the costs' `source`
+    (`analysis.costs.source_of`)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -328,7 +333,8 @@ def costs_figure(costs: pd.DataFrame, mem_source: str, title: str) -> dict:
         label = axis + (f" [{mem_source}]" if col == "peak_mem_mb" and mem_source else "")
         fig.update_yaxes(title=dict(text=label, font=dict(size=11)), row=row + 1, col=cc + 1)
         fig.update_xaxes(**_budget_axis(budgets), row=row + 1, col=cc + 1)
-    fig.update_layout(title=dict(text=f"Training time, inference latency, memory and MACs — {title}"), height=640)
+    fig.update_layout(title=dict(text=f"Training time, inference latency, memory and MACs ({source} costs) — {title}"),
+                      height=640)  # fmt: skip
     return _figure(fig)
 
 
@@ -457,8 +463,8 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = DEFAULT_RULE,
             "figs": {
                 "heatmap": heatmap_figure(grid, stats, per_epoch, costs, title, tie_rule, note),
                 "error": error_figure(stats, title, tie_rule),
-                "tta": time_to_accuracy_figure(stats, title),
-                "costs": costs_figure(costs, mem, title) if not costs.empty else None,
+                "tta": time_to_accuracy_figure(stats, title, costs if not costs.empty else None),
+                "costs": costs_figure(costs, mem, title, source_of(trows)) if not costs.empty else None,
             },
             "trials": sorted(int(i) for i in trows["_row"].unique()) if not trows.empty else [],
         })  # fmt: skip

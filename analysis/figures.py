@@ -21,6 +21,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from analysis.costs import COST_PASS, IN_RUN, prefer_isolated, source_of  # noqa: E402
 from analysis.est import (  # noqa: E402
     CATEGORIES,
     CLASS_ORDER,
@@ -241,15 +242,24 @@ def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, e
     return _save(fig, out_dir, stem)
 
 
-def time_to_accuracy_table(stats: pd.DataFrame, epoch: int | None = None) -> pd.DataFrame:
+def time_to_accuracy_table(stats: pd.DataFrame, epoch: int | None = None,
+                           costs: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """Return per (budget, class) the time (s) to first reach the single network's best accuracy at that budget.
 
-    Target = the best seed-mean test_acc of single over epochs 1..`epoch` (default: all). A class's time is the
-    seed-mean cum_time_s at the first epoch whose seed-mean test_acc reaches the target; NaN (`reached` False) if it
-    never does. Columns: budget, role, target_acc (fraction), epoch_reached, time_s, reached.
+    Target = the best seed-mean test_acc of single over epochs 1..`epoch` (default: all). A class's epochs needed =
+    the first epoch whose seed-mean test_acc reaches the target; its time = those epochs x the class's isolated epoch
+    time where `costs` (`cost_table`) has one from the cost pass (time_source "cost pass"), else the trials' seed-mean
+    cum_time_s at that epoch (time_source "in-run", measured while other trials may have shared the device). NaN
+    (`reached` False) if it never does. Columns: budget, role, target_acc (fraction), epoch_reached, time_s, reached,
+    time_source.
     """
     if epoch is not None:
         stats = stats[stats["epoch"] <= epoch]
+    isolated = {}
+    if costs is not None and not costs.empty and "epoch_time_isolated" in costs:
+        isolated = {(int(b), r): float(t) for b, r, t in zip(costs["budget"], costs["role"],
+                                                            costs["epoch_time_isolated"], strict=True)
+                    if pd.notna(t)}  # fmt: skip
     rows = []
     for b, g in stats.groupby("budget", sort=True):
         single = g[g["role"] == "single"]
@@ -262,22 +272,38 @@ def time_to_accuracy_table(stats: pd.DataFrame, epoch: int | None = None) -> pd.
                 continue
             hit = c[c["mean_acc"] >= target - 1e-12]
             first = hit.iloc[0] if not hit.empty else None
+            per_epoch = isolated.get((int(b), cls))
+            time_s = float("nan")
+            if first is not None:
+                time_s = int(first["epoch"]) * per_epoch if per_epoch is not None else float(first["cum_time_s"])
             rows.append(
                 {
                     "budget": int(b),
                     "role": cls,
                     "target_acc": target,
                     "epoch_reached": int(first["epoch"]) if first is not None else None,
-                    "time_s": float(first["cum_time_s"]) if first is not None else float("nan"),
+                    "time_s": time_s,
                     "reached": first is not None,
+                    "time_source": COST_PASS if per_epoch is not None else IN_RUN,
                 }
             )
-    return pd.DataFrame(rows, columns=["budget", "role", "target_acc", "epoch_reached", "time_s", "reached"])
+    return pd.DataFrame(rows, columns=["budget", "role", "target_acc", "epoch_reached", "time_s", "reached",
+                                       "time_source"])  # fmt: skip
 
 
-def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Path]:
-    """Draw time-to-accuracy bars (s) per budget and class, an "x never reached" mark for missing bars; [png, svg]."""
-    tta = time_to_accuracy_table(stats)
+def time_source_text(tta: pd.DataFrame) -> str:
+    """Return which times a time-to-accuracy table holds, in words for a title: "epochs needed x isolated epoch time
+    (cost pass)", "in-run training time", or both."""
+    words = {COST_PASS: "epochs needed x isolated epoch time (cost pass)", IN_RUN: "in-run training time"}
+    sources = [s for s in (COST_PASS, IN_RUN) if "time_source" in tta and (tta["time_source"] == s).any()]
+    return " and ".join(words[s] for s in sources) or words[IN_RUN]
+
+
+def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str,
+                     costs: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
+    """Draw time-to-accuracy bars (s) per budget and class (`time_to_accuracy_table` with `costs`), an "x never
+    reached" mark for missing bars, the times' source in the axis label; [png, svg]."""
+    tta = time_to_accuracy_table(stats, costs=costs)
     fig = _new_figure(max(7.0, 1.1 * max(1, tta["budget"].nunique()) + 3), 4.8)
     ax = fig.add_subplot()
     budgets = sorted(tta["budget"].unique())
@@ -320,7 +346,8 @@ def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str) 
     ax.set_xticks(range(len(budgets)))
     ax.set_xticklabels([fmt_params(b) for b in budgets], rotation=45, ha="right")
     ax.set_xlabel("parameter budget (parameters, M = 10^6)")
-    ax.set_ylabel("training time to reach single's best accuracy (s)")
+    ax.set_ylabel(textwrap.fill(f"training time to reach single's best accuracy (s): {time_source_text(tta)}", 50),
+                  fontsize=9)  # fmt: skip
     ax.set_ylim(0, ymax * 1.15)
     ax.legend(
         handles=handles, title="class", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9
@@ -347,6 +374,14 @@ MEMORY_NOTE = (
 )
 
 
+# The trials' own figures, kept beside the chosen ones for contrast, and the isolated epoch time alone (NaN without a
+# cost pass row), which the time to accuracy multiplies.
+IN_RUN_COSTS = [
+    ("epoch_time_in_run", "training time per epoch in the run (s), after the first"),
+    ("peak_mem_in_run_mb", "peak training memory in the run above baseline (MiB)"),
+    ("epoch_time_isolated", "training time per epoch measured alone (s)"),
+]
+
 # Columns cost_table adds beside COST_METRICS (the explorer plots and shows them; the report's figure does not).
 EXTRA_COSTS = [
     ("macs_per_sample", "MACs per sample (multiply-accumulates, summed over members)"),
@@ -359,6 +394,10 @@ def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
     interleaved reading where the trials have one, `analysis.store.comparable_latency_ms`), peak_mem_mb (MB),
     macs_per_sample (MACs per sample: macs_fvcore, else the design-time macs) and budget_deviation_pct (%).
 
+    Where a trials row has its design point's cost-pass figures (`analysis.costs.with_costs`), epoch_time,
+    peak_mem_mb and latency_ms_p50 are those (measured alone); `cost_source` says per row of the result which source
+    was used, and epoch_time_in_run / peak_mem_in_run_mb keep the trials' own figures beside them.
+
     `epoch_time` is epoch_time_s_steady (epochs 2..N: no compilation or cuDNN search in it), or epoch_time_s_mean
     where a trial has no steady time (one epoch, or a store written before the column). `trials` holds one group's
     trials rows (with `role`); only status "ok" rows with a value count. Adds n_trials.
@@ -366,19 +405,43 @@ def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
     ok = trials[trials["status"] == "ok"] if "status" in trials else trials
     if "epoch_time_s_mean" in ok:
         steady = ok["epoch_time_s_steady"] if "epoch_time_s_steady" in ok else pd.Series(float("nan"), index=ok.index)
-        ok = ok.assign(epoch_time=steady.fillna(ok["epoch_time_s_mean"]))
+        in_run = steady.fillna(ok["epoch_time_s_mean"])
+        ok = ok.assign(epoch_time_in_run=in_run, epoch_time=prefer_isolated(ok, "epoch_time_isolated_s", in_run))
+    if "epoch_time_isolated_s" in ok:
+        ok = ok.assign(epoch_time_isolated=ok["epoch_time_isolated_s"].astype(float))
     if "latency_ms_p50" in ok:
-        ok = ok.assign(latency_ms_p50=comparable_latency_ms(ok))
+        ok = ok.assign(latency_ms_p50=prefer_isolated(ok, "latency_isolated_ms_p50", comparable_latency_ms(ok)))
+    if "peak_mem_mb" in ok:
+        ok = ok.assign(peak_mem_in_run_mb=ok["peak_mem_mb"].astype(float),
+                       peak_mem_mb=prefer_isolated(ok, "peak_mem_isolated_mb", ok["peak_mem_mb"].astype(float)))
     if "macs_fvcore" in ok or "macs" in ok:
         nan = pd.Series(float("nan"), index=ok.index)
         fv, design = ok.get("macs_fvcore", nan).astype(float), ok.get("macs", nan).astype(float)
         ok = ok.assign(macs_per_sample=fv.fillna(design))
-    cols = [m for m, _ in COST_METRICS + EXTRA_COSTS if m in ok]
+    cols = [m for m, _ in COST_METRICS + EXTRA_COSTS + IN_RUN_COSTS if m in ok]
     if ok.empty or not cols:
-        return pd.DataFrame(columns=["budget", "role", "n_trials"] + [m for m, _ in COST_METRICS + EXTRA_COSTS])
-    out = ok.groupby(["budget", "role"], sort=True)[cols].mean()
-    out["n_trials"] = ok.groupby(["budget", "role"], sort=True).size()
+        return pd.DataFrame(columns=["budget", "role", "n_trials", "cost_source"]
+                            + [m for m, _ in COST_METRICS + EXTRA_COSTS + IN_RUN_COSTS])  # fmt: skip
+    grouped = ok.groupby(["budget", "role"], sort=True)
+    out = grouped[cols].mean()
+    out["n_trials"] = grouped.size()
+    has_source = "cost_source" in ok
+    out["cost_source"] = grouped["cost_source"].agg(lambda s: source_of(s.to_frame())) if has_source else IN_RUN
     return out.reset_index()
+
+
+def cost_source_note(trials: pd.DataFrame) -> str:
+    """Return one sentence saying where the cost figures of `trials` (with `analysis.costs.with_costs` columns) come
+    from."""
+    source = source_of(trials)
+    if source == COST_PASS:
+        return ("Costs (epoch time, peak memory, latency; and the time to accuracy, epochs needed x epoch time) are "
+                "the cost pass's: each design point measured once, alone on its device (costs table).")  # fmt: skip
+    if source == IN_RUN:
+        return ("Costs are the trials' in-run figures (no cost pass rows): measured while other trials may have shared "
+                "the device.")  # fmt: skip
+    return ("Costs are the cost pass's (measured alone) where a design point has a costs row, else the trials' in-run "
+            "figures.")  # fmt: skip
 
 
 def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Path]:
@@ -405,7 +468,7 @@ def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Pa
             ax.legend(title="class", fontsize=9)
         else:
             ax.text(0.5, 0.5, "no measurements (no ok trials)", transform=ax.transAxes, ha="center")
-    fig.suptitle(f"Training time, inference latency and memory — {title}", fontsize=11)
+    fig.suptitle(f"Training time, inference latency and memory ({source_of(trials)} costs) — {title}", fontsize=11)
     return _save(fig, out_dir, stem)
 
 

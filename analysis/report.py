@@ -36,11 +36,13 @@ IDENTITY = ["design_class", "family", "depth", "width", "members", "budget", "fi
 
 def read_store(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`."""
+    from analysis.costs import load_costs, with_costs
     from analysis.store import load_epochs, load_trials
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trials = load_trials(str(store), sweep=sweep)
+        # Each trials row gets its design point's isolated costs (the cost pass's) where the store has them.
+        trials = with_costs(load_trials(str(store), sweep=sweep), load_costs(str(store), sweep=sweep))
         epochs = load_epochs(str(store), sweep=sweep)
     return trials, epochs, [str(w.message) for w in caught]
 
@@ -337,7 +339,9 @@ def write_report(
         grid, stats = _group_rows(est.grid, r), _group_rows(est.stats, r)
         page.h(2, gtitle)
         note = figures.tie_rule_note(rule, r["seeds"])
-        tta = figures.time_to_accuracy_table(stats)
+        trows = _group_rows(tg, r) if not tg.empty else tg
+        cost_tab = figures.cost_table(trows) if not trows.empty else None
+        tta = figures.time_to_accuracy_table(stats, costs=cost_tab)
         tta.to_csv(out / f"{slug}_time_to_acc.csv", index=False)
         never = tta[~tta["reached"]]
         never_txt = "Never reached the single network's best accuracy: " + (
@@ -354,8 +358,8 @@ def write_report(
             # Designs far from their budget: also show each at its real size.
             made.append(("test error vs real parameter count",
                          figures.error_vs_budget(stats, gtitle, fig_dir, f"{slug}_error_params", at_params=True)))
-        made.append(("time to accuracy", figures.time_to_accuracy(stats, gtitle, fig_dir, f"{slug}_time_to_acc")))
-        trows = _group_rows(tg, r) if not tg.empty else tg
+        made.append(("time to accuracy", figures.time_to_accuracy(stats, gtitle, fig_dir, f"{slug}_time_to_acc",
+                                                                  costs=cost_tab)))  # fmt: skip
         if not trows.empty:
             made.append(("costs", figures.costs(trows, gtitle, fig_dir, f"{slug}_costs")))
         else:
@@ -364,6 +368,7 @@ def write_report(
             page.img(str(paths[0].relative_to(out)), f"{alt} — {gtitle}")
         if not trows.empty:
             page.p(figures.MEMORY_NOTE)
+            page.p(figures.cost_source_note(trows))
         page.p(never_txt + ".")
 
     page.h(2, "Divide and co-train comparison")

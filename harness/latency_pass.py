@@ -28,7 +28,7 @@ COLUMNS = ("latency_interleaved_ms_p50", "latency_interleaved_ms_p90", "latency_
 RUNS_FACTOR, BLOCKS = 3, 2 * measure.LATENCY_BLOCKS
 
 
-def _batch1_run(config: dict, device: torch.device):
+def batch1_run(config: dict, device: torch.device):
     """Return a function running one batch-1 forward of the config's members, one after another, in eval mode under
     the trial's precision, as the trial's own latency measurement does."""
     design, recipe = config["design"], config["recipe"]
@@ -44,7 +44,7 @@ def interleaved_latency_ms(configs: list[dict], device: torch.device, warmup: in
     """Return {trial_id: {"p50", "p90", "iqr"}} in ms: the batch-1 latency of each config's networks (members one after
     another), all timed in the same interleaved blocks (`measure.blocked_latency_ms`) while holding the node's
     latency lock."""
-    modes = {config["trial_id"]: _batch1_run(config, device) for config in configs}
+    modes = {config["trial_id"]: batch1_run(config, device) for config in configs}
     with measure.one_measurement_per_node():
         return measure.blocked_latency_ms(modes, device, warmup, runs, blocks)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import math
 import os
@@ -597,3 +598,89 @@ def check_store_writable(store: str) -> None:
                     f"store error: cannot delete {probe} ({str(err).splitlines()[0]}); the store must allow deleting "
                     "files (set-aside and claim files are renamed and removed)"
                 ) from None
+
+
+# --- the costs table (harness.cost_pass) ------------------------------------------------------------------------
+# One row per (design point, device): the costs of the point measured alone by the sweep's cost pass, next to the
+# trials' own in-run figures. <store>/costs/sweep=<sweep>/<point_id>-<device key>.parquet; results/README.md has the
+# columns.
+COSTS_SCHEMA = pa.schema(
+    [
+        pa.field("schema_version", pa.int32(), nullable=False),
+        pa.field("point_id", _S, nullable=False),
+        pa.field("seed_built", _I),
+        pa.field("dataset", _S),
+        pa.field("design_class", _S),
+        pa.field("family", _S),
+        pa.field("depth", _I),
+        pa.field("width", _F),
+        pa.field("members", _I),
+        pa.field("budget", _I),
+        pa.field("fit", _S),
+        pa.field("epochs", _I),
+        pa.field("params_total", _I),
+        # where it was measured, with what
+        pa.field("device_name", _S, nullable=False),
+        pa.field("device_type", _S),
+        pa.field("cpus", _F),
+        pa.field("gpus", _F),
+        pa.field("threads", _I),
+        pa.field("trials_per_gpu", _I),
+        pa.field("trials_per_cpu_group", _I),
+        pa.field("precision", _S),
+        pa.field("execution", _S),
+        pa.field("member_schedule", _S),
+        pa.field("batch_size", _I),
+        pa.field("steps_per_epoch", _F),
+        # the figures
+        pa.field("step_time_ms_p50", _F),
+        pa.field("step_time_ms_p90", _F),
+        pa.field("step_time_ms_iqr", _F),
+        pa.field("epoch_time_s", _F),
+        pa.field("peak_mem_mb", _F),
+        pa.field("mem_baseline_mb", _F),
+        pa.field("peak_mem_reserved_mb", _F),
+        pa.field("mem_source", _S),
+        pa.field("latency_ms_p50", _F),
+        pa.field("latency_ms_p90", _F),
+        pa.field("latency_ms_iqr", _F),
+        # the pass's settings
+        pa.field("warmup_steps", _I),
+        pa.field("timed_steps", _I),
+        pa.field("blocks", _I),
+        pa.field("memory_steps", _I),
+        pa.field("latency_runs", _I),
+        pa.field("lock_wait_s", _F),
+        pa.field("torch_version", _S),
+        pa.field("hostname", _S),
+        pa.field("measured_at", _TS, nullable=False),
+    ],
+    metadata={"schema_version": str(SCHEMA_VERSION), "table": "costs"},
+)
+
+
+def cost_key(point: str, device_name: str) -> str:
+    """Return the costs file's name stem of a design point measured on a device: '<point_id>-<8 hex of the device
+    name>' (one file per point and device; the point id already holds the resources and threads)."""
+    return f"{point}-{hashlib.sha1(device_name.encode()).hexdigest()[:8]}"
+
+
+def write_cost_row(store: str, sweep: str, row: dict) -> str:
+    """Write one costs row (atomically, replacing an earlier one of the same point and device); return its path."""
+    fs, _ = filesystem(store)
+    path = store_path(store, "costs", sweep, cost_key(row["point_id"], row["device_name"]))
+    _write_atomic(fs, to_table([{"schema_version": SCHEMA_VERSION, **row}], COSTS_SCHEMA), path)
+    return path
+
+
+def read_cost_rows(store: str, sweep: str) -> list[dict]:
+    """Return the sweep's costs rows (dicts; [] when the pass has not run); a file that does not read is skipped, so
+    its point is measured again."""
+    fs, _ = filesystem(store)
+    rows = []
+    for path in _list_partition(fs, store_path(store, "costs", sweep)).values():
+        try:
+            rows += pq.read_table(path, filesystem=fs, schema=COSTS_SCHEMA).to_pylist()
+        except (OSError, pa.ArrowException):
+            continue
+    return rows

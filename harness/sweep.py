@@ -127,14 +127,25 @@ def remove_checkpoints(store: str, sweep: str, trial_id: str) -> int:
 def trial_resources(config: dict) -> dict:
     """Return the Ray resources one trial asks for: {"CPU": cpus, "GPU": gpus}.
 
-    GPUs are whole (a fraction is rounded up) unless `resources.fractional_gpu` is true.
+    GPUs are whole (a fraction is rounded up) unless `resources.fractional_gpu` is true. Packing divides the device:
+    `trials_per_gpu` = N asks for 1/N of the GPU, `trials_per_cpu_group` = N for cpus / N CPUs.
     """
     res = config.get("resources") or {}
-    cpus = float(res.get("cpus", 1) or 0)
+    cpus = float(res.get("cpus", 1) or 0) / int(res.get("trials_per_cpu_group", 1) or 1)
     gpus = float(res.get("gpus", 0) or 0)
+    if gpus and int(res.get("trials_per_gpu", 1) or 1) > 1:
+        return {"CPU": cpus, "GPU": gpus / int(res["trials_per_gpu"])}
     if gpus and not res.get("fractional_gpu", False):
         gpus = float(math.ceil(gpus))
     return {"CPU": cpus, "GPU": gpus}
+
+
+def measurement_resources(config: dict) -> dict:
+    """Return the Ray resources the cost pass asks for on a cluster: the trial's whole device, unpacked ({"CPU": cpus,
+    "GPU": gpus rounded up to whole GPUs}), so that it measures alone."""
+    res = config.get("resources") or {}
+    gpus = float(res.get("gpus", 0) or 0)
+    return {"CPU": float(res.get("cpus", 1) or 0), "GPU": float(math.ceil(gpus)) if gpus else 0.0}
 
 
 def _placement(tune_config: dict) -> tune.PlacementGroupFactory:
@@ -605,6 +616,11 @@ def run_sweep(spec, store: str = "results", address: str | None = None, max_fail
                     os.remove(log_path)
                     os.rmdir(os.path.dirname(log_path))
             raise
+    elif not (address or os.environ.get("RAY_ADDRESS")):
+        # Nothing to train, but a pass that did not finish (a killed driver) is completed here; a finished one measures
+        # nothing (every point has its row).
+        with open(os.devnull, "w") as devnull:
+            _run_cost_pass(store, sweep, configs, True, sys.stdout if progress else devnull)
 
     added = searcher.added if searcher is not None else []
     summary = _summarize(store, sweep, configs + added, skipped, time.monotonic() - t0, best, plan.claim_stale_s,
@@ -715,7 +731,10 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
                 ),
             )
             tuner.fit()
-            _run_latency_pass(store, sweep, configs, embedded, term)
+            if not all((c.get("measure") or {}).get("cost_pass", True) for c in configs):
+                # The cost pass times every design point's latency in the same way; without it, every trial here.
+                _run_latency_pass(store, sweep, configs, embedded, term)
+            _run_cost_pass(store, sweep, configs, embedded, term)
             return tracker.best_acc
         finally:
             if guard is not None:
@@ -745,6 +764,32 @@ def _run_latency_pass(store: str, sweep: str, configs: list[dict], embedded: boo
     except Exception as err:  # the trials' own latencies stand; the pass adds a comparison-grade reading
         print(f"[{sweep}] latency pass failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''});"
               " each trial keeps its own latency_ms_p50", file=out, flush=True)  # fmt: skip
+
+
+def _run_cost_pass(store: str, sweep: str, configs: list[dict], embedded: bool, out) -> None:
+    """Run `harness.cost_pass.cost_pass` over the sweep's design points (those whose `measure.cost_pass` is on):
+    here when Ray is embedded, else as one Ray task holding a trial's whole device (`measurement_resources`). Say what
+    it did in one line; a failure is said in one line and does not fail the sweep (the trials' in-run figures stand; a
+    rerun measures the points again)."""
+    from harness.cost_pass import cost_pass
+
+    configs = [c for c in configs if (c.get("measure") or {}).get("cost_pass", True)]
+    if not configs:
+        return
+    start = time.monotonic()
+    try:
+        if embedded or not ray.is_initialized():
+            measured = cost_pass(store, sweep, configs)
+        else:
+            res = measurement_resources(configs[0])
+            task = ray.remote(cost_pass).options(num_cpus=res["CPU"], num_gpus=res["GPU"])
+            measured = ray.get(task.remote(store, sweep, configs))
+        took = f" in {_fmt_duration(time.monotonic() - start)}" if measured else "; every point already has its row"
+        print(f"[{sweep}] cost pass: {measured} design points measured alone (step time, epoch time, peak memory, "
+              f"latency) into the costs table{took}", file=out, flush=True)  # fmt: skip
+    except Exception as err:  # the trials' in-run costs stand
+        print(f"[{sweep}] cost pass failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+              "the trials keep their in-run costs; a rerun measures the missing points", file=out, flush=True)
 
 
 def _summarize(store: str, sweep: str, configs: list[dict], skipped: int, wall: float, best,

@@ -270,6 +270,8 @@ MEASURE_KEYS = {
     "throughput_batch": Key("int", 256, check=_positive),
     # torch intra-op threads per trial (0: torch's default)
     "threads": Key("int", 0, check=_non_negative),
+    # after the trials, measure every design point's costs alone (harness.cost_pass; the costs table)
+    "cost_pass": Key("bool", True),
 }
 
 RESOURCE_KEYS = {
@@ -279,6 +281,10 @@ RESOURCE_KEYS = {
     "gpus": Key("float", 0.0, check=_non_negative),
     # allow sharing a GPU; rows then say the device was shared
     "fractional_gpu": Key("bool", False),
+    # trials packed on one GPU (each asks Ray for gpus / N of it; needs gpus = 1); the cost pass measures alone
+    "trials_per_gpu": Key("int", 1, check=_positive),
+    # trials packed on one group of `cpus` cores (each asks Ray for cpus / N; needs measure.threads > 0)
+    "trials_per_cpu_group": Key("int", 1, check=_positive),
 }
 
 TOP_KEYS = {
@@ -673,7 +679,21 @@ def _validate(raw: dict) -> dict:
         raise _fail("resources.gpus", gpus, "fractional GPUs need resources.fractional_gpu = true (timings shared)")
     if gpus == 0:
         _check_inductor_cpu(data)
+    _check_packing(data)
     return data
+
+
+def _check_packing(data: dict) -> None:
+    """Raise SpecError unless the packing keys can be honoured: trials_per_gpu packs one whole GPU (gpus = 1), and
+    trials packed on a CPU core group say how many threads each runs (Ray would otherwise give each the threads of its
+    fractional share)."""
+    res = data["resources"]
+    if res["trials_per_gpu"] > 1 and res["gpus"] != 1:
+        raise _fail("resources.trials_per_gpu", res["trials_per_gpu"],
+                    f"packs trials on one GPU; it needs resources.gpus = 1 (it is {res['gpus']:g})")  # fmt: skip
+    if res["trials_per_cpu_group"] > 1 and data["measure"]["threads"] == 0:
+        raise _fail("resources.trials_per_cpu_group", res["trials_per_cpu_group"],
+                    "packed CPU trials need measure.threads > 0 (the torch threads each trial runs with)")  # fmt: skip
 
 
 FIT_CLASSES = ("single", "deq", "weq")  # the classes a fit rule sizes (single: only under explicit budgets)

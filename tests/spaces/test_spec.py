@@ -149,6 +149,32 @@ def test_fractional_gpus_need_the_explicit_option(tmp_path):
     assert message.startswith("resources.gpus = 0.5: fractional GPUs need resources.fractional_gpu = true")
 
 
+def test_packing_trials_on_a_gpu_needs_one_whole_gpu(tmp_path):
+    message = error_of(tmp_path, MINIMAL + "\n[resources]\ngpus = 2\ntrials_per_gpu = 4\n")
+    assert message == "resources.trials_per_gpu = 4: packs trials on one GPU; it needs resources.gpus = 1 (it is 2)"
+
+
+def test_packing_trials_on_a_cpu_core_group_needs_their_thread_count(tmp_path):
+    message = error_of(tmp_path, MINIMAL + "\n[resources]\ntrials_per_cpu_group = 2\n")
+    assert message.startswith("resources.trials_per_cpu_group = 2: packed CPU trials need measure.threads > 0")
+
+
+def test_packing_keys_at_their_defaults_keep_every_trial_id(tmp_path):
+    plain = [c["trial_id"] for c in trial_configs(load_spec(write(tmp_path, MINIMAL)))]
+    explicit = ["resources.trials_per_gpu=1", "resources.trials_per_cpu_group=1"]
+    assert [c["trial_id"] for c in trial_configs(load_spec(write(tmp_path, MINIMAL), explicit))] == plain
+
+
+def test_dry_run_says_how_many_trials_run_at_once_per_device(tmp_path):
+    spec = str(write(tmp_path, MINIMAL))
+    packed = ("--set", "measure.threads=1", "--set", "resources.trials_per_cpu_group=2")
+    cpu = run_cli("--spec", spec, *packed, "--dry-run")
+    assert cpu.stdout.splitlines()[-1].startswith(
+        "trials at once per device: 2 per group of 1 CPU cores (each asks for 0.5 CPUs, runs 1 threads;")
+    gpu = run_cli("--spec", spec, "--set", "resources.gpus=1", "--set", "resources.trials_per_gpu=4", "--dry-run")
+    assert gpu.stdout.splitlines()[-1].startswith("trials at once per device: 4 per GPU (each asks for 0.25 GPU")
+
+
 def test_unknown_family_option_is_rejected(tmp_path):
     message = error_of(tmp_path, MINIMAL.replace("widths = [8]", "widths = [8]\noptions = { dropout = 0.1 }"))
     assert message.startswith("families.0.options.dropout = 0.1: unknown option of resnet; allowed: drop_rate")
@@ -254,6 +280,7 @@ def test_dry_run_marks_designs_beyond_the_deviation_limit_and_prints_the_worst_p
     table = lines[3 : lines.index("")]
     assert [line.split()[1] for line in table if line.rstrip().split()[-2] == "*"] == ["deq", "weq", "dct"]
     summary = lines[lines.index("") + 1 :]
+    summary = summary[: summary.index("")]  # the packing line follows after a blank line
     assert summary[0].startswith("budget deviation per class") and "0.001%" in summary[0]
     assert [line.split(":")[0].strip() for line in summary[1:]] == ["single", "deq", "weq", "dct"]
     assert summary[1] == "  single: worst +0.00%, 0/1 beyond 0.001%, 1/1 within 5%"

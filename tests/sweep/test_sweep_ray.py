@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis.store import load_epochs, load_trials
-from harness.sweep import TEST_FAIL_FIRST_ATTEMPT, run_sweep, trial_resources
+from harness.sweep import TEST_FAIL_FIRST_ATTEMPT, measurement_resources, run_sweep, trial_resources
 from tests.sweep.conftest import refused_config, tiny_spec
 
 pytestmark = pytest.mark.slow
@@ -41,6 +41,15 @@ def test_trial_resources_are_whole_gpus_unless_fractional():
     assert trial_resources({"resources": {"cpus": 2, "gpus": 0.5}}) == {"CPU": 2.0, "GPU": 1.0}
     assert trial_resources({"resources": {"cpus": 1, "gpus": 0.5, "fractional_gpu": True}}) == {"CPU": 1.0, "GPU": 0.5}
     assert trial_resources({"resources": {"cpus": 1, "gpus": 0}}) == {"CPU": 1.0, "GPU": 0.0}
+
+
+def test_packing_divides_a_trials_device_and_the_cost_pass_holds_it_whole():
+    packed_gpu = {"resources": {"cpus": 2, "gpus": 1, "trials_per_gpu": 4}}
+    packed_cpu = {"resources": {"cpus": 2, "gpus": 0, "trials_per_cpu_group": 4}}
+    assert trial_resources(packed_gpu) == {"CPU": 2.0, "GPU": 0.25}
+    assert trial_resources(packed_cpu) == {"CPU": 0.5, "GPU": 0.0}
+    assert measurement_resources(packed_gpu) == {"CPU": 2.0, "GPU": 1.0}
+    assert measurement_resources(packed_cpu) == {"CPU": 2.0, "GPU": 0.0}
 
 
 def _recorded_bad(swept) -> list[str]:
