@@ -36,14 +36,25 @@ from spaces.classes import ADAPTIVE_CLASSES
 IDENTITY = ["design_class", "family", "depth", "width", "members", "budget", "fit", "seed"]
 
 
-def read_store(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`."""
+# The epochs table's columns the report and the explorer use (EST, what is missing); the rest (per-member lists,
+# losses) is most of the table's bytes and is not read.
+EPOCH_COLUMNS = ["trial_id", "schema_version", "dataset", "family", "design_class", "members", "depth", "width",
+                 "budget", "fit", "seed", "epochs", "epoch", "test_acc", "member_acc_mean", "cum_time_s",
+                 "budget_deviation_pct"]  # fmt: skip
+
+
+def read_store(
+    store: str | Path, sweep: str | None, epoch_columns: list[str] | None = EPOCH_COLUMNS
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`.
+
+    The epochs table holds `epoch_columns` (those it has; None: all of them)."""
     from analysis.store import load_epochs, load_trials
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trials = load_trials(str(store), sweep=sweep)
-        epochs = load_epochs(str(store), sweep=sweep)
+        epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
     return trials, epochs, [str(w.message) for w in caught]
 
 
