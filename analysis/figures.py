@@ -6,7 +6,11 @@ returns the two paths. Error bars are the same seed intervals the EST tie rule u
 
 from __future__ import annotations
 
+import os
 import textwrap
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import matplotlib
@@ -34,6 +38,39 @@ CATEGORY_COLORS = {
 }
 CATEGORY_ORDER = [*CLASS_ORDER, "all ensembles", "tie", MISSING]
 FORMATS = ("png", "svg")
+
+
+# Fewer figures than this are drawn in the calling process: starting a worker (importing matplotlib) costs about as
+# much as drawing a few figures. Our choice, from the issue-23 benchmark on 2 cores.
+MIN_FIGURES_PER_WORKER = 8
+
+
+def default_jobs() -> int:
+    """Return the number of processes that draw figures: the CPUs this process may use (at most 8)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus))
+
+
+def _draw(task: tuple[str, tuple]) -> list[Path]:
+    name, args = task
+    return globals()[name](*args)
+
+
+def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> list[list[Path]]:
+    """Draw figures, each task (name of a figure function of this module, its positional args); return each one's
+    [png, svg] paths in the tasks' order.
+
+    With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER figures per worker, the figures
+    are drawn in that many forked processes: matplotlib's drawing is single-threaded, and a report of 27 groups draws
+    over 100 figures. Only where forking is safe and cheap (a platform with fork, and no other Python thread in this
+    process: a sweep's Ray client holds some); elsewhere they are drawn here, one after another.
+    """
+    jobs = default_jobs() if jobs is None else jobs
+    jobs = min(jobs, len(tasks) // MIN_FIGURES_PER_WORKER)
+    if jobs <= 1 or not hasattr(os, "fork") or threading.active_count() > 1:
+        return [_draw(t) for t in tasks]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+        return list(pool.map(_draw, tasks))
 
 
 def group_title(dataset: str, family: str, k: int, fit: str | None = None) -> str:

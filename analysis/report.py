@@ -299,6 +299,7 @@ def write_report(
     make_figures: bool = True,
     max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
     steps: dict | None = None,
+    figure_jobs: int | None = None,
 ) -> Path:
     """Write figures (PNG+SVG), tables (MD/CSV/TeX), est.json and index.md (+ index.html) to out_dir.
 
@@ -307,7 +308,8 @@ def write_report(
 
     Returns the path of index.md. A sweep with no rows yet still gets a page saying so. `make_figures=False` writes
     the text and tables only (a quick look at a running sweep; drawing is most of the time). `steps`, when given, gets
-    the wall time and peak memory of each step (load, est, tables, figures, page; see `timed`).
+    the wall time and peak memory of each step (load, est, tables, figures, page; see `timed`). The figures are drawn
+    in `figure_jobs` processes (default: one per CPU available, see `figures.draw_many`).
     """
     from analysis import figures  # seaborn/matplotlib load only when a report is drawn
 
@@ -355,6 +357,7 @@ def write_report(
 
     with timed(steps, "tables"):
         tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
+    tasks = []  # (index of the page's image block, figure function name, args): drawn together below
     for r in est.summary.to_dict("records"):
         key = {k: r[k] for k in GROUP_KEYS}
         gtitle = figures.group_title(**key)
@@ -372,27 +375,31 @@ def write_report(
         if not make_figures:
             page.p(never_txt + ".")
             continue
-        with timed(steps, "figures"):
-            made = [
-                ("winner heatmap", figures.winner_heatmap(grid, gtitle, fig_dir, f"{slug}_winners", note)),
-                ("test error vs budget", figures.error_vs_budget(stats, gtitle, fig_dir, f"{slug}_error")),
-            ]
-            if (stats["budget_deviation_pct"].abs() > max_budget_deviation_pct).any():
-                # Designs far from their budget: also show each at its real size.
-                made.append(("test error vs real parameter count",
-                             figures.error_vs_budget(stats, gtitle, fig_dir, f"{slug}_error_params", at_params=True)))
-            made.append(("time to accuracy",
-                         figures.time_to_accuracy(stats, gtitle, fig_dir, f"{slug}_time_to_acc")))
-            trows = _group_rows(tg, r) if not tg.empty else tg
-            if not trows.empty:
-                made.append(("costs", figures.costs(trows, gtitle, fig_dir, f"{slug}_costs")))
-        if trows.empty:
+        made = [
+            ("winner heatmap", "winner_heatmap", (grid, gtitle, fig_dir, f"{slug}_winners", note)),
+            ("test error vs budget", "error_vs_budget", (stats, gtitle, fig_dir, f"{slug}_error")),
+        ]
+        if (stats["budget_deviation_pct"].abs() > max_budget_deviation_pct).any():
+            # Designs far from their budget: also show each at its real size.
+            made.append(("test error vs real parameter count", "error_vs_budget",
+                         (stats, gtitle, fig_dir, f"{slug}_error_params", None, True)))  # fmt: skip
+        made.append(("time to accuracy", "time_to_accuracy", (stats, gtitle, fig_dir, f"{slug}_time_to_acc")))
+        trows = _group_rows(tg, r) if not tg.empty else tg
+        if not trows.empty:
+            made.append(("costs", "costs", (trows, gtitle, fig_dir, f"{slug}_costs")))
+        else:
             page.p("No finished trials yet for this group: no cost figure (training time, latency, memory).")
-        for alt, paths in made:
-            page.img(str(paths[0].relative_to(out)), f"{alt} — {gtitle}")
+        for alt, name, args in made:
+            tasks.append((len(page.blocks), name, args))
+            page.img("", f"{alt} — {gtitle}")
         if not trows.empty:
             page.p(figures.MEMORY_NOTE)
         page.p(never_txt + ".")
+    with timed(steps, "figures"):
+        drawn = figures.draw_many([(name, args) for _, name, args in tasks], jobs=figure_jobs)
+    for (block, _, _), paths in zip(tasks, drawn, strict=True):
+        alt = page.blocks[block][1][1]
+        page.blocks[block] = ("img", (str(paths[0].relative_to(out)), alt))
 
     page.h(2, "Divide and co-train comparison")
     with timed(steps, "tables"):

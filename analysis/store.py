@@ -4,23 +4,22 @@
     trials = load_trials("results", sweep="digits", status="ok")      # one row per trial
     points = seed_view(trials)                                        # one row per design point, mean/std/count
 
-A table is read in one scan of its files with pyarrow's dataset API (footers and row groups read by its thread pool,
-in parallel on an object store too), their schemas unified as the store's contract allows (columns added, types
-widened). A file that cannot be read (truncated, half-copied, foreign) makes the scan fail; the files are then read
-one by one and the bad one is skipped with a warning that names it, so one bad file never hides the rest of a sweep.
-Dot-files (writes in progress) are ignored. `columns` reads only the columns an analysis needs (the epochs table's
-per-member lists are most of its bytes).
+A table is read in one pass over its files: each file as Arrow, several at once (on an object store too), then one
+concatenation over the files' unified schema (columns added, types widened, as the store's contract allows) and one
+conversion to pandas. A file that cannot be read (truncated, half-copied, foreign) is skipped with a warning that
+names it, so one bad file never hides the rest of a sweep. Dot-files (writes in progress) are ignored. `columns`
+keeps only the columns an analysis needs (the epochs table's per-member lists are most of its bytes).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -67,34 +66,38 @@ def _files(fs: pafs.FileSystem, root: str, table: str, sweep: str | None) -> lis
     return sorted(out, key=lambda t: t[1])
 
 
-def _scan(fs: pafs.FileSystem, base: str, files: list[tuple[str, str]], columns: list[str] | None) -> pa.Table:
-    """Return the rows of `files` ((sweep, path) pairs under `base`) in their order as one Arrow table with a leading
-    `sweep` column (the folder's name), in one dataset scan over the files' unified schema (a column missing from a
-    file reads as null)."""
-    sweep_part = pads.HivePartitioning(pa.schema([("sweep", pa.string())]), segment_encoding="none")
-    options = pads.FileSystemFactoryOptions(partition_base_dir=base, partitioning=sweep_part)
-    factory = pads.FileSystemDatasetFactory(fs, [p for _, p in files], pads.ParquetFileFormat(), options)
-    schema = factory.inspect(promote_options="permissive", fragments=None)
-    data = [c for c in schema.names if c != "sweep" and (columns is None or c in columns)]
-    return factory.finish(schema).to_table(columns=["sweep", *data])
+# Files read at once (threads: pyarrow releases the GIL; on an object store reads are network-bound). Our choice.
+READ_THREADS = 8
 
 
-def _read_one_by_one(fs: pafs.FileSystem, files: list[tuple[str, str]], columns: list[str] | None) -> pd.DataFrame:
-    """Return the readable files' rows with a `sweep` column; warn naming each file that cannot be read."""
-    frames = []
-    for part, path in files:
+def _read_files(fs: pafs.FileSystem, files: list[tuple[str, str]], columns: list[str] | None) -> pd.DataFrame:
+    """Return the rows of the readable `files` ((sweep, path) pairs) in their order as one DataFrame with a leading
+    `sweep` column: each file read as Arrow (in READ_THREADS threads), the tables concatenated over their unified
+    schema (a column missing from a file reads as null, types widen) and converted to pandas once. Warns naming each
+    file that cannot be read.
+
+    Measured on 3,780 one-row trials files (issue 23): a pyarrow dataset scan of them peaked at 1.1 GB of memory,
+    these reads at 0.43 GB in about the same time; converting each file to pandas (the old way) took 4x as long.
+    """
+
+    def read(item: tuple[str, str]) -> pa.Table | str:
+        part, path = item
         try:
             tab = pq.read_table(path, filesystem=fs)
         except (OSError, pa.ArrowException) as err:
-            warnings.warn(f"skipping unreadable results file {path}: {err}", stacklevel=4)
-            continue
-        df = tab.to_pandas()
+            return f"skipping unreadable results file {path}: {err}"
         if columns is not None:
-            df = df[[c for c in df.columns if c in columns]]
-        df.insert(0, "sweep", part)
-        frames.append(df)
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            tab = tab.select([c for c in tab.column_names if c in columns])
+        return tab.add_column(0, "sweep", pa.array([part] * tab.num_rows, type=pa.string()))
+
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        read_files = list(pool.map(read, files))
+    for problem in (t for t in read_files if isinstance(t, str)):
+        warnings.warn(problem, stacklevel=4)
+    tables = [t for t in read_files if not isinstance(t, str) and t.num_rows]
+    if not tables:
+        return pd.DataFrame()
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
 
 def _load(store: str, table: str, sweep: str | None, filters: dict, columns: list[str] | None = None) -> pd.DataFrame:
@@ -102,12 +105,7 @@ def _load(store: str, table: str, sweep: str | None, filters: dict, columns: lis
     files = _files(fs, root, table, sweep)
     if columns is not None:
         columns = list(dict.fromkeys([*columns, "trial_id", *filters]))
-    df = pd.DataFrame()
-    if files:
-        try:
-            df = _scan(fs, f"{root}/{table}", files, columns).to_pandas()
-        except (OSError, pa.ArrowException):
-            df = _read_one_by_one(fs, files, columns)  # some file is unreadable: find it, say which, read the rest
+    df = _read_files(fs, files, columns)
     if df.empty:
         return pd.DataFrame(columns=["sweep", "trial_id"])
     for column, wanted in filters.items():
