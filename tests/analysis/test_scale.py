@@ -77,3 +77,14 @@ def test_a_120_epoch_heatmap_has_at_most_the_readable_number_of_epoch_labels(tmp
     w, h = Image.open(png).size
     assert h < 1200 and w < 2000  # one image at a bounded size, not 0.35 inch per epoch
     assert len(tick_positions(len(epochs), MAX_TICK_LABELS["y"])) <= 15
+
+
+def test_figures_drawn_by_worker_processes_come_back_in_the_tasks_order(tmp_path):
+    from analysis.figures import MIN_FIGURES_PER_WORKER, draw_many
+
+    grid = pd.DataFrame([{"budget": b, "epoch": e, "winner": "tie", "assessable": True}
+                         for b in (10_000, 20_000) for e in (1, 2)])  # fmt: skip
+    tasks = [("winner_heatmap", (grid, f"g{i}", tmp_path, f"heat{i}")) for i in range(2 * MIN_FIGURES_PER_WORKER)]
+    drawn = draw_many(tasks, jobs=2)
+    assert [p[0].name for p in drawn] == [f"heat{i}.png" for i in range(len(tasks))]
+    assert all(p.stat().st_size > 0 for paths in drawn for p in paths)
