@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from analysis.advise import advise
 
-    trials, _, load_warnings = report.read_store(args.store, args.sweep)
+    trials, _, load_warnings = report.read_store(args.store, args.sweep, epoch_columns=["trial_id"])
     for w in load_warnings:
         print(f"warning: {w}", file=sys.stderr)
     from analysis.store import load_subnets

@@ -140,9 +140,11 @@ def assign_groups(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         return df.assign(k=pd.Series(dtype="int64"), role=pd.Series(dtype="object")), notes
     df = df.copy()
     df["role"] = df["design_class"].astype(str)
-    has_single = set(map(tuple, df.loc[df["role"] == "single", ["dataset", "family"]].drop_duplicates().values))
+    # (dataset, family) pairs with a single row, as one index: a membership test for every row at once.
+    pair = pd.MultiIndex.from_frame(df[["dataset", "family"]].astype(object))
+    has_single = pair[(df["role"] == "single").to_numpy()].unique()
     dct1 = (df["role"] == "dct") & (df["members"] == 1)
-    promote = dct1 & ~df[["dataset", "family"]].apply(tuple, axis=1).isin(has_single)
+    promote = dct1 & ~pd.Series(pair.isin(has_single), index=df.index)
     if promote.any():
         df.loc[promote, "role"] = "single"
         notes.append("no 'single' rows: the S = 1 dct rows serve as the single-network baseline")
@@ -152,9 +154,10 @@ def assign_groups(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     ens = df[df["role"].isin(ENSEMBLE_CLASSES) & (df["members"] > 1)].copy()
     ens["k"] = ens["members"].astype(int)
     base = df[df["role"] == "single"]
+    by_pair = dict(iter(base.groupby(["dataset", "family"], sort=False, dropna=False)))
     parts = [ens]
     for (dataset, family, k, fit), _ in ens.groupby(GROUP_KEYS, sort=True):
-        b = base[(base["dataset"] == dataset) & (base["family"] == family)]
+        b = by_pair.get((dataset, family), base.iloc[:0])
         same_fit = b[b["fit"] == fit]
         if same_fit.empty and not b.empty:
             notes.append(f"{dataset}/{family}: no single rows with fit={fit}; used single rows of any fit")
@@ -194,18 +197,45 @@ def cell_stats(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFram
         )
     stats = over_seeds(per_seed.reset_index(), cols, "test_acc", "mean_acc", "std_acc",
                        member_mean_acc="member_acc_mean", cum_time_s="cum_time_s")  # fmt: skip
-    stats["hw_acc"] = [half_width(s, n, tie_rule) for s, n in zip(stats["std_acc"], stats["n_seeds"], strict=True)]
+    stats["hw_acc"] = half_widths(stats["std_acc"].to_numpy(float), stats["n_seeds"].to_numpy(), tie_rule)
     stats["budget_deviation_pct"] = float("nan")
     if "budget_deviation_pct" in grouped and not stats.empty:
         # The deviation furthest from 0 among the cell's rows (several configurations may share a cell).
-        dev = grouped.groupby(cols, sort=True)["budget_deviation_pct"].agg(_furthest_from_zero)
+        dev = _furthest_from_zero(grouped, cols, "budget_deviation_pct")
         stats["budget_deviation_pct"] = dev.reindex(pd.MultiIndex.from_frame(stats[cols])).to_numpy()
     return stats, notes
 
 
-def _furthest_from_zero(values: pd.Series) -> float:
-    v = values.dropna().astype(float)
-    return float(v.loc[v.abs().idxmax()]) if not v.empty else float("nan")
+def half_widths(std: np.ndarray, n: np.ndarray, tie_rule: str = "std") -> np.ndarray:
+    """Return `half_width` of every (std, n) pair at once (same unit as `std`; NaN below 2 seeds)."""
+    if tie_rule not in TIE_RULES:
+        raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
+    std, n = np.asarray(std, dtype=float), np.asarray(n, dtype=float)
+    ok = (n >= 2) & np.isfinite(std)
+    out = np.full(std.shape, np.nan)
+    if tie_rule == "std":
+        out[ok] = std[ok]
+    elif ok.any():
+        from scipy.stats import t
+
+        out[ok] = t.ppf(0.975, n[ok] - 1) * std[ok] / np.sqrt(n[ok])
+    return out
+
+
+def _furthest_from_zero(df: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
+    """Return per group of `df` by `keys` the value of `column` furthest from 0 (the first such row on a tie in
+    absolute value, NaN where the group has no value), indexed by the keys."""
+    v = df[column].astype(float)
+    has = v.notna().to_numpy()
+    groups = df.groupby(keys, sort=True, dropna=False)
+    out = pd.Series(np.nan, index=groups.size().index, dtype=float)
+    if has.any():
+        ab = v.abs()
+        # The rows holding their group's largest |value|; the first of them per group, in row order.
+        top = has & (ab == ab.groupby([df[k] for k in keys], sort=True, dropna=False).transform("max")).to_numpy()
+        first = v[top].groupby([df.loc[top, k] for k in keys], sort=True, dropna=False).first()
+        out.loc[first.index] = first.to_numpy()
+    return out
 
 
 @dataclass(frozen=True)

@@ -426,23 +426,40 @@ def _trials_table(trials: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
 
 def sweep_data(store: str | Path, sweep: str, tie_rule: str = DEFAULT_RULE,
                max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
-               rule: Rule | None = None) -> dict:  # fmt: skip
+               rule: Rule | None = None, steps: dict | None = None) -> dict:  # fmt: skip
     """Return everything the page shows for one sweep, as JSON-able values: status, notes, per EST group its figures
     and the indices of its trials, the sweep's trials table, the mutual/coop figures and the advisor's candidates.
     `rule` (default `Rule(tie_rule)`) decides the cells."""
-    from analysis.subnets import query_table
-
-    trials, epochs, load_warnings = report.read_store(store, sweep)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # unreadable files are already in load_warnings
-        from analysis.store import load_subnets
-
-        subnets = load_subnets(str(store), sweep=sweep)
     rule = rule or Rule(tie_rule)
+    with report.timed(steps, "load"):
+        trials, epochs, load_warnings = report.read_store(store, sweep)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unreadable files are already in load_warnings
+            from analysis.store import load_subnets
+
+            subnets = load_subnets(str(store), sweep=sweep)
+    with report.timed(steps, "est"):
+        est = compute_est(epochs, trials if not trials.empty else None, rule=rule,
+                          max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
+    with report.timed(steps, "tables"):
+        table, grouped = _trials_table(trials)
+    with report.timed(steps, "figures"):
+        groups = _groups(est, grouped, rule)
+    with report.timed(steps, "tables"):
+        rest = _advisor_and_subnets(trials, subnets, sweep, max_budget_deviation_pct)
+    return {
+        "name": sweep,
+        "status": _status(trials, epochs),
+        "notes": [*est.notes, *(f"unreadable file skipped: {w}" for w in load_warnings)],
+        "groups": groups,
+        "trials": table,
+        **rest,
+    }
+
+
+def _groups(est, grouped: pd.DataFrame, rule: Rule) -> list[dict]:
+    """Return per EST group its keys, title, EST sentence, figures and the indices of its trials."""
     tie_rule = rule.name
-    est = compute_est(epochs, trials if not trials.empty else None, rule=rule,
-                      max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
-    table, grouped = _trials_table(trials)
     groups = []
     for r in est.summary.to_dict("records"):
         key = {k: r[k] for k in GROUP_KEYS}
@@ -468,6 +485,14 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = DEFAULT_RULE,
             },
             "trials": sorted(int(i) for i in trows["_row"].unique()) if not trows.empty else [],
         })  # fmt: skip
+    return groups
+
+
+def _advisor_and_subnets(trials: pd.DataFrame, subnets: pd.DataFrame, sweep: str,
+                         max_budget_deviation_pct: float) -> dict:  # fmt: skip
+    """Return the mutual/coop figures and the advisor's candidates of one sweep."""
+    from analysis.subnets import query_table
+
     query = query_table(subnets) if not subnets.empty else pd.DataFrame()
     sub_figs = None
     if not query.empty:
@@ -480,11 +505,6 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = DEFAULT_RULE,
             cand = cand.assign(**{c: np.nan})
     devices = sorted({d for ds in cand["device_name"].dropna() for d in str(ds).split(", ") if d})
     return {
-        "name": sweep,
-        "status": _status(trials, epochs),
-        "notes": [*est.notes, *(f"unreadable file skipped: {w}" for w in load_warnings)],
-        "groups": groups,
-        "trials": table,
         "subnets": sub_figs,
         "advisor": {"columns": ADVISOR_COLUMNS, "rows": _js(cand[ADVISOR_COLUMNS].to_numpy(dtype=object).tolist()),
                     "devices": devices},  # fmt: skip
@@ -496,7 +516,7 @@ def sweep_data(store: str | Path, sweep: str, tie_rule: str = DEFAULT_RULE,
 
 def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = DEFAULT_RULE,
                   max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
-               rule: Rule | None = None) -> dict:  # fmt: skip
+                  rule: Rule | None = None, steps: dict | None = None) -> dict:  # fmt: skip
     """Return the page's data for `sweep` (None: every sweep of the store); raises ExploreError on bad input."""
     rule = rule or Rule(tie_rule)
     import plotly.io as pio
@@ -509,7 +529,7 @@ def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = D
         "tie_rule": rule.text(),
         "limits": {k: {"column": c, "unit": u, "name": n} for k, (c, u, n) in LIMITS.items()},
         "template": _js(template),
-        "sweeps": {name: sweep_data(store, name, rule.name, max_budget_deviation_pct, rule) for name in names},
+        "sweeps": {name: sweep_data(store, name, rule.name, max_budget_deviation_pct, rule, steps) for name in names},
     }
 
 
@@ -524,18 +544,20 @@ def page_html(data: dict) -> str:
 
 def write_explorer(store: str | Path, sweep: str | None, out_dir: str | Path, tie_rule: str = DEFAULT_RULE,
                    max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
-                   rule: Rule | None = None) -> Path:  # fmt: skip
+                   rule: Rule | None = None, steps: dict | None = None) -> Path:  # fmt: skip
     """Write out_dir/index.html and out_dir/plotly.min.js; return the page's path.
 
     `sweep` None shows every sweep of the store. Raises ExploreError (one line naming what the store holds) for an
-    empty store or an unknown sweep. A sweep with only running trials gets a page that says so.
+    empty store or an unknown sweep. A sweep with only running trials gets a page that says so. `steps`, when given,
+    gets the wall time and peak memory of each step (`analysis.report.timed`).
     """
     import plotly
 
-    data = explorer_data(store, sweep, tie_rule, max_budget_deviation_pct, rule)
+    data = explorer_data(store, sweep, tie_rule, max_budget_deviation_pct, rule, steps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(plotly.__file__).parent / "package_data" / PLOTLY_JS, out / PLOTLY_JS)
-    page = out / PAGE
-    page.write_text(page_html(data), encoding="utf-8")
+    with report.timed(steps, "page"):
+        shutil.copyfile(Path(plotly.__file__).parent / "package_data" / PLOTLY_JS, out / PLOTLY_JS)
+        page = out / PAGE
+        page.write_text(page_html(data), encoding="utf-8")
     return page

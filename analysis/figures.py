@@ -6,7 +6,11 @@ returns the two paths. Error bars are the same seed intervals the EST tie rule u
 
 from __future__ import annotations
 
+import os
 import textwrap
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +20,7 @@ matplotlib.use("Agg")  # files only, never a window; must precede any pyplot imp
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.collections import PatchCollection  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
@@ -30,6 +35,7 @@ from analysis.est import (  # noqa: E402
     TIE,
     TIE_RULE_TEXT,
     UNRESOLVED,
+    WIN_CATEGORIES,
     Rule,
     fmt_params,
 )
@@ -53,6 +59,39 @@ CATEGORY_LABELS = {
     TIE: "tie (seed intervals overlap)",
 }
 FORMATS = ("png", "svg")
+
+
+# Fewer figures than this are drawn in the calling process: starting a worker (importing matplotlib) costs about as
+# much as drawing a few figures. Our choice, from the issue-23 benchmark on 2 cores.
+MIN_FIGURES_PER_WORKER = 8
+
+
+def default_jobs() -> int:
+    """Return the number of processes that draw figures: the CPUs this process may use (at most 8)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus))
+
+
+def _draw(task: tuple[str, tuple]) -> list[Path]:
+    name, args = task
+    return globals()[name](*args)
+
+
+def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> list[list[Path]]:
+    """Draw figures, each task (name of a figure function of this module, its positional args); return each one's
+    [png, svg] paths in the tasks' order.
+
+    With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER figures per worker, the figures
+    are drawn in that many forked processes: matplotlib's drawing is single-threaded, and a report of 27 groups draws
+    over 100 figures. Only where forking is safe and cheap (a platform with fork, and no other Python thread in this
+    process: a sweep's Ray client holds some); elsewhere they are drawn here, one after another.
+    """
+    jobs = default_jobs() if jobs is None else jobs
+    jobs = min(jobs, len(tasks) // MIN_FIGURES_PER_WORKER)
+    if jobs <= 1 or not hasattr(os, "fork") or threading.active_count() > 1:
+        return [_draw(t) for t in tasks]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+        return list(pool.map(_draw, tasks))
 
 
 def group_title(dataset: str, family: str, k: int, fit: str | None = None) -> str:
@@ -102,26 +141,48 @@ def _budget_axis(ax, budgets: list[int]) -> None:
 DEVIATION_EDGE = "#000000"
 
 
+# The most tick labels an axis of the heatmap carries (a reader cannot read 120 epoch labels), and the largest
+# figure it draws (inches): beyond these sizes a grid is drawn smaller, as one image either way.
+MAX_TICK_LABELS = {"x": 25, "y": 15}
+MAX_HEATMAP_INCHES = (16.0, 9.0)
+
+
+def tick_positions(n: int, most: int) -> np.ndarray:
+    """Return the indices of `n` ordered cells that get a tick label: every one when n <= `most`, else every k-th
+    (k the smallest step that keeps at most `most`), always including the last cell."""
+    if n <= most:
+        return np.arange(n)
+    step = -(-(n - 1) // (most - 1))  # ceil: index 0 and the last, with at most `most` labels in all
+    picked = np.arange(0, n, step)
+    if picked[-1] != n - 1:
+        # The last cell replaces the last pick when it is close to it (or the labels are full), else it is added.
+        close = len(picked) == most or n - 1 - picked[-1] < step / 2
+        picked = np.append(picked[:-1] if close else picked, n - 1)
+    return picked
+
+
 def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "") -> list[Path]:
     """Draw the discrete winner heatmap (x = budget, y = epoch, one colour per category); return [png, svg].
 
-    `grid` holds one group's rows of `analysis.est.winner_grid` (budget, epoch, winner, assessable). The per-epoch
+    `grid` holds one group's rows of `analysis.est.winner_grid` (budget, epoch, winner, assessable). The grid is one
+    image (one pixel block per cell, whatever its size), with at most `MAX_TICK_LABELS` labels per axis. The per-epoch
     EST is outlined with a black step line; "unresolved" cells are dotted grey, apart from the pale green
     "equivalent" ones; cells with a 1-seed class are hatched; cells where a deciding design is further than the
     grid's `max_budget_deviation_pct` from its budget (`over_budget_deviation`) are cross-hatched in black, with a
-    legend entry; where dct appears, the legend says it is compared at its real parameter count.
+    legend entry; where dct appears, the legend says it is compared at its real parameter count. Categories and
+    colours are `CATEGORY_ORDER` and `CATEGORY_COLORS`.
     """
-    budgets = sorted(int(b) for b in grid["budget"].unique())
-    epochs = sorted(int(e) for e in grid["epoch"].unique())
+    budgets = np.sort(grid["budget"].astype(int).unique())
+    epochs = np.sort(grid["epoch"].astype(int).unique())
     code = {c: i for i, c in enumerate(CATEGORY_ORDER)}
+    col = np.searchsorted(budgets, grid["budget"].astype(int).to_numpy())
+    row = np.searchsorted(epochs, grid["epoch"].astype(int).to_numpy())
     mat = np.full((len(epochs), len(budgets)), code[MISSING])
-    by_cell = {(int(b), int(e)): (w, a) for b, e, w, a in grid[["budget", "epoch", "winner", "assessable"]].values}
-    fig = _new_figure(max(6.0, 0.9 * len(budgets) + 3.5), max(3.5, 0.35 * len(epochs) + 2.2))
+    mat[row, col] = grid["winner"].map(code).to_numpy()
+    width = min(MAX_HEATMAP_INCHES[0], max(6.0, 0.9 * len(budgets) + 3.5))
+    height = min(MAX_HEATMAP_INCHES[1], max(3.5, 0.35 * len(epochs) + 2.2))
+    fig = _new_figure(width, height)
     ax = fig.add_subplot()
-    for i, e in enumerate(epochs):
-        for j, b in enumerate(budgets):
-            w, _ = by_cell.get((b, e), (MISSING, False))
-            mat[i, j] = code[w]
     cmap = ListedColormap([CATEGORY_COLORS[c] for c in CATEGORY_ORDER])
     norm = BoundaryNorm(np.arange(len(CATEGORY_ORDER) + 1) - 0.5, cmap.N)
     ax.imshow(
@@ -133,41 +194,44 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
         interpolation="nearest",
         extent=(-0.5, len(budgets) - 0.5, -0.5, len(epochs) - 0.5),
     )
-    for i, e in enumerate(epochs):
-        for j, b in enumerate(budgets):
-            w, assessable = by_cell.get((b, e), (MISSING, False))
-            if w == UNRESOLVED:  # dotted, so an open cell never reads as the pale "equivalent" in grey print
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="..", edgecolor="#777777",
-                                       linewidth=0))  # fmt: skip
-            if w != MISSING and not assessable:
-                ax.add_patch(
-                    Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="#444444", linewidth=0)
-                )
-    # Cells comparing a design far from its budget: cross-hatched and framed (kept, but not a fair cell).
-    far = grid[grid["over_budget_deviation"].astype(bool)] if "over_budget_deviation" in grid else grid.iloc[:0]
-    for b, e in far[["budget", "epoch"]].values:
-        i, j = epochs.index(int(e)), budgets.index(int(b))
-        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="xx", edgecolor=DEVIATION_EDGE,
-                               linewidth=1.2))  # fmt: skip
+    def hatch_cells(mask, hatch: str, edgecolor: str, linewidth: float = 0) -> None:
+        """Hatch the cells of `mask` (grid rows) as one collection, not a patch each."""
+        ax.add_collection(PatchCollection([Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in
+                                           zip(row[mask], col[mask], strict=True)],
+                                          facecolor="none", hatch=hatch, edgecolor=edgecolor,
+                                          linewidth=linewidth))  # fmt: skip
+
+    winners = grid["winner"].to_numpy()
+    unresolved = winners == UNRESOLVED
+    if unresolved.any():  # dotted, so an open cell never reads as the pale "equivalent" in grey print
+        hatch_cells(unresolved, "..", "#777777")
+    by_mean = (winners != MISSING) & ~grid["assessable"].astype(bool).to_numpy()
+    if by_mean.any():
+        hatch_cells(by_mean, "//", "#444444")
+    # Cells comparing a design far from their budget: cross-hatched and framed (kept, but not a fair cell).
+    far_mask = grid["over_budget_deviation"].astype(bool).to_numpy() if "over_budget_deviation" in grid else None
+    far = grid[far_mask] if far_mask is not None else grid.iloc[:0]
+    if not far.empty:
+        hatch_cells(far_mask, "xx", DEVIATION_EDGE, 1.2)
     # Per-epoch EST: left edge of the first cell from which every larger budget is an ensemble win.
-    wins = np.isin(mat, [code[c] for c in ("deq", "weq", "dct", "all ensembles")])
-    present = mat != code[MISSING]
-    drew_est = False
+    wins = np.isin(mat, [code[c] for c in WIN_CATEGORIES if c in code])
+    has = mat != code[MISSING]
+    xs, ys = [], []
     for i in range(len(epochs)):
-        cols = [j for j in range(len(budgets)) if present[i, j]]
-        if not cols or not wins[i, cols[-1]]:
+        cols = np.flatnonzero(has[i])
+        if not len(cols) or not wins[i, cols[-1]]:
             continue
-        j0 = cols[-1]
-        for j in reversed(cols[:-1]):
-            if not wins[i, j]:
-                break
-            j0 = j
-        ax.plot([j0 - 0.5, j0 - 0.5], [i - 0.5, i + 0.5], color="black", linewidth=2.5)
-        drew_est = True
-    ax.set_xticks(range(len(budgets)))
-    ax.set_xticklabels([fmt_params(b) for b in budgets], rotation=45, ha="right")
-    ax.set_yticks(range(len(epochs)))
-    ax.set_yticklabels([str(e) for e in epochs])
+        losing = cols[~wins[i, cols]]
+        j0 = cols[cols > losing[-1]][0] if len(losing) else cols[0]
+        xs += [j0 - 0.5, j0 - 0.5, np.nan]
+        ys += [i - 0.5, i + 0.5, np.nan]
+    if xs:
+        ax.plot(xs, ys, color="black", linewidth=2.5 if len(epochs) <= 40 else 1.5)  # one line, broken by NaN
+    xt, yt = tick_positions(len(budgets), MAX_TICK_LABELS["x"]), tick_positions(len(epochs), MAX_TICK_LABELS["y"])
+    ax.set_xticks(xt)
+    ax.set_xticklabels([fmt_params(budgets[j]) for j in xt], rotation=45, ha="right")
+    ax.set_yticks(yt)
+    ax.set_yticklabels([str(epochs[i]) for i in yt])
     ax.set_xlabel("parameter budget (parameters, M = 10^6)")
     ax.set_ylabel("training epochs (epoch)")
     ax.grid(False)
@@ -176,9 +240,9 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     margin = float(grid["equivalence_pp"].iloc[0]) if "equivalence_pp" in grid and len(grid) else float("nan")
     handles = [Patch(facecolor=CATEGORY_COLORS[c], edgecolor="#666666", hatch=".." if c == UNRESOLVED else None,
                      label=CATEGORY_LABELS.get(c, "{c}").format(margin=margin, c=c)) for c in shown]  # fmt: skip
-    if drew_est:
+    if xs:
         handles.append(Line2D([], [], color="black", linewidth=2.5, label="EST (per epoch)"))
-    if (~grid["assessable"].astype(bool) & (grid["winner"] != MISSING)).any():
+    if by_mean.any():
         handles.append(Patch(facecolor="white", edgecolor="#444444", hatch="//", label="1-seed class: by mean"))
     if not far.empty:
         pct = float(far["max_budget_deviation_pct"].iloc[0]) if "max_budget_deviation_pct" in far else float("nan")

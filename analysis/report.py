@@ -7,9 +7,12 @@ that is still being written or holds failed trials, and says what is missing ins
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import re
+import resource
+import time
 import warnings
 from pathlib import Path
 
@@ -34,8 +37,19 @@ from spaces.classes import ADAPTIVE_CLASSES
 IDENTITY = ["design_class", "family", "depth", "width", "members", "budget", "fit", "seed"]
 
 
-def read_store(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`."""
+# The epochs table's columns the report and the explorer use (EST, what is missing); the rest (per-member lists,
+# losses) is most of the table's bytes and is not read.
+EPOCH_COLUMNS = ["trial_id", "schema_version", "dataset", "family", "design_class", "members", "depth", "width",
+                 "budget", "fit", "seed", "epochs", "epoch", "test_acc", "member_acc_mean", "cum_time_s",
+                 "budget_deviation_pct"]  # fmt: skip
+
+
+def read_store(
+    store: str | Path, sweep: str | None, epoch_columns: list[str] | None = EPOCH_COLUMNS
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`.
+
+    The epochs table holds `epoch_columns` (those it has; None: all of them)."""
     from analysis.costs import load_costs, with_costs
     from analysis.store import load_epochs, load_trials
 
@@ -43,8 +57,24 @@ def read_store(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, pd.D
         warnings.simplefilter("always")
         # Each trials row gets its design point's isolated costs (the cost pass's) where the store has them.
         trials = with_costs(load_trials(str(store), sweep=sweep), load_costs(str(store), sweep=sweep))
-        epochs = load_epochs(str(store), sweep=sweep)
+        epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
     return trials, epochs, [str(w.message) for w in caught]
+
+
+@contextlib.contextmanager
+def timed(steps: dict | None, name: str):
+    """Add the wall time (s) of the `with` block to `steps[name]["s"]` and record the process's peak resident memory
+    so far (MB, ru_maxrss) in `steps[name]["peak_mb"]`; a no-op when `steps` is None. `analysis.bench` reads these."""
+    if steps is None:
+        yield
+        return
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        rec = steps.setdefault(name, {"s": 0.0})
+        rec["s"] = round(rec["s"] + time.perf_counter() - t0, 3)
+        rec["peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 def sweeps_in(store: str | Path) -> list[str]:
@@ -275,6 +305,8 @@ def write_report(
     make_figures: bool = True,
     max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
     rule: Rule | None = None,
+    steps: dict | None = None,
+    figure_jobs: int | None = None,
 ) -> Path:
     """Write figures (PNG+SVG), tables (MD/CSV/TeX), est.json and index.md (+ index.html) to out_dir.
 
@@ -284,14 +316,17 @@ def write_report(
     a flag per cell in est.json, a footnote under the tables that hold them.
 
     Returns the path of index.md. A sweep with no rows yet still gets a page saying so. `make_figures=False` writes
-    the text and tables only (a quick look at a running sweep; drawing is most of the time).
+    the text and tables only (a quick look at a running sweep; drawing is most of the time). `steps`, when given, gets
+    the wall time and peak memory of each step (load, est, tables, figures, page; see `timed`). The figures are drawn
+    in `figure_jobs` processes (default: one per CPU available, see `figures.draw_many`).
     """
     from analysis import figures  # seaborn/matplotlib load only when a report is drawn
 
     out = Path(out_dir)
     fig_dir = out / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    trials, epochs, load_warnings = read_store(store, sweep)
+    with timed(steps, "load"):
+        trials, epochs, load_warnings = read_store(store, sweep)
     page = _Page()
     title = f"Sweep report: {sweep or 'all sweeps'}"
     page.h(1, title)
@@ -306,9 +341,11 @@ def write_report(
         f"Trials finished: {counts}. Trials with epoch rows but no trials row (running or interrupted): {n_running}."
     )
 
-    est = compute_est(epochs, trials if not trials.empty else None, rule=rule,
-                      max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
-    _write_est(est, out)
+    with timed(steps, "est"):
+        est = compute_est(epochs, trials if not trials.empty else None, rule=rule,
+                          max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
+    with timed(steps, "tables"):
+        _write_est(est, out)
     page.h(2, "Ensemble Switchover Threshold (EST)")
     if est.summary.empty:
         page.p("No group has both a single network and an ensemble class with epoch rows: EST cannot be computed yet.")
@@ -331,7 +368,9 @@ def write_report(
         page.p("Notes:")
         page.ul(est.notes)
 
-    tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
+    with timed(steps, "tables"):
+        tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
+    tasks = []  # (index of the page's image block, figure function name, args): drawn together below
     for r in est.summary.to_dict("records"):
         key = {k: r[k] for k in GROUP_KEYS}
         gtitle = figures.group_title(**key)
@@ -340,9 +379,10 @@ def write_report(
         page.h(2, gtitle)
         note = figures.tie_rule_note(rule, r["seeds"])
         trows = _group_rows(tg, r) if not tg.empty else tg
-        cost_tab = figures.cost_table(trows) if not trows.empty else None
-        tta = figures.time_to_accuracy_table(stats, costs=cost_tab)
-        tta.to_csv(out / f"{slug}_time_to_acc.csv", index=False)
+        with timed(steps, "tables"):
+            cost_tab = figures.cost_table(trows) if not trows.empty else None
+            tta = figures.time_to_accuracy_table(stats, costs=cost_tab)
+            tta.to_csv(out / f"{slug}_time_to_acc.csv", index=False)
         never = tta[~tta["reached"]]
         never_txt = "Never reached the single network's best accuracy: " + (
             "; ".join(f"{c} at {fmt_params(b)}" for b, c in zip(never["budget"], never["role"], strict=True)) or "none"
@@ -351,27 +391,47 @@ def write_report(
             page.p(never_txt + ".")
             continue
         made = [
-            ("winner heatmap", figures.winner_heatmap(grid, gtitle, fig_dir, f"{slug}_winners", note)),
-            ("test error vs budget", figures.error_vs_budget(stats, gtitle, fig_dir, f"{slug}_error")),
+            ("winner heatmap", "winner_heatmap", (grid, gtitle, fig_dir, f"{slug}_winners", note)),
+            ("test error vs budget", "error_vs_budget", (stats, gtitle, fig_dir, f"{slug}_error")),
         ]
         if (stats["budget_deviation_pct"].abs() > max_budget_deviation_pct).any():
             # Designs far from their budget: also show each at its real size.
-            made.append(("test error vs real parameter count",
-                         figures.error_vs_budget(stats, gtitle, fig_dir, f"{slug}_error_params", at_params=True)))
-        made.append(("time to accuracy", figures.time_to_accuracy(stats, gtitle, fig_dir, f"{slug}_time_to_acc",
-                                                                  costs=cost_tab)))  # fmt: skip
+            made.append(("test error vs real parameter count", "error_vs_budget",
+                         (stats, gtitle, fig_dir, f"{slug}_error_params", None, True)))  # fmt: skip
+        made.append(("time to accuracy", "time_to_accuracy",
+                     (stats, gtitle, fig_dir, f"{slug}_time_to_acc", cost_tab)))  # fmt: skip
         if not trows.empty:
-            made.append(("costs", figures.costs(trows, gtitle, fig_dir, f"{slug}_costs")))
+            made.append(("costs", "costs", (trows, gtitle, fig_dir, f"{slug}_costs")))
         else:
             page.p("No finished trials yet for this group: no cost figure (training time, latency, memory).")
-        for alt, paths in made:
-            page.img(str(paths[0].relative_to(out)), f"{alt} — {gtitle}")
+        for alt, name, args in made:
+            tasks.append((len(page.blocks), name, args))
+            page.img("", f"{alt} — {gtitle}")
         if not trows.empty:
             page.p(figures.MEMORY_NOTE)
             page.p(figures.cost_source_note(trows))
         page.p(never_txt + ".")
+    with timed(steps, "figures"):
+        drawn = figures.draw_many([(name, args) for _, name, args in tasks], jobs=figure_jobs)
+    for (block, _, _), paths in zip(tasks, drawn, strict=True):
+        alt = page.blocks[block][1][1]
+        page.blocks[block] = ("img", (str(paths[0].relative_to(out)), alt))
 
     page.h(2, "Divide and co-train comparison")
+    with timed(steps, "tables"):
+        _tables_sections(page, store, sweep, trials, epochs, load_warnings, out, fig_dir, make_figures,
+                         max_budget_deviation_pct)  # fmt: skip
+    with timed(steps, "page"):
+        md_path = out / "index.md"
+        md_path.write_text(page.markdown(), encoding="utf-8")
+        if write_html:
+            (out / "index.html").write_text(page.html(title), encoding="utf-8")
+    return md_path
+
+
+def _tables_sections(page, store, sweep, trials, epochs, load_warnings, out: Path, fig_dir: Path, make_figures: bool,
+                     max_budget_deviation_pct: float) -> None:  # fmt: skip
+    """Add the DCT table, the adaptive classes' sections and what is missing to the page (and their files)."""
     dct_paths = tables.write_dct_table(trials, out, max_budget_deviation_pct=max_budget_deviation_pct)
     if dct_paths:
         dct = tables.dct_table(trials)
@@ -402,12 +462,6 @@ def write_report(
             page.h(3, name)
             page.table(df)
             df.to_csv(out / f"missing_{_slug(name)}.csv", index=False)
-
-    md_path = out / "index.md"
-    md_path.write_text(page.markdown(), encoding="utf-8")
-    if write_html:
-        (out / "index.html").write_text(page.html(title), encoding="utf-8")
-    return md_path
 
 
 def _load_subnets(store, sweep) -> pd.DataFrame:

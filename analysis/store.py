@@ -4,15 +4,20 @@
     trials = load_trials("results", sweep="digits", status="ok")      # one row per trial
     points = seed_view(trials)                                        # one row per design point, mean/std/count
 
-Files are read one by one: a file that cannot be read (truncated, half-copied, foreign) is skipped with a warning that
-names it, so one bad file never hides the rest of a sweep. Dot-files (writes in progress) are ignored.
+A table is read in one pass over its files: each file as Arrow, several at once (on an object store too), then one
+concatenation over the files' unified schema (columns added, types widened, as the store's contract allows) and one
+conversion to pandas. A file that cannot be read (truncated, half-copied, foreign) is skipped with a warning that
+names it, so one bad file never hides the rest of a sweep. Dot-files (writes in progress) are ignored. `columns`
+keeps only the columns an analysis needs (the epochs table's per-member lists are most of its bytes).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -61,22 +66,48 @@ def _files(fs: pafs.FileSystem, root: str, table: str, sweep: str | None) -> lis
     return sorted(out, key=lambda t: t[1])
 
 
-def _load(store: str, table: str, sweep: str | None, filters: dict) -> pd.DataFrame:
-    fs, root = _filesystem(store)
-    frames = []
-    for part, path in _files(fs, root, table, sweep):
+# Files read at once (threads: pyarrow releases the GIL; on an object store reads are network-bound). Our choice.
+READ_THREADS = 8
+
+
+def _read_files(fs: pafs.FileSystem, files: list[tuple[str, str]], columns: list[str] | None) -> pd.DataFrame:
+    """Return the rows of the readable `files` ((sweep, path) pairs) in their order as one DataFrame with a leading
+    `sweep` column: each file read as Arrow (in READ_THREADS threads), the tables concatenated over their unified
+    schema (a column missing from a file reads as null, types widen) and converted to pandas once. Warns naming each
+    file that cannot be read.
+
+    Measured on 3,780 one-row trials files (issue 23): a pyarrow dataset scan of them peaked at 1.1 GB of memory,
+    these reads at 0.43 GB in about the same time; converting each file to pandas (the old way) took 4x as long.
+    """
+
+    def read(item: tuple[str, str]) -> pa.Table | str:
+        part, path = item
         try:
             tab = pq.read_table(path, filesystem=fs)
         except (OSError, pa.ArrowException) as err:
-            warnings.warn(f"skipping unreadable results file {path}: {err}", stacklevel=3)
-            continue
-        df = tab.to_pandas()
-        df.insert(0, "sweep", part)
-        frames.append(df)
-    frames = [f for f in frames if len(f)]
-    if not frames:
+            return f"skipping unreadable results file {path}: {err}"
+        if columns is not None:
+            tab = tab.select([c for c in tab.column_names if c in columns])
+        return tab.add_column(0, "sweep", pa.array([part] * tab.num_rows, type=pa.string()))
+
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        read_files = list(pool.map(read, files))
+    for problem in (t for t in read_files if isinstance(t, str)):
+        warnings.warn(problem, stacklevel=4)
+    tables = [t for t in read_files if not isinstance(t, str) and t.num_rows]
+    if not tables:
+        return pd.DataFrame()
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def _load(store: str, table: str, sweep: str | None, filters: dict, columns: list[str] | None = None) -> pd.DataFrame:
+    fs, root = _filesystem(store)
+    files = _files(fs, root, table, sweep)
+    if columns is not None:
+        columns = list(dict.fromkeys([*columns, "trial_id", *filters]))
+    df = _read_files(fs, files, columns)
+    if df.empty:
         return pd.DataFrame(columns=["sweep", "trial_id"])
-    df = pd.concat(frames, ignore_index=True)
     for column, wanted in filters.items():
         if column not in df.columns:
             raise KeyError(f"no column {column!r} in the {table} table; columns: {', '.join(df.columns)}")
@@ -87,31 +118,35 @@ def _load(store: str, table: str, sweep: str | None, filters: dict) -> pd.DataFr
     return df.reset_index(drop=True)
 
 
-def load_trials(store: str = "results", sweep: str | None = None, **filters) -> pd.DataFrame:
+def load_trials(store: str = "results", sweep: str | None = None, columns: list[str] | None = None,
+                **filters) -> pd.DataFrame:  # fmt: skip
     """Return the trials table (one row per trial) of the store as a DataFrame, with a `sweep` column.
 
     `sweep` picks one sweep (default: all). Each keyword filter keeps rows whose column equals the value, or is in
     it when the value is a list/tuple/set, e.g. `load_trials("results", status="ok", design_class=["deq", "weq"])`.
+    `columns` (default: all) reads only those columns (those the table has; `sweep` and `trial_id` always).
     Unreadable files are skipped with a `warnings.warn` naming the file.
     """
-    return _load(store, "trials", sweep, filters)
+    return _load(store, "trials", sweep, filters, columns)
 
 
-def load_epochs(store: str = "results", sweep: str | None = None, **filters) -> pd.DataFrame:
+def load_epochs(store: str = "results", sweep: str | None = None, columns: list[str] | None = None,
+               **filters) -> pd.DataFrame:  # fmt: skip
     """Return the epochs table (one row per trial and epoch, `epoch` 1-based) as a DataFrame, with a `sweep` column.
 
-    Filters work as in `load_trials`. Unreadable files are skipped with a `warnings.warn` naming the file.
+    Filters and `columns` work as in `load_trials`. Unreadable files are skipped with a `warnings.warn` naming the file.
     """
-    return _load(store, "epochs", sweep, filters)
+    return _load(store, "epochs", sweep, filters, columns)
 
 
-def load_subnets(store: str = "results", sweep: str | None = None, **filters) -> pd.DataFrame:
+def load_subnets(store: str = "results", sweep: str | None = None, columns: list[str] | None = None,
+               **filters) -> pd.DataFrame:  # fmt: skip
     """Return the subnets table (one row per mutual trial and evaluated (width_mult, resolution) sub-network: test_acc
     as a fraction, params, macs per sample, latency_ms_p50 in ms) as a DataFrame, with a `sweep` column.
 
-    Filters work as in `load_trials`. A store without mutual trials gives an empty frame.
+    Filters and `columns` work as in `load_trials`. A store without mutual trials gives an empty frame.
     """
-    return _load(store, "subnets", sweep, filters)
+    return _load(store, "subnets", sweep, filters, columns)
 
 
 def comparable_latency_ms(trials: pd.DataFrame) -> pd.Series:
@@ -146,10 +181,6 @@ def seed_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFram
     return out.reset_index()
 
 
-def _sample_std(values: pd.Series) -> float:
-    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-
-
 def over_seeds(df: pd.DataFrame, keys: list[str], value: str, mean: str, std: str, sort: bool = True,
                **means: str) -> pd.DataFrame:  # fmt: skip
     """Return one row per group of `df` by `keys` (missing key values form their own group): `n_seeds` (distinct
@@ -157,8 +188,44 @@ def over_seeds(df: pd.DataFrame, keys: list[str], value: str, mean: str, std: st
     for one row), and for each keyword `name=column` the mean of that column. Units are those of the columns.
 
     The one seed aggregation of the analysis (EST cells, the advisor's designs, the sub-network query table, the DCT
-    table, the report's fixed designs).
+    table, the report's fixed designs), in group-wise array operations.
     """
     grouped = df.groupby(keys, sort=sort, dropna=False)
-    aggs = {"n_seeds": ("seed", "nunique"), mean: (value, "mean"), std: (value, _sample_std)}
-    return grouped.agg(**aggs, **{name: (column, "mean") for name, column in means.items()}).reset_index()
+    aggs = {"n_seeds": ("seed", "nunique"), mean: (value, "mean")}
+    out = grouped.agg(**aggs, **{name: (column, "mean") for name, column in means.items()})
+    out.insert(2, std, sample_std(df, grouped, value))
+    return out.reset_index()
+
+
+def sample_std(df: pd.DataFrame, grouped, value: str) -> np.ndarray:
+    """Return per group of `grouped` (a groupby of `df`, in its result order) the sample standard deviation (ddof 1)
+    of column `value`, NaN below two values; the same unit as the column.
+
+    The numbers are those of pandas' `Series.std` on each group's rows (NaN skipped), bit for bit: the same two-pass
+    sums (numpy's, along rows of equal length), computed for every group of one size at once rather than one group at
+    a time. pandas' grouped `std` uses another (one-pass) algorithm whose last bits differ, and a last bit decides a
+    tie between two intervals that touch.
+    """
+    codes = grouped.ngroup().to_numpy()
+    n_groups = grouped.ngroups
+    out = np.full(n_groups, np.nan)
+    if not len(codes):
+        return out
+    order = np.argsort(codes, kind="stable")  # rows by group, each group's rows in their order
+    values = df[value].to_numpy(dtype=float)[order]
+    sizes = np.bincount(codes, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for n in np.unique(sizes[sizes >= 2]):
+        which = np.flatnonzero(sizes == n)
+        rows = values[starts[which][:, None] + np.arange(n)]
+        missing = np.isnan(rows)
+        count = (~missing).sum(axis=1).astype(float)
+        rows = np.where(missing, 0.0, rows)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg = rows.sum(axis=1, dtype=np.float64) / count
+            sqr = (avg[:, None] - rows) ** 2
+            sqr[missing] = 0.0
+            var = sqr.sum(axis=1, dtype=np.float64) / (count - 1)
+        var[count < 2] = np.nan
+        out[which] = np.sqrt(var)
+    return out
