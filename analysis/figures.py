@@ -248,7 +248,7 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
         pct = float(far["max_budget_deviation_pct"].iloc[0]) if "max_budget_deviation_pct" in far else float("nan")
         handles.append(Patch(facecolor="white", edgecolor=DEVIATION_EDGE, hatch="xx",
                              label=f"a deciding design > {pct:g}% from its budget"))  # fmt: skip
-    if grid["classes"].astype(str).str.contains("dct").any():
+    if "classes" in grid and grid["classes"].astype(str).str.contains("dct").any():
         handles.append(Line2D([], [], linestyle="none", label="dct: compared at its real parameter count\n"
                                                               "(its division rule sets it; never marked)"))
     ax.legend(handles=handles, title="winner", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=True)
