@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -121,11 +122,7 @@ def rayless_sweep(
                "--store", store, "--sweep", sweep] + [x for s in sets for x in ("--set", s)]  # fmt: skip
         if share:
             cmd += ["--share", share]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=left, cwd=REPO, env=_env())
-            rc, text = done.returncode, done.stdout + done.stderr
-        except subprocess.TimeoutExpired as err:
-            rc, text = 124, f"trial {i}: killed at the step's deadline\n" + _text(err.stdout) + _text(err.stderr)
+        rc, text = run_command(cmd, left)
         with lock:
             counts["ok" if rc == 0 else "failed"] += 1
             say(f"[{sweep}] trial {i} rc={rc}\n{text[-3000:]}\n")
@@ -146,8 +143,18 @@ def rayless_sweep(
 # steps
 
 
-def _text(b) -> str:
-    return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+def run_command(cmd: list[str], timeout_s: float) -> tuple[int, str]:
+    """Run `cmd` in the repo in its own process group; return (exit status, stdout + stderr). On timeout the whole
+    group is killed (a test's child process must not keep the GPU) and the status is 124."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=_env(),
+                          start_new_session=True) as proc:  # fmt: skip
+        try:
+            text, _ = proc.communicate(timeout=timeout_s)
+            return proc.returncode, text
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            text, _ = proc.communicate()
+            return 124, (text or "") + f"\n[timed out after {timeout_s:.0f} s; its process group was killed]\n"
 
 
 def _env() -> dict:
@@ -181,11 +188,7 @@ class Steps:
         if timeout < 5:
             rc, text = -1, "not run: the check's time budget was spent\n"
         else:
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=_env())
-                rc, text = done.returncode, done.stdout + done.stderr
-            except subprocess.TimeoutExpired as err:
-                rc, text = 124, _text(err.stdout) + _text(err.stderr) + f"\n[timed out after {timeout:.0f} s]\n"
+            rc, text = run_command(cmd, timeout)
         self.record(name, " ".join(cmd), rc, time.monotonic() - t0)
         self.write(f"===== {name}: {' '.join(cmd)} (rc {rc})\n{text}\n", log_to)
         return rc

@@ -106,3 +106,14 @@ def test_pytest_summary_line_is_read_from_the_log(tmp_path):
     log = tmp_path / "pytest_gpu.log"
     log.write_text("...\n===== 12 passed, 3 skipped, 400 deselected in 41.2s =====\n")
     assert gpu_check.pytest_summary_line(log) == "12 passed, 3 skipped, 400 deselected in 41.2s"
+
+
+def test_a_step_past_its_timeout_is_killed_with_its_children_and_recorded_as_124(tmp_path):
+    steps = gpu_check.Steps(tmp_path, budget_s=60)
+    # the step starts a grandchild that holds the output pipe: only killing the group ends the step in time
+    child = ("import subprocess, sys, time; "
+             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)")  # fmt: skip
+    rc = steps.run("sleeper", [sys.executable, "-c", child], timeout_s=6)
+    assert rc == 124 and steps.rows[-1]["rc"] == 124 and steps.rows[-1]["seconds"] < 30
+    assert "its process group was killed" in (tmp_path / "steps.log").read_text()
+    assert (tmp_path / "steps.tsv").read_text().splitlines()[1].startswith("sleeper\t124\t")
