@@ -604,20 +604,16 @@ def check_store_writable(store: str) -> None:
 # One row per (design point, device): the costs of the point measured alone by the sweep's cost pass, next to the
 # trials' own in-run figures. <store>/costs/sweep=<sweep>/<point_id>-<device key>.parquet; results/README.md has the
 # columns.
+_IDENTITY_BY_NAME = {f.name: f for f in IDENTITY_FIELDS}
+# The design point's columns, typed as the trials table types them (one definition: width is a double in both).
+_COST_POINT_FIELDS = [_IDENTITY_BY_NAME[n] for n in ("dataset", "design_class", "family", "depth", "width", "members",
+                                                     "budget", "fit", "epochs")]  # fmt: skip
 COSTS_SCHEMA = pa.schema(
     [
-        pa.field("schema_version", pa.int32(), nullable=False),
-        pa.field("point_id", _S, nullable=False),
+        _IDENTITY_BY_NAME["schema_version"],
+        _IDENTITY_BY_NAME["point_id"],
         pa.field("seed_built", _I),
-        pa.field("dataset", _S),
-        pa.field("design_class", _S),
-        pa.field("family", _S),
-        pa.field("depth", _I),
-        pa.field("width", _F),
-        pa.field("members", _I),
-        pa.field("budget", _I),
-        pa.field("fit", _S),
-        pa.field("epochs", _I),
+        *_COST_POINT_FIELDS,
         pa.field("params_total", _I),
         # where it was measured, with what
         pa.field("device_name", _S, nullable=False),
