@@ -18,6 +18,7 @@ import json
 import sys
 
 from harness.claims import CLAIM_STALE_S  # pyarrow only: no Ray, no torch
+from spaces.classes import RULE_SIZED_CLASSES
 from spaces.designs import DesignPoint
 from spaces.spec import DEFAULT_PRESET, SpecError, list_presets, load_spec
 
@@ -39,14 +40,18 @@ DRY_RUN_COLUMNS = (
 
 def dry_run_rows(designs: list[DesignPoint], n_seeds: int, max_deviation_pct: float = 10.0) -> list[dict]:
     """Return one dict per design point for the dry run: the design, `budget_deviation_pct` (% of the budget, the
-    store's name for it), `beyond_max_deviation` ("*" when it is further than `max_deviation_pct` % from the budget,
-    else "") and `trials`, the trial indices of its seeds (what `python -m harness.trial --index N` takes; trials are
+    store's name for it), `beyond_max_deviation` ("*" when it is further than `max_deviation_pct` % from the budget;
+    "rule" for a class whose division rule sets its size, such as dct, which the analysis compares at its real
+    parameter count and never marks; else "") and `trials`, the trial indices of its seeds (what `python -m harness.trial --index N` takes; trials are
     numbered design-major, seeds inner)."""
     rows = []
     for i, d in enumerate(designs):
         values = d.as_dict()
         values["budget_deviation_pct"] = values.pop("budget_deviation")
-        values["beyond_max_deviation"] = "*" if abs(values["budget_deviation_pct"]) > max_deviation_pct else ""
+        if d.design_class in RULE_SIZED_CLASSES:
+            values["beyond_max_deviation"] = "rule"
+        else:
+            values["beyond_max_deviation"] = "*" if abs(values["budget_deviation_pct"]) > max_deviation_pct else ""
         rows.append({"trials": list(range(i * n_seeds, (i + 1) * n_seeds)), **values})
     return rows
 
@@ -60,8 +65,10 @@ def worst_deviation_lines(designs: list[DesignPoint], max_deviation_pct: float) 
         worst = max(devs, key=abs)
         beyond = sum(abs(v) > max_deviation_pct for v in devs)
         close = sum(abs(v) <= 5.0 for v in devs)
-        lines.append(f"  {cls}: worst {worst:+.2f}%, {beyond}/{len(devs)} beyond {max_deviation_pct:g}%, "
-                     f"{close}/{len(devs)} within 5%")  # fmt: skip
+        line = f"  {cls}: worst {worst:+.2f}%, {beyond}/{len(devs)} beyond {max_deviation_pct:g}%, {close}/{len(devs)} within 5%"
+        if cls in RULE_SIZED_CLASSES:
+            line += " (sized by its division rule: compared at its real parameter count, never marked)"
+        lines.append(line)
     return lines
 
 
@@ -71,7 +78,8 @@ def _index_range(indices: list[int]) -> str:
 
 def design_table(designs: list[DesignPoint], n_seeds: int = 1, max_deviation_pct: float = 10.0) -> str:
     """Return the dry-run design table as aligned text, one row per design point; its first column holds the trial
-    indices of the point's seeds, its last a "*" on designs further than `max_deviation_pct` % from their budget."""
+    indices of the point's seeds, its mark a "*" on designs further than `max_deviation_pct` % from their budget ("rule" on dct, whose division rule
+    sets its size)."""
     columns = list(DRY_RUN_COLUMNS)
     if any("stage_blocks" in d.family_args for d in designs):  # depth_granularity = "block": show each stage's blocks
         columns.insert(4, ("blocks", "stage_blocks", "{}"))
@@ -248,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"adaptive seeds: {policy['min']} per point first, then up to {policy['max']} at looks "
                       f"{policy['looks']} where a cell on the EST's path is unresolved (at most "
                       f"{_plural(len(spec.designs) * policy['max'], 'trial')})")  # fmt: skip
-            print(f"\nbudget deviation per class (marked * beyond max_budget_deviation_pct = {max_dev:g}%):")
+            print(f"\nbudget deviation per class (marked * beyond max_budget_deviation_pct = "
+                  f"{max_dev:g}%; 'rule': sized by its division rule, never marked):")
             print("\n".join(worst_deviation_lines(spec.designs, max_dev)))
             print("\n" + packing_line(spec.data["resources"], spec.data["measure"]))
         for reason in spec.skipped:

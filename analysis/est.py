@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.store import over_seeds
-from spaces.classes import ENSEMBLE_CLASSES, FIXED_CLASSES
+from spaces.classes import ENSEMBLE_CLASSES, FIXED_CLASSES, RULE_SIZED_CLASSES
 
 # The classes EST compares, in a fixed order (ties in the mean go to the earlier one).
 CLASS_ORDER = FIXED_CLASSES
@@ -465,7 +465,7 @@ def decide_cells(stats: pd.DataFrame, rule: Rule, max_budget_deviation_pct: floa
     # Budget marks: only a design that decides the cell, and never dct, whose size its division rule sets (it is
     # compared at its real parameter count, which the tables and the hover show).
     far = {r: deciders[r] & ~missing & (np.abs(np.nan_to_num(a[r]["dev"])) > max_budget_deviation_pct)
-           & (r != "dct") for r in CLASS_ORDER}  # fmt: skip
+           & (r not in RULE_SIZED_CLASSES) for r in CLASS_ORDER}  # fmt: skip
     out["deviating_classes"] = _join_roles(far, n)
     out["over_budget_deviation"] = np.logical_or.reduce([far[r] for r in CLASS_ORDER])
     out["max_budget_deviation_pct"] = float(max_budget_deviation_pct)

@@ -23,6 +23,8 @@ class DesignClass:
     `subnet_kind`: what varies among the sub-networks it evaluates after training (the subnets table's
     `subnet_kind`), None for a class without sub-networks.
     `color`: its colour in every figure (hex RGB).
+    `sized_by_rule`: its own division rule sets its size (dct divides the single network's width), so it may lie far
+    from the budget by design: it is compared at its real parameter count and never marked as off its budget.
     """
 
     name: str
@@ -31,6 +33,7 @@ class DesignClass:
     trial_kind: str
     subnet_kind: str | None
     color: str
+    sized_by_rule: bool = False
 
 
 CLASSES: dict[str, DesignClass] = {
@@ -39,7 +42,7 @@ CLASSES: dict[str, DesignClass] = {
         DesignClass("single", False, "single_at", "fixed", None, "#1f77b4"),
         DesignClass("deq", True, "ensemble_for", "fixed", None, "#ff7f0e"),
         DesignClass("weq", True, "ensemble_for", "fixed", None, "#2ca02c"),
-        DesignClass("dct", True, "ensemble_for", "fixed", None, "#d62728"),
+        DesignClass("dct", True, "ensemble_for", "fixed", None, "#d62728", sized_by_rule=True),
         DesignClass("mutual", False, "same_network_for", "mutual", "width_resolution", "#9467bd"),
         DesignClass("coop", False, "coop_for", "coop", "depth", "#8c564b"),
     )
@@ -53,6 +56,8 @@ ENSEMBLE_CLASSES = tuple(c.name for c in CLASSES.values() if c.ensemble)
 ADAPTIVE_CLASSES = tuple(c.name for c in CLASSES.values() if c.subnet_kind is not None)
 SUBNET_KINDS = {c.name: c.subnet_kind for c in CLASSES.values() if c.subnet_kind is not None}
 CLASS_COLORS = {c.name: c.color for c in CLASSES.values()}
+# Classes whose size their division rule sets: compared at their real parameter count, never marked off budget.
+RULE_SIZED_CLASSES = tuple(c.name for c in CLASSES.values() if c.sized_by_rule)
 
 # The columns that name a design point in the store's tables (`point_id` hashes everything but the seed).
 POINT_KEYS = ("sweep", "point_id", "dataset", "design_class", "family", "depth", "width", "members", "budget", "fit",
