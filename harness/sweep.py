@@ -697,7 +697,10 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
             _check_feasible(first, embedded=embedded, out=term)
             guard_name = f"harness-guard-{sweep}-{uuid.uuid4().hex[:8]}"
             guard = ray.remote(num_cpus=0)(DeterministicGuard).options(name=guard_name).remote()
-            tracker = SweepProgress(store, sweep, len(configs), skipped, every_s=progress_every_s, enabled=progress,
+            # A look made before the run (a rerun whose first round is done) already added trials: count them, so
+            # the line never reads more than 100%; the looks made during the run add theirs through `on_look`.
+            total = len(configs) + (len(searcher.added) if searcher is not None else 0)
+            tracker = SweepProgress(store, sweep, total, skipped, every_s=progress_every_s, enabled=progress,
                                     stream=term, run_id=run_name)  # fmt: skip
             storage_fs, storage_path = tune_root(store)
             fixed = {"store": store, "sweep": sweep, "keep_checkpoints": keep_checkpoints, "guard": guard_name,

@@ -55,3 +55,23 @@ def test_an_adaptive_sweep_adds_a_look_in_the_same_run_and_a_rerun_has_nothing_l
         run_sweep(spec, store=store, seeds_wanted=seeds_wanted_for(spec))
     assert "look 1: nothing on the EST's path is open" in again.getvalue()
     assert len(load_trials(store, sweep=spec.name)) == 6
+
+
+def test_a_rerun_whose_first_round_is_done_counts_the_looks_trials_in_the_progress_total(ray_local, tmp_path):
+    # The first run stops after the first round (its looks find nothing open); the rerun's first look is made before
+    # Ray starts and adds one seed to both points: the progress line counts them, so it never reads more than 100%.
+    spec = adaptive_spec()
+    store = str(tmp_path / "store")
+    with redirect_stdout(io.StringIO()):
+        run_sweep(spec, store=store, seeds_wanted=lambda store, sweep: [])
+    assert len(load_trials(store, sweep=spec.name)) == 4
+    out = io.StringIO()
+    with redirect_stdout(out):
+        summary = run_sweep(spec, store=store, seeds_wanted=seeds_wanted_for(spec), progress_every_s=0)
+    assert summary.ok
+    counts = [line.split("] ", 1)[1].split(" done")[0] for line in out.getvalue().splitlines()
+              if line.startswith(f"[{spec.name} ") and " done (" in line]  # fmt: skip
+    assert counts, out.getvalue()
+    done_total = [tuple(int(x) for x in c.split("/")) for c in counts]
+    assert all(done <= total for done, total in done_total), counts
+    assert done_total[-1] == (6, 6)
