@@ -259,6 +259,72 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     return _save(fig, out_dir, stem)
 
 
+# Each comparison's verdict in `class_verdicts_heatmap`: its colour and legend label (a win in the class's colour, a
+# loss in single's; the pale green and dotted grey of the winner heatmap for the two non-decisions).
+VERDICT_ORDER = ("wins", "loses", EQUIVALENT, UNRESOLVED, MISSING)
+
+
+def class_verdicts_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "") -> list[Path]:
+    """Draw one panel per ensemble class: the verdict of its own test against single in each cell (x = budget,
+    y = epoch; wins / loses / equivalent / unresolved); return [png, svg].
+
+    The winner heatmap's category needs every class decided (one open class leaves the cell open), so this figure
+    shows what the seeds did decide, comparison by comparison: the `verdict_<class>` columns of
+    `analysis.est.winner_grid` under the "welch" rule, with the same per-look levels and error control. A grid
+    without those columns (an overlap rule) draws nothing and returns [].
+    """
+    classes = [r for r in ENSEMBLE_CLASSES if f"verdict_{r}" in grid and grid[f"verdict_{r}"].notna().any()]
+    if not classes:
+        return []
+    budgets = np.sort(grid["budget"].astype(int).unique())
+    epochs = np.sort(grid["epoch"].astype(int).unique())
+    col = np.searchsorted(budgets, grid["budget"].astype(int).to_numpy())
+    row = np.searchsorted(epochs, grid["epoch"].astype(int).to_numpy())
+    code = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    width = min(MAX_HEATMAP_INCHES[0], max(6.5, len(classes) * (0.7 * len(budgets) + 1.6) + 2.8))
+    height = min(MAX_HEATMAP_INCHES[1], max(3.6, 0.35 * len(epochs) + 2.4))
+    fig = _new_figure(width, height)
+    axes = fig.subplots(1, len(classes), sharey=True, squeeze=False)[0]
+    margin = float(grid["equivalence_pp"].iloc[0]) if "equivalence_pp" in grid and len(grid) else float("nan")
+    shown: dict[str, Patch] = {}
+    for ax, r in zip(axes, classes, strict=True):
+        verdicts = grid[f"verdict_{r}"].fillna(MISSING).to_numpy(dtype=object)
+        mat = np.full((len(epochs), len(budgets)), code[MISSING])
+        mat[row, col] = [code.get(v, code[MISSING]) for v in verdicts]
+        colors = {"wins": CLASS_COLORS[r], "loses": CLASS_COLORS["single"], EQUIVALENT: CATEGORY_COLORS[EQUIVALENT],
+                  UNRESOLVED: CATEGORY_COLORS[UNRESOLVED], MISSING: CATEGORY_COLORS[MISSING]}  # fmt: skip
+        cmap = ListedColormap([colors[v] for v in VERDICT_ORDER])
+        norm = BoundaryNorm(np.arange(len(VERDICT_ORDER) + 1) - 0.5, cmap.N)
+        ax.imshow(mat, cmap=cmap, norm=norm, origin="lower", aspect="auto", interpolation="nearest",
+                  extent=(-0.5, len(budgets) - 0.5, -0.5, len(epochs) - 0.5))  # fmt: skip
+        open_cells = verdicts == UNRESOLVED
+        if open_cells.any():  # dotted, as in the winner heatmap
+            cells = [Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in zip(row[open_cells], col[open_cells], strict=True)]
+            ax.add_collection(PatchCollection(cells, facecolor="none", hatch="..", edgecolor="#777777", linewidth=0))
+        labels = {"wins": f"{r} wins", "loses": f"{r} loses (single wins)",
+                  EQUIVALENT: f"equivalent (within ±{margin:g} pp)", UNRESOLVED: "unresolved (more seeds needed)"}
+        for v in VERDICT_ORDER[:-1]:
+            key = v if v in (EQUIVALENT, UNRESOLVED) else f"{v}:{r}"
+            if (mat == code[v]).any() and key not in shown:
+                shown[key] = Patch(facecolor=colors[v], edgecolor="#666666", hatch=".." if v == UNRESOLVED else None,
+                                   label=labels[v])  # fmt: skip
+        xt = tick_positions(len(budgets), MAX_TICK_LABELS["x"])
+        ax.set_xticks(xt)
+        ax.set_xticklabels([fmt_params(budgets[j]) for j in xt], rotation=45, ha="right")
+        ax.set_title(f"{r} vs single", fontsize=10)
+        ax.grid(False)
+    yt = tick_positions(len(epochs), MAX_TICK_LABELS["y"])
+    axes[0].set_yticks(yt)
+    axes[0].set_yticklabels([str(epochs[i]) for i in yt])
+    axes[0].set_ylabel("training epochs (epoch)")
+    fig.supxlabel("parameter budget (parameters, M = 10^6)", fontsize=10)
+    axes[-1].legend(handles=list(shown.values()), title="verdict", loc="upper left", bbox_to_anchor=(1.03, 1.0),
+                    frameon=True)  # fmt: skip
+    fig.suptitle(f"Each ensemble class against single — {title}" + (f"\n{textwrap.fill(note, 110)}" if note else ""),
+                 fontsize=9)  # fmt: skip
+    return _save(fig, out_dir, stem)
+
+
 def real_params(cells: pd.DataFrame) -> np.ndarray:
     """Return each cell's real parameter count, budget x (1 + budget_deviation_pct / 100) (the budget where the
     deviation is unknown)."""

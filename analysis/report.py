@@ -32,7 +32,7 @@ from analysis.est import (
     fmt_width,
 )
 from analysis.store import over_seeds
-from spaces.classes import ADAPTIVE_CLASSES
+from spaces.classes import ADAPTIVE_CLASSES, ENSEMBLE_CLASSES
 
 IDENTITY = ["design_class", "family", "depth", "width", "members", "budget", "fit", "seed"]
 
@@ -392,8 +392,11 @@ def write_report(
             continue
         made = [
             ("winner heatmap", "winner_heatmap", (grid, gtitle, fig_dir, f"{slug}_winners", note)),
-            ("test error vs budget", "error_vs_budget", (stats, gtitle, fig_dir, f"{slug}_error")),
         ]
+        if any(f"verdict_{c}" in grid for c in ENSEMBLE_CLASSES):  # a test per comparison: each class's verdicts
+            made.append(("each ensemble class against single", "class_verdicts_heatmap",
+                         (grid, gtitle, fig_dir, f"{slug}_class_verdicts", note)))  # fmt: skip
+        made.append(("test error vs budget", "error_vs_budget", (stats, gtitle, fig_dir, f"{slug}_error")))
         if (stats["budget_deviation_pct"].abs() > max_budget_deviation_pct).any():
             # Designs far from their budget: also show each at its real size.
             made.append(("test error vs real parameter count", "error_vs_budget",

@@ -109,3 +109,22 @@ def test_heatmap_caption_names_the_test_and_the_error_control():
     note = figures.tie_rule_note(Rule(error_control="holm"), "3")
     assert note.startswith("seeds per cell: 3; Welch t-test")
     assert "Holm over each epoch's cells" in note
+
+
+def test_class_verdicts_heatmap_draws_each_classs_own_verdict_in_a_panel_of_its_own(tmp_path):
+    # One known verdict per class: deq wins, weq equivalent, dct loses; the winner heatmap would show this cell as a
+    # win (any class wins), but the panels keep what each test decided.
+    res, _ = est_and_trials()
+    grid = res.grid.assign(verdict_deq="wins", verdict_weq="equivalent", verdict_dct="loses")
+    text = svg_text(figures.class_verdicts_heatmap(grid, TITLE, tmp_path, "verdicts"))
+    for label in ("deq vs single", "weq vs single", "dct vs single", "deq wins", "dct loses (single wins)",
+                  "equivalent (within ±0.5 pp)", "training epochs (epoch)", "parameter budget (parameters, M = 10^6)"):
+        assert label in text, label
+    assert "unresolved (more seeds needed)" not in text and "weq wins" not in text
+
+
+def test_class_verdicts_heatmap_draws_nothing_under_an_overlap_rule(tmp_path):
+    t, e = frames(grid_trials(known_est_acc, BUDGETS, classes=("single", "deq", "dct")))
+    grid = compute_est(e, t, rule=Rule("std")).grid
+    assert figures.class_verdicts_heatmap(grid, TITLE, tmp_path, "verdicts") == []
+    assert not list(tmp_path.iterdir())
