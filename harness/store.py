@@ -133,6 +133,9 @@ TRIALS_SCHEMA = pa.schema(
         # bookkeeping
         pa.field("cpus", _F),
         pa.field("gpus", _F),
+        # how the trial spanned devices (resources.parallel: none, data, members) and on how many Ray Train workers
+        pa.field("parallel", _S),
+        pa.field("workers", _I),
         pa.field("config_json", _S),
         pa.field("run_id", _S),  # the run (driver) that trained the trial and wrote this row (harness.claims)
         pa.field("written_at", _TS, nullable=False),
@@ -265,6 +268,8 @@ def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (
         config_json=_canonical(config),
         run_id=run_id,
         device_shared=bool(resources.get("fractional_gpu", False)),
+        parallel=resources.get("parallel", "none"),
+        workers=int(resources.get("workers", 1) or 1),
     )
     for key in _RECIPE_KEYS:
         row[key] = recipe.get(key)
