@@ -840,7 +840,9 @@ def _run_cost_pass(store: str, sweep: str, configs: list[dict], embedded: bool, 
     rerun measures the points again)."""
     from harness.cost_pass import cost_pass
 
-    configs = [c for c in configs if (c.get("measure") or {}).get("cost_pass", True)]
+    # A parallel trial's costs are those of its worker group, which the pass (one device per point) does not measure:
+    # its rows keep the in-run figures (the slowest worker's epoch time, the largest worker's memory).
+    configs = [c for c in configs if (c.get("measure") or {}).get("cost_pass", True) and not is_parallel(c)]
     if not configs:
         return
     start = time.monotonic()
