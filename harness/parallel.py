@@ -227,7 +227,10 @@ def train_worker(loop_config: dict) -> None:
     from harness.loop import CHECKPOINT_FILE, run_trial
 
     config = loop_config["config"]
-    workers = Workers.join(config["resources"]["parallel"], ray.train.torch.get_device())
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":  # NCCL's object collectives and the allocator's readings use the current device
+        torch.cuda.set_device(device)
+    workers = Workers.join(config["resources"]["parallel"], device)
     work = tempfile.mkdtemp(prefix=f"harness-{config['trial_id']}-rank{workers.rank}-")
     given = ray.train.get_checkpoint()
     if given is not None:
