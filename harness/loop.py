@@ -73,6 +73,7 @@ from harness.data import TrialData, load_data
 from harness.errors import one_line
 from harness.kinds import Setup, TrialKind, kind_for
 from harness.networks import derived_seed
+from harness.parallel import to_cpu
 from harness.trial_settings import apply_trial_settings, set_aside_checkpoint
 from harness.views import ViewMaker
 from spaces.spec import RECIPE_KEYS
@@ -273,7 +274,7 @@ def save_training(ckpt_path: str, trial_id: str, kind: TrialKind, scaler, gen: t
     extra = {}
     if workers is not None:
         if workers.mode == "members":  # each worker holds its members and their optimizer
-            parts = workers.gather_objects(([_to_cpu(m) for m in models], _to_cpu(optimizer)))
+            parts = workers.gather_objects(([to_cpu(m) for m in models], to_cpu(optimizer)))
             models = [m for part_models, _ in parts for m in part_models]
             optimizer = [part_optimizer for _, part_optimizer in parts]
         extra = {"rank_rng": workers.gather_objects(torch.get_rng_state()), "parallel": workers.mode,
@@ -296,18 +297,6 @@ def save_training(ckpt_path: str, trial_id: str, kind: TrialKind, scaler, gen: t
             **extra,
         },
     )
-
-
-def _to_cpu(obj):
-    """Return a state dict (nested dicts/lists of tensors) with every tensor on the CPU (to gather it between
-    workers)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
 
 
 # --- the loop ---------------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from harness.fused import (
 from harness.kinds.base import Setup, TrialKind, register_kind
 from harness.losses import cot_weight, cotraining_loss, cross_entropy, js_divergence
 from harness.networks import build_members, evaluate, make_optimizer
+from harness.parallel import shard_batch, to_cpu, wrap_data_parallel
 from harness.views import apply_mix, draw_mix, soft_targets
 
 
@@ -61,8 +62,6 @@ class FixedKind(TrialKind):
         self.models = build_members(design, setup.seed, device, self.channels_last, self.own)
         runs = self.models  # the modules that run the training forward
         if workers is not None and workers.mode == "data":
-            from harness.parallel import wrap_data_parallel
-
             self.models, runs = wrap_data_parallel(self.models, workers, bool(recipe.get("sync_bn", False)))
         # Fused: the members' tensors become views of stacked ones, which the optimizer steps (harness.fused).
         fused = FusedMembers(self.models) if self.execution == "fused" else None
@@ -106,8 +105,6 @@ class FixedKind(TrialKind):
         if w is None:
             return inputs, targets, 1.0
         if w.mode == "data":
-            from harness.parallel import shard_batch
-
             return shard_batch(w, inputs, targets)
         return [inputs[i] for i in self.own], targets, 1.0
 
@@ -169,9 +166,7 @@ class FixedKind(TrialKind):
         if w is None or w.mode == "data":
             return self.models
         # Members-parallel: rank 0 measures the whole ensemble (params, FLOPs, latency), so it gathers the members.
-        from harness.loop import _to_cpu
-
-        states = [s for part in w.gather_objects([_to_cpu(m.state_dict()) for m in self.models]) for s in part]
+        states = [s for part in w.gather_objects([to_cpu(m.state_dict()) for m in self.models]) for s in part]
         if not w.lead:
             return self.models
         every = build_members(self.setup.design, self.setup.seed, self.setup.device, self.channels_last)
