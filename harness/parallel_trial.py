@@ -3,13 +3,17 @@ launch of a trial's TorchTrainer from inside its Tune trial."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import tempfile
 
+import pyarrow.fs as pafs
 import torch
 
 from harness.parallel import Workers
+from harness.store import filesystem
 
 
 def train_worker(loop_config: dict) -> None:
@@ -18,11 +22,9 @@ def train_worker(loop_config: dict) -> None:
     with the checkpoint and the trial's metrics), and rank 0 writes the trial's rows to the store at the end.
 
     `loop_config`: {"config": the trial config, "store", "sweep", "run": the run id (rows' run_id), "write": whether
-    to write the rows (the sweep's trials do)}."""
-    import ray.train
+    to write the rows (the sweep's trials do)}. The checkpoint resumed from is the newest that loads among those the
+    trial's Train runs left in the store (`latest_checkpoint`), else the one Ray Train hands over."""
     import ray.train.torch
-
-    from harness.loop import CHECKPOINT_FILE, run_trial
 
     config = loop_config["config"]
     device = ray.train.torch.get_device()
@@ -30,9 +32,22 @@ def train_worker(loop_config: dict) -> None:
         torch.cuda.set_device(device)
     workers = Workers.join(config["resources"]["parallel"], device)
     work = tempfile.mkdtemp(prefix=f"harness-{config['trial_id']}-rank{workers.rank}-")
-    given = ray.train.get_checkpoint()
-    if given is not None:
-        given.to_directory(work)
+    try:
+        _train_in(work, loop_config, workers)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _train_in(work: str, loop_config: dict, workers: Workers) -> None:
+    import ray.train
+
+    from harness.loop import CHECKPOINT_FILE, run_trial
+
+    config = loop_config["config"]
+    if latest_checkpoint(loop_config["store"], config["trial_id"], work) is None:
+        given = ray.train.get_checkpoint()
+        if given is not None:
+            given.to_directory(work)
 
     def report(record: dict) -> None:
         saved = workers.lead and record.get("kind") == "epoch" and os.path.exists(os.path.join(work, CHECKPOINT_FILE))
@@ -47,6 +62,38 @@ def train_worker(loop_config: dict) -> None:
         trial_row, epoch_rows = rows_from_result(config, result, run_id=loop_config.get("run"))
         write_trial(loop_config["store"], loop_config["sweep"], trial_row, epoch_rows,
                     build_subnet_rows(config, result))  # fmt: skip
+
+
+def train_storage(store: str) -> tuple[pafs.FileSystem, str]:
+    """Return (filesystem, path) where parallel trials keep their Ray Train runs: `<store>/_tune/train/<trial_id>/`,
+    one run per trial named by its id, so that every later run of the sweep restores the trial's latest checkpoint."""
+    fs, root = filesystem(store)
+    return fs, f"{root}/_tune/train"
+
+
+def latest_checkpoint(store: str, trial_id: str, work: str) -> str | None:
+    """Copy the newest checkpoint of the trial's Train run that loads as data into the folder `work`; return its path
+    in the store, or None when there is none.
+
+    Ray Train restores a run from the checkpoints its controller registered; a controller killed with the driver may
+    not have registered the last one its rank 0 uploaded, so the folder is read here, as
+    `harness.sweep._restore_checkpoint` does for one-device trials."""
+    from ray.train import Checkpoint
+
+    from harness.loop import CHECKPOINT_FILE, checkpoint_problem
+
+    fs, root = train_storage(store)
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{trial_id}", allow_not_found=True))
+    folders = sorted((i.path for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(
+        "checkpoint_")), reverse=True)  # fmt: skip
+    local = os.path.join(work, CHECKPOINT_FILE)
+    for path in folders:  # named checkpoint_<UTC time>: newest first
+        Checkpoint(path, filesystem=fs).to_directory(work)
+        if os.path.exists(local) and checkpoint_problem(local) is None:
+            return path
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(local)
+    return None
 
 
 def scalar_metrics(record: dict) -> dict:

@@ -326,19 +326,12 @@ def _train_claimed(tune_config: dict) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def train_storage(store: str) -> tuple[pafs.FileSystem, str]:
-    """Return (filesystem, path) where parallel trials keep their Ray Train runs: `<store>/_tune/train/<trial_id>/`,
-    one run per trial named by its id, so that every later run of the sweep restores the trial's latest checkpoint."""
-    fs, root = tune_root(store)
-    return fs, f"{root}/train"
-
-
 def _train_parallel(tune_config: dict, guard, key: str) -> None:
     """Run a parallel trial (`harness.parallel_trial.fit_parallel`) whose claim this Tune trial holds: its Ray Train run
     (restored by the trial's id) reports each record to Tune and its rank 0 writes the rows; then the run's
     checkpoints are deleted unless kept. A worker's deterministic error (`harness.errors.is_deterministic`) is
     recorded at once; any other error is raised for Tune to retry (the retry restores the latest checkpoint)."""
-    from harness.parallel_trial import fit_parallel
+    from harness.parallel_trial import fit_parallel, train_storage
 
     config, store, sweep = tune_config["trial"], tune_config["store"], tune_config["sweep"]
     fs, path = train_storage(store)
