@@ -552,6 +552,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         "data_device_mb": measure.data_device_mb(setup.data, device) if device.type == "cuda" else None,
         "member_schedule": kind.member_schedule,
     }
+    together = kind.measure_on_workers() if workers is not None else {}  # e.g. concurrent inference latency
     measured = kind.networks_to_measure()
     if workers is not None:  # the largest worker's memory (each worker has one device)
         memory = max(workers.gather_objects(memory), key=lambda m: m["peak_mem_mb"])
@@ -565,6 +566,6 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
                          getattr(kind, "forward", None) if kind.execution == "fused" else None)  # fmt: skip
     final.update(extra)
     if workers is not None:
-        final.update(parallel=workers.mode, workers=workers.world)
+        final.update(parallel=workers.mode, workers=workers.world, **together)
     report(final)
     return {"epochs": history, "final": final}

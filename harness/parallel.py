@@ -24,12 +24,16 @@ The epoch time is the slowest worker's (`slowest`), peak memory the largest of a
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from harness.losses import ensemble_log_probs
 
 
 @dataclass
@@ -207,6 +211,47 @@ def wrap_data_parallel(models: list[nn.Module], workers: Workers, sync_bn: bool)
     # broadcast_buffers: BatchNorm running statistics follow rank 0's without sync_bn (DDP's default behaviour).
     wrapped = [nn.parallel.DistributedDataParallel(m, device_ids=ids) for m in models]
     return models, wrapped
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def concurrent_inference(workers: Workers, models: list[nn.Module], shape: tuple[int, int, int], warmup: int,
+                         runs: int, throughput_batch: int, combine: str, amp) -> dict:  # fmt: skip
+    """Return the members-parallel ensemble's inference timings with every worker running its members at once
+    (DCT's "concurrent running", its Figure 3): from an input of `shape` (C, H, W) present on every worker to the
+    combined prediction (`combine`) on every worker, the logits exchanged between them. Every worker calls it; the
+    workers start each run together (a barrier) and rank 0's clock is read. Returns latency_concurrent_ms_p50 and
+    _p90 (batch 1, `runs` timed runs after `warmup`) and throughput_concurrent_sps (samples/s at
+    `throughput_batch`, from the median of a few runs)."""
+    for model in models:
+        model.eval()
+
+    def timed(batch: int, n_warmup: int, n_runs: int) -> list[float]:
+        x = torch.randn(batch, *shape, device=workers.device)
+        times = []
+        for i in range(n_warmup + n_runs):
+            dist.barrier(group=workers.group)
+            _sync(workers.device)
+            start = time.perf_counter()
+            with amp:
+                own = [model(x) for model in models]
+            ensemble_log_probs(workers.gather_logits(own), combine).argmax(1)
+            _sync(workers.device)
+            if i >= n_warmup:
+                times.append((time.perf_counter() - start) * 1000.0)
+        return times
+
+    batch1 = sorted(timed(1, warmup, runs))
+    big = timed(throughput_batch, min(warmup, 2), max(3, min(runs, 10)))  # as the sequential throughput
+    return {
+        "latency_concurrent_ms_p50": statistics.median(batch1),
+        "latency_concurrent_ms_p90": batch1[min(len(batch1) - 1, int(0.9 * len(batch1)))],
+        "throughput_concurrent_sps": throughput_batch / (statistics.median(big) / 1000.0),
+    }
 
 
 def to_cpu(obj):

@@ -114,6 +114,10 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("latency_lock_wait_s", _F),
         pa.field("latency_ms_p50", _F),
         pa.field("latency_ms_p90", _F),
+        # a members-parallel trial: its members running at once on their workers (harness.parallel)
+        pa.field("latency_concurrent_ms_p50", _F),
+        pa.field("latency_concurrent_ms_p90", _F),
+        pa.field("throughput_concurrent_sps", _F),
         # the sweep's latency pass (harness.latency_pass), written into the row after the sweep's trials
         pa.field("latency_interleaved_ms_p50", _F),
         pa.field("latency_interleaved_ms_p90", _F),
@@ -191,7 +195,8 @@ _FINAL_KEYS = (
     "torch_version", "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
     "channels_last",
     "mem_baseline_mb", "data_device_mb", "member_schedule", "latency_ms_iqr", "latency_fused_ms_p50",
-    "latency_fused_ms_p90", "latency_fused_ms_iqr", "latency_lock_wait_s",
+    "latency_fused_ms_p90", "latency_fused_ms_iqr", "latency_lock_wait_s", "latency_concurrent_ms_p50",
+    "latency_concurrent_ms_p90", "throughput_concurrent_sps",
 )  # fmt: skip
 _RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
                 "combine", "execution", "compile", "compile_backend")  # fmt: skip

@@ -108,6 +108,11 @@ class TrialKind:
         """Return (test accuracy, per-network accuracies, test loss in nats per sample) for the EPOCH record."""
         raise NotImplementedError
 
+    def measure_on_workers(self) -> dict:
+        """Return FINAL-record fields that every worker of a parallel trial measures together, before rank 0 measures
+        alone (none by default)."""
+        return {}
+
     def networks_to_measure(self) -> list[nn.Module]:
         """Return the networks the FINAL record measures (`measured`, else `models`). Every worker of a parallel trial
         calls it (a members-parallel kind gathers the members here)."""

@@ -34,7 +34,7 @@ from harness.fused import (
 from harness.kinds.base import Setup, TrialKind, register_kind
 from harness.losses import cot_weight, cotraining_loss, cross_entropy, js_divergence
 from harness.networks import build_members, evaluate, make_optimizer
-from harness.parallel import shard_batch, to_cpu, wrap_data_parallel
+from harness.parallel import concurrent_inference, shard_batch, to_cpu, wrap_data_parallel
 from harness.views import apply_mix, draw_mix, soft_targets
 
 
@@ -160,6 +160,15 @@ class FixedKind(TrialKind):
             return w.gather_logits(own(inputs))
 
         return evaluate(self.models, s.data, s.recipe["combine"], bs, s.device, s.amp, self.fmt, every_member)
+
+    def measure_on_workers(self) -> dict:
+        w, s = self.workers, self.setup
+        if w is None or w.mode != "members":
+            return {}
+        measure_cfg, data = s.config["measure"], s.data
+        return concurrent_inference(w, self.models, (data.in_chans, data.image_size, data.image_size),
+                                    int(measure_cfg["latency_warmup"]), int(measure_cfg["latency_runs"]),
+                                    int(measure_cfg["throughput_batch"]), s.recipe["combine"], s.amp)  # fmt: skip
 
     def networks_to_measure(self) -> list:
         w = self.workers

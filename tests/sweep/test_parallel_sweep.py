@@ -11,6 +11,7 @@ import os
 import signal
 import time
 
+import pandas as pd
 import pytest
 import torch
 
@@ -82,6 +83,9 @@ def test_the_rerun_writes_one_row_per_trial_with_how_it_ran(resumed):
     assert (trials["peak_mem_mb"] > 0).all() and (trials["epochs_done"] == EPOCHS).all()
     # Rank 0 measured the whole ensemble (FLOPs of both members: 2 per MAC of the design), not its own member.
     assert trials.loc["dct", "flops_torch"] == 2 * trials.loc["dct", "macs"]
+    # The members-parallel ensemble's inference timed with both members at once, beside the sequential figure.
+    assert trials.loc["dct", "latency_concurrent_ms_p50"] > 0 and trials.loc["dct", "throughput_concurrent_sps"] > 0
+    assert pd.isna(trials.loc["single", "latency_concurrent_ms_p50"])
 
 
 def test_each_trial_resumed_from_its_last_epoch_training_none_twice(resumed):
