@@ -13,7 +13,7 @@ import pyarrow.fs as pafs
 import torch
 
 from harness.parallel import Workers
-from harness.store import filesystem
+from harness.store import build_subnet_rows, filesystem, rows_from_result, write_trial
 
 
 def train_worker(loop_config: dict) -> None:
@@ -56,8 +56,6 @@ def _train_in(work: str, loop_config: dict, workers: Workers) -> None:
 
     result = run_trial(config, report=report, checkpoint_dir=work, workers=workers)
     if workers.lead and loop_config.get("write"):
-        from harness.store import build_subnet_rows, rows_from_result, write_trial
-
         result["final"]["device_shared"], result["final"]["device_share"] = False, None
         trial_row, epoch_rows = rows_from_result(config, result, run_id=loop_config.get("run"))
         write_trial(loop_config["store"], loop_config["sweep"], trial_row, epoch_rows,

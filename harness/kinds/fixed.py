@@ -14,6 +14,10 @@ SGD update of a parameter depends only on its own gradient and state, so this is
 (`tests/harness/test_member_schedule.py` checks equal weights in float64). A co-trained ensemble (the JS term couples
 the members) and fused execution (one vmapped computation) train **joint**: all members forward, one backward, one
 step. The mixing draw is the same either way (one per batch, before any member runs).
+
+On several workers (`setup.workers`, `harness.parallel`): data-parallel wraps every member in DDP (BatchNorm
+synchronised with `sync_bn`) and trains each worker's share of the global batch; members-parallel builds this worker's
+share of the members only, keeps their views, and adds the JS term over all members' gathered logits.
 """
 
 from __future__ import annotations
@@ -47,12 +51,12 @@ class FixedKind(TrialKind):
         compile_kwargs = compile_args(recipe["compile"], recipe["compile_backend"])
         # .get: configs written before the opt-in key existed lack it (and so did not opt in).
         check_compile_supported(compile_kwargs, device, bool(recipe.get("inductor_cpu", False)))
-        # A checkpoint's mode wins over what `auto` would pick now: the optimizer state's layout (per-member or
-        # stacked parameters) depends on it.
         # A parallel trial runs its members sequentially (the spec refuses fused): `auto` means sequential there.
         self.workers = workers = setup.workers
         self.execution = resolve_execution(recipe["execution"] if workers is None else "sequential", device,
                                            design["members"])  # fmt: skip
+        # A checkpoint's mode wins over what `auto` would pick now: the optimizer state's layout (per-member or
+        # stacked parameters) depends on it.
         if setup.checkpoint is not None:
             self.execution = setup.checkpoint.get("execution", "sequential")
         self.channels_last = bool(recipe["channels_last"]) and device.type == "cuda" and self.execution == "sequential"
