@@ -506,6 +506,10 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     peak memory: the largest worker's), and only rank 0 writes the checkpoint and measures the FINAL record (the
     others report a FINAL record with their status only).
     """
+    spans = int((config.get("resources") or {}).get("workers", 1) or 1)
+    if workers is None and spans > 1:  # it would silently train on one device what its config says runs on several
+        raise ValueError(f"trial {config['trial_id']} runs on {spans} Ray Train workers (resources.workers); run it "
+                         "through run_sweep.py (harness.parallel_trial), not as one process")  # fmt: skip
     apply_trial_settings(config)  # threads, cudnn.benchmark, global seeds: nothing carries over from an earlier trial
     started_at = utc_now()
     trial_id, epochs, recipe = config["trial_id"], int(config["epochs"]), config["recipe"]

@@ -75,3 +75,4 @@ def test_an_unknown_mode_names_the_allowed_ones(tmp_path):
 def test_cpu_workers_and_gpus_are_not_mixed(tmp_path):
     message = error_of(tmp_path, MINIMAL, ["resources.gpus=1", "resources.workers=2", "resources.parallel=data"])
     assert message.startswith("resources.workers = 2: on GPUs the workers are resources.gpus")
+

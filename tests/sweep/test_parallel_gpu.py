@@ -1,8 +1,10 @@
 """The two parallel trials of `test_parallel_sweep` on 2 CUDA devices (issue 25): a members-parallel dct ensemble and
 a data-parallel single network with synchronised BatchNorm (torch's SyncBatchNorm over NCCL) run through
-`run_sweep.py` with `resources.gpus = 2`. Needs 2 CUDA devices; skips cleanly elsewhere (`pytest -m gpu`)."""
+`run_sweep.py` with `resources.gpus = 2`. Needs 2 CUDA devices and Ray; skips cleanly elsewhere (`pytest -m gpu`)."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.slow,
     pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices"),
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs Ray (Ray Train runs the workers)"),
 ]
 
 EPOCHS = 2
