@@ -100,10 +100,22 @@ def design_table(designs: list[DesignPoint], n_seeds: int = 1, max_deviation_pct
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
+def _parallel_text(resources: dict) -> str:
+    mode = resources["parallel"]
+    return f"{mode}-parallel" if isinstance(mode, str) else ", ".join(f"{c}: {m}" for c, m in mode.items())
+
+
 def packing_line(resources: dict, measure: dict) -> str:
     """Return the dry run's line saying how many trials run at once per device (a GPU, or a group of `cpus` cores) and
     what each asks Ray for; the costs the study compares are measured alone by the sweep's cost pass either way."""
     cpus, gpus = float(resources["cpus"]), float(resources["gpus"])
+    from spaces.spec import train_workers
+
+    n = train_workers(resources)
+    if n > 1:
+        device = "1 GPU and " if gpus else ""
+        return (f"devices per trial: {n} Ray Train workers, each {device}{cpus:g} CPUs ({_parallel_text(resources)});"
+                " their rows keep their in-run costs (the cost pass measures one-device points)")  # fmt: skip
     if gpus:
         per = int(resources["trials_per_gpu"])
         share = gpus / per

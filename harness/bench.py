@@ -27,6 +27,13 @@ option that means something on the device -- torch.compile on any device; on CUD
 reduce-overhead), bf16 autocast, channels_last and bf16 + compile -- over the same trial eager in fp32. Steady
 epoch times are medians after the first epoch; the first epoch's time, which includes compilation, is given beside.
 
+P8 -- trials on 2 devices (`--parts p8`, on a local Ray it starts: Ray Train workers, `harness.parallel`). Steady
+epoch time (median after the first epoch) of a dct ensemble of S = 2 trained members-parallel on 2 workers, and of
+the single network of the same budget trained data-parallel (sync BN) on the same 2 workers, each over its own
+one-device epoch time (the trial alone in this process, same threads per process), and the one over the other.
+On a CPU the workers are processes on the machine's cores (2 here), not devices: the figures say what splitting a
+trial over processes costs or saves there; on a GPU machine with 2 devices the workers are the devices.
+
 This is a benchmark, not a test: it prints the ratio and writes its figures as JSON (default
 results/bench/bench_trial.json; results/ is the untracked run-output folder).
 """
@@ -219,6 +226,62 @@ def ensemble_epoch_figures(
     return rows
 
 
+def parallel_figures(depth: int, width: int, epochs: int, batch_size: int, device: torch.device) -> dict:
+    """P8: return the steady epoch times (s, median after the first epoch) of a dct S = 2 ensemble trained
+    members-parallel and of the single network of its budget trained data-parallel (sync BN), each on 2 Ray Train
+    workers, and of both on one device (this process), with the ratios. The parallel runs go through
+    `harness.parallel_trial.fit_parallel` into a temporary store (the sweep's path); a local Ray is started when none
+    is running (2 CPUs per trial's workers on a CPU, 2 GPUs on CUDA)."""
+    import tempfile
+
+    import pandas as pd
+    import ray
+
+    from harness.parallel_trial import fit_parallel, train_storage
+
+    single = single_at("resnet", depth, width, DIGITS, {}, "floor")
+    dct = ensemble_for(single, "dct", 2)
+    cotrain = {"lambda_cot": 0.5, "member_views": True, "cot_warmup_epochs": 0}
+    one = {"dct": bench_config(depth, width, epochs, batch_size, design=dct), "single": bench_config(
+        depth, width, epochs, batch_size, design=single)}  # fmt: skip
+    one["dct"]["recipe"].update(cotrain)
+    one["single"]["recipe"]["sync_bn"] = True  # no effect on one device; part of the data-parallel recipe
+    cuda = device.type == "cuda"
+    times = {}
+    for name, config in one.items():
+        if cuda:
+            config["resources"]["gpus"] = 1
+        result = run_trial(config, report=lambda record: None)
+        times[f"{name}_one_device"] = statistics.median(r["epoch_time_s"] for r in result["epochs"][1:])
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False,
+                 logging_level="ERROR", log_to_driver=False)  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory() as store:
+            fs, path = train_storage(store)
+            for name, mode in (("dct", "members"), ("single", "data")):
+                config = {**one[name], "trial_id": f"{one[name]['trial_id']}-{mode}2",
+                          "resources": {**one[name]["resources"], "parallel": mode, "workers": 2,
+                                        "gpus": 2 if cuda else 0}}  # fmt: skip
+                fit_parallel(config, store, "bench", None, path)
+                epochs_rows = pd.read_parquet(f"{store}/epochs/sweep=bench/{config['trial_id']}.parquet")
+                key = f"{name}_{'members' if mode == 'members' else 'data'}_parallel"
+                times[key] = float(epochs_rows.sort_values("epoch")["epoch_time_s"].iloc[1:].median())
+    finally:
+        if started:
+            ray.shutdown()
+    return {
+        "depth": depth, "width": width, "budget": single.budget, "dct_params_total": dct.params_total,
+        "workers_are": "CUDA devices" if cuda else "processes on the CPU cores",
+        **{f"{k}_epoch_time_s": v for k, v in times.items()},
+        "dct_members_parallel_over_one_device": times["dct_members_parallel"] / times["dct_one_device"],
+        "single_data_parallel_over_one_device": times["single_data_parallel"] / times["single_one_device"],
+        "dct_members_over_single_data": times["dct_members_parallel"] / times["single_data_parallel"],
+        "dct_over_single_one_device": times["dct_one_device"] / times["single_one_device"],
+    }  # fmt: skip
+
+
 def speed_option_variants(device: torch.device) -> dict[str, dict]:
     """Return the P6 variants (name -> recipe overrides) that mean something on `device`: autocast and channels_last
     are CUDA-only (a CPU trial would run fp32, contiguous, and time the same thing twice)."""
@@ -278,7 +341,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="P1 rounds of interleaved trial/bare A/B runs")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
-    parser.add_argument("--parts", default="p1,p4,p5,p6", help="comma-separated parts to run: p1, p4, p5, p6")
+    parser.add_argument("--parts", default="p1,p4,p5,p6",
+                        help="comma-separated parts to run: p1, p4, p5, p6, p8 (p8 starts a local Ray)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the bench, ~1 min on CPU)")
     parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -333,6 +397,17 @@ def main(argv: list[str] | None = None) -> dict:
                 f" {r['epoch_time_s_steady']:.3f} s/epoch steady, first epoch {r['first_epoch_time_s']:.2f} s,"
                 f" over eager fp32 {r['over_eager_fp32']:.2f}"
             )
+    if "p8" in parts:
+        depth, width = (8, 16) if args.quick else (14, 16)
+        p8 = parallel_figures(depth, width, args.epochs, args.batch_size, device)
+        figures["p8_two_workers"] = p8
+        print(f"P8 resnet-{depth} w={width} on 2 {p8['workers_are']}: dct S=2 members-parallel"
+              f" {p8['dct_members_parallel_epoch_time_s']:.2f} s/epoch (one device"
+              f" {p8['dct_one_device_epoch_time_s']:.2f}, ratio {p8['dct_members_parallel_over_one_device']:.2f});"
+              f" single data-parallel {p8['single_data_parallel_epoch_time_s']:.2f} s/epoch (one device"
+              f" {p8['single_one_device_epoch_time_s']:.2f}, ratio {p8['single_data_parallel_over_one_device']:.2f});"
+              f" dct members-parallel / single data-parallel {p8['dct_members_over_single_data']:.2f}"
+              f" (one device: dct / single {p8['dct_over_single_one_device']:.2f})")  # fmt: skip
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(figures, f, indent=2)

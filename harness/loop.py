@@ -73,6 +73,7 @@ from harness.data import TrialData, load_data
 from harness.errors import one_line
 from harness.kinds import Setup, TrialKind, kind_for
 from harness.networks import derived_seed
+from harness.parallel import to_cpu
 from harness.trial_settings import apply_trial_settings, set_aside_checkpoint
 from harness.views import ViewMaker
 from spaces.spec import RECIPE_KEYS
@@ -247,33 +248,53 @@ def load_checkpoint(checkpoint_dir: str | None, trial_id: str, device: torch.dev
     return ckpt_path, state
 
 
-def restore_training(state: dict, kind: TrialKind, scaler, gen: torch.Generator, device: torch.device):
+def restore_training(state: dict, kind: TrialKind, scaler, gen: torch.Generator, device: torch.device,
+                     workers=None):  # fmt: skip
     """Load a checkpoint's model, optimizer, scaler and RNG states into the kind's networks in place; return its
-    (EPOCH history, optimizer step, started_at)."""
-    for model, saved in zip(kind.models, state["models"], strict=True):
-        model.load_state_dict(saved)
-    kind.optimizer.load_state_dict(state["optimizer"])
+    (EPOCH history, optimizer step, started_at). In a parallel trial (`workers`, `harness.parallel.Workers`) each
+    worker takes its own members, optimizer and torch RNG state from the whole trial's checkpoint."""
+    own = workers.own_members(len(state["models"])) if workers is not None else range(len(state["models"]))
+    for model, i in zip(kind.models, own, strict=True):
+        model.load_state_dict(state["models"][i])
+    members_parallel = workers is not None and workers.mode == "members"
+    kind.optimizer.load_state_dict(state["optimizer"][workers.rank] if members_parallel else state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"], gen, device)
+    if workers is not None:
+        torch.set_rng_state(state["rank_rng"][workers.rank])
     return state["history"], state["step"], state["started_at"]
 
 
 def save_training(ckpt_path: str, trial_id: str, kind: TrialKind, scaler, gen: torch.Generator, device: torch.device,
-                  history: list[dict], step: int, started_at: str) -> None:  # fmt: skip
-    """Write everything `restore_training` needs to `ckpt_path` (atomically, creating its folder)."""
+                  history: list[dict], step: int, started_at: str, workers=None) -> None:  # fmt: skip
+    """Write everything `restore_training` needs to `ckpt_path` (atomically, creating its folder). In a parallel trial
+    every worker calls it (the members, optimizers and RNG states are gathered) and rank 0 writes the file."""
+    models = [m.state_dict() for m in kind.models]
+    optimizer = kind.optimizer.state_dict()
+    extra = {}
+    if workers is not None:
+        if workers.mode == "members":  # each worker holds its members and their optimizer
+            parts = workers.gather_objects(([to_cpu(m) for m in models], to_cpu(optimizer)))
+            models = [m for part_models, _ in parts for m in part_models]
+            optimizer = [part_optimizer for _, part_optimizer in parts]
+        extra = {"rank_rng": workers.gather_objects(torch.get_rng_state()), "parallel": workers.mode,
+                 "workers": workers.world}  # fmt: skip
+        if not workers.lead:
+            return
     os.makedirs(os.path.dirname(ckpt_path), exist_ok=True)
     save_checkpoint(
         ckpt_path,
         {
             "trial_id": trial_id,
             "execution": kind.execution,
-            "models": [m.state_dict() for m in kind.models],
-            "optimizer": kind.optimizer.state_dict(),
+            "models": models,
+            "optimizer": optimizer,
             "scaler": scaler.state_dict(),
             "rng": rng_state(gen, device),
             "history": history,
             "step": step,
             "started_at": started_at,
+            **extra,
         },
     )
 
@@ -281,9 +302,10 @@ def save_training(ckpt_path: str, trial_id: str, kind: TrialKind, scaler, gen: t
 # --- the loop ---------------------------------------------------------------------------------------------------
 
 
-def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_views: int) -> Setup:
+def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_views: int, workers=None) -> Setup:
     """Return the trial's Setup: precision and autocast on `device`, data (folder data making `data_views` views per
-    sample), views, the trial's generator; torch's global RNG is seeded from the trial seed."""
+    sample), views, the trial's generator; torch's global RNG is seeded from the trial seed (and the worker's rank in
+    a parallel trial, `workers`: dropout masks differ between workers as between samples)."""
     seed, recipe = int(config["seed"]), config["recipe"]
     precision, amp_dtype = resolve_precision(recipe["precision"], device)
     amp = measure.autocast_context(device, amp_dtype)
@@ -300,8 +322,9 @@ def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_v
     )
     views = make_views(recipe, data)
     gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "views"))
-    torch.manual_seed(derived_seed(seed, "torch"))  # dropout / stochastic depth draw from the global RNG
-    return Setup(config, seed, device, precision, amp_dtype, amp, data, views, gen, checkpoint)
+    # dropout / stochastic depth draw from the global RNG
+    torch.manual_seed(derived_seed(seed, "torch", *([workers.rank] if workers is not None and workers.rank else [])))
+    return Setup(config, seed, device, precision, amp_dtype, amp, data, views, gen, checkpoint, workers)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler) -> None:
@@ -359,6 +382,7 @@ def run_epochs(
     evaluate_epoch: Callable[[], tuple[float, list[float], float]],
     save: Callable[[list[dict], int], None] | None,
     report: Callable[[dict], None],
+    slowest: Callable[[float], float] = float,
 ) -> tuple[str, str | None]:
     """Run epochs len(history)+1..epochs of one trial, appending each EPOCH record to `history`; return (status,
     error): ("ok", None), or ("diverged", why) at the first non-finite training loss.
@@ -368,7 +392,8 @@ def run_epochs(
     `epoch_time_s`, the data time (making batches and views, inside it) its `data_time_s`.
     `evaluate_epoch()` returns (test accuracy, per-member accuracies, test loss in nats). After each epoch
     `save(history, step)` checkpoints (when given) and then `report` gets the record. Peak memory is measured from
-    here on.
+    here on. `slowest(seconds)` turns this process's epoch and data times into the trial's (a parallel trial's: the
+    slowest worker's).
     """
     measure.reset_peak_memory(device)
     for epoch in range(len(history), epochs):
@@ -376,7 +401,8 @@ def run_epochs(
         start = time.perf_counter()
         train_loss, step, lr, lambda_cot, data_time = train_epoch(epoch, step)
         measure.sync(device)
-        epoch_time = time.perf_counter() - start
+        epoch_time = slowest(time.perf_counter() - start)
+        data_time = slowest(data_time)
         if not math.isfinite(train_loss):
             return "diverged", f"non-finite training loss ({train_loss}) in epoch {epoch + 1}"
         test_acc, member_acc, test_loss = evaluate_epoch()
@@ -469,21 +495,30 @@ def final_record(
     }
 
 
-def run_trial(config: dict, report: Callable[[dict], None] = print_record, checkpoint_dir: str | None = None) -> dict:
+def run_trial(config: dict, report: Callable[[dict], None] = print_record, checkpoint_dir: str | None = None,
+              workers=None) -> dict:  # fmt: skip
     """Train and measure one trial; return {"epochs": all EPOCH records, "final": the FINAL record}.
 
     Calls `report` with each new EPOCH record and then the FINAL record. With `checkpoint_dir`, resumes from the
     state saved there (epochs restored from it are returned but not reported again) and saves after every epoch.
+    `workers` (`harness.parallel.Workers`): this process is one worker of a parallel trial; every worker runs this
+    same loop on its device and reports as often, rank 0's records are the trial's (epoch time: the slowest worker's;
+    peak memory: the largest worker's), and only rank 0 writes the checkpoint and measures the FINAL record (the
+    others report a FINAL record with their status only).
     """
+    spans = int((config.get("resources") or {}).get("workers", 1) or 1)
+    if workers is None and spans > 1:  # it would silently train on one device what its config says runs on several
+        raise ValueError(f"trial {config['trial_id']} runs on {spans} Ray Train workers (resources.workers); run it "
+                         "through run_sweep.py (harness.parallel_trial), not as one process")  # fmt: skip
     apply_trial_settings(config)  # threads, cudnn.benchmark, global seeds: nothing carries over from an earlier trial
     started_at = utc_now()
     trial_id, epochs, recipe = config["trial_id"], int(config["epochs"]), config["recipe"]
     kind_class = kind_for(config["design"]["design_class"])
     if int(config["measure"]["threads"]) > 0:
         torch.set_num_threads(int(config["measure"]["threads"]))
-    device = pick_device(config.get("resources", {}))
+    device = workers.device if workers is not None else pick_device(config.get("resources", {}))
     ckpt_path, state = load_checkpoint(checkpoint_dir, trial_id, device)
-    setup = prologue(config, state, device, kind_class.data_views(config["design"], recipe))
+    setup = prologue(config, state, device, kind_class.data_views(config["design"], recipe), workers)
     # Training memory is what the networks, their optimizer and their activations add to the process.
     mem_baseline_mb = measure.memory_baseline(device)
     kind = kind_class(setup)  # the networks and their optimizer
@@ -494,22 +529,24 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
 
     history, step = [], 0
     if state is not None:
-        history, step, started_at = restore_training(state, kind, scaler, setup.gen, device)
+        history, step, started_at = restore_training(state, kind, scaler, setup.gen, device, workers)
 
     share = measure.TrainingShare()  # pauses between batches while another trial here measures latency
 
     def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float, float]:
         lambda_cot = kind.start_epoch(epoch)
         train_loss, step, lr, data_time = train_one_epoch(kind, setup, scaler, lr_at, step, share)
+        if workers is not None:
+            train_loss = workers.epoch_loss(train_loss)
         return train_loss, step, lr, lambda_cot, data_time
 
     def save(history: list[dict], step: int) -> None:
-        save_training(ckpt_path, trial_id, kind, scaler, setup.gen, device, history, step, started_at)
+        save_training(ckpt_path, trial_id, kind, scaler, setup.gen, device, history, step, started_at, workers)
 
     try:
-        status, error = run_epochs(
-            trial_id, epochs, history, step, device, train_epoch, kind.evaluate, save if ckpt_path else None, report
-        )
+        status, error = run_epochs(trial_id, epochs, history, step, device, train_epoch, kind.evaluate,
+                                   save if ckpt_path else None, report,
+                                   workers.slowest if workers is not None else float)  # fmt: skip
     finally:
         share.close()
 
@@ -519,10 +556,20 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
         "data_device_mb": measure.data_device_mb(setup.data, device) if device.type == "cuda" else None,
         "member_schedule": kind.member_schedule,
     }
+    together = kind.measure_on_workers() if workers is not None else {}  # e.g. concurrent inference latency
+    measured = kind.networks_to_measure()
+    if workers is not None:  # the largest worker's memory (each worker has one device)
+        memory = max(workers.gather_objects(memory), key=lambda m: m["peak_mem_mb"])
+        if not workers.lead:
+            final = {"kind": "final", "trial_id": trial_id, "status": status, "error": error}
+            report(final)
+            return {"epochs": history, "final": final}
     extra = kind.final_fields(status)
-    final = final_record(config, kind.measured or kind.models, history, data, memory, device, setup.precision,
+    final = final_record(config, measured, history, data, memory, device, setup.precision,
                          setup.amp_dtype, status, error, started_at, kind.execution, kind.channels_last,
                          getattr(kind, "forward", None) if kind.execution == "fused" else None)  # fmt: skip
     final.update(extra)
+    if workers is not None:
+        final.update(parallel=workers.mode, workers=workers.world, **together)
     report(final)
     return {"epochs": history, "final": final}

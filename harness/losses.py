@@ -3,7 +3,8 @@
 Objective (DESIGN section 4): `sum_i CE(p_i, y) + lambda_cot(epoch) * JS(p_1..p_k)` with
 `JS = H(mean_i p_i) - mean_i H(p_i)` (entropies in nats; JS is 0 for k = 1 and whenever all members agree).
 Targets are int labels, or probabilities when mixup/cutmix mixes them (smoothed one-hot, then mixed).
-The JS term is computed in float32 even under autocast: it is a small difference of two entropies.
+The JS term is computed in float32 even under autocast: it is a small difference of two entropies. Losses are computed
+in float32 or in the logits' own precision when it is higher (float64 in the tests that compare two ways of training).
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from spaces.spec import RECIPE_KEYS
 COMBINERS = RECIPE_KEYS["combine"].allowed  # the spec's allowed values of recipe.combine
 
 
+def _wide(z: torch.Tensor) -> torch.Tensor:
+    """Return `z` in float32, or as it is when it is float64."""
+    return z if z.dtype == torch.float64 else z.float()
+
+
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Return the batch-mean cross-entropy (nats) of logits (N, C) against int labels (N,) -- smoothed by
     `label_smoothing` -- or against target probabilities (N, C) (already smoothed and mixed)."""
     if targets.dtype == torch.long:
-        return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+        return F.cross_entropy(_wide(logits), targets, label_smoothing=label_smoothing)
+    return -(targets * F.log_softmax(_wide(logits), dim=1)).sum(1).mean()
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -34,7 +40,7 @@ def js_divergence(logits: list[torch.Tensor]) -> torch.Tensor:
     H(mean_i p_i) - mean_i H(p_i). A scalar tensor, 0 for a single member."""
     if len(logits) < 2:
         return logits[0].new_zeros((), dtype=torch.float32)
-    probs = torch.stack([F.softmax(z.float(), dim=1) for z in logits])  # (k, N, C)
+    probs = torch.stack([F.softmax(_wide(z), dim=1) for z in logits])  # (k, N, C)
     return (entropy(probs.mean(0)) - entropy(probs.flatten(0, 1)).view(len(logits), -1).mean(0)).mean()
 
 

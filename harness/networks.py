@@ -24,10 +24,12 @@ def derived_seed(seed: int, *tags: object) -> int:
     return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16)
 
 
-def build_members(design: dict, seed: int, device: torch.device, channels_last: bool) -> list[nn.Module]:
-    """Return the design's `members` models on `device`, each initialised from its own derived seed."""
+def build_members(design: dict, seed: int, device: torch.device, channels_last: bool,
+                  indices: list[int] | None = None) -> list[nn.Module]:  # fmt: skip
+    """Return the design's `members` models on `device` (only members `indices` when given: a members-parallel
+    worker's share), each initialised from its own derived seed (the member's index in the design)."""
     models = []
-    for i in range(int(design["members"])):
+    for i in range(int(design["members"])) if indices is None else indices:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derived_seed(seed, "member", i))
             model = create_model(
@@ -71,7 +73,7 @@ def evaluate(
     for model in members:
         model.eval()
     correct = torch.zeros((), device=device)
-    member_correct = torch.zeros(len(members), device=device)
+    member_correct = 0  # one count per member logits `forward` returns (all members, also in members-parallel)
     nll, n = torch.zeros((), device=device), 0
     for x, y in test_batches(data, batch_size, device):
         with amp:
@@ -79,6 +81,6 @@ def evaluate(
         log_probs = ensemble_log_probs(logits, combine)
         nll += F.nll_loss(log_probs, y, reduction="sum")
         correct += (log_probs.argmax(1) == y).sum()
-        member_correct += torch.stack([(z.argmax(1) == y).sum() for z in logits]).float()
+        member_correct = member_correct + torch.stack([(z.argmax(1) == y).sum() for z in logits]).float()
         n += len(y)
     return float(correct) / n, [float(c) / n for c in member_correct.tolist()], float(nll) / n

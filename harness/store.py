@@ -114,6 +114,10 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("latency_lock_wait_s", _F),
         pa.field("latency_ms_p50", _F),
         pa.field("latency_ms_p90", _F),
+        # a members-parallel trial: its members running at once on their workers (harness.parallel)
+        pa.field("latency_concurrent_ms_p50", _F),
+        pa.field("latency_concurrent_ms_p90", _F),
+        pa.field("throughput_concurrent_sps", _F),
         # the sweep's latency pass (harness.latency_pass), written into the row after the sweep's trials
         pa.field("latency_interleaved_ms_p50", _F),
         pa.field("latency_interleaved_ms_p90", _F),
@@ -133,6 +137,9 @@ TRIALS_SCHEMA = pa.schema(
         # bookkeeping
         pa.field("cpus", _F),
         pa.field("gpus", _F),
+        # how the trial spanned devices (resources.parallel: none, data, members) and on how many Ray Train workers
+        pa.field("parallel", _S),
+        pa.field("workers", _I),
         pa.field("config_json", _S),
         pa.field("run_id", _S),  # the run (driver) that trained the trial and wrote this row (harness.claims)
         pa.field("written_at", _TS, nullable=False),
@@ -188,7 +195,8 @@ _FINAL_KEYS = (
     "torch_version", "cuda_version", "num_threads", "hostname", "split_id", "started_at", "finished_at",
     "channels_last",
     "mem_baseline_mb", "data_device_mb", "member_schedule", "latency_ms_iqr", "latency_fused_ms_p50",
-    "latency_fused_ms_p90", "latency_fused_ms_iqr", "latency_lock_wait_s",
+    "latency_fused_ms_p90", "latency_fused_ms_iqr", "latency_lock_wait_s", "latency_concurrent_ms_p50",
+    "latency_concurrent_ms_p90", "throughput_concurrent_sps",
 )  # fmt: skip
 _RECIPE_KEYS = ("lr", "weight_decay", "wd_policy", "schedule", "batch_size", "lambda_cot", "member_views", "precision",
                 "combine", "execution", "compile", "compile_backend")  # fmt: skip
@@ -265,6 +273,8 @@ def build_trial_row(config: dict, final: dict | None, epoch_rows: list[dict] = (
         config_json=_canonical(config),
         run_id=run_id,
         device_shared=bool(resources.get("fractional_gpu", False)),
+        parallel=resources.get("parallel", "none"),
+        workers=int(resources.get("workers", 1) or 1),
     )
     for key in _RECIPE_KEYS:
         row[key] = recipe.get(key)

@@ -124,13 +124,22 @@ def remove_checkpoints(store: str, sweep: str, trial_id: str) -> int:
     return gone
 
 
+def is_parallel(config: dict) -> bool:
+    """Return True for a trial that runs on several Ray Train workers (`resources.workers` >= 2, `harness.parallel`)."""
+    return int((config.get("resources") or {}).get("workers", 1) or 1) > 1
+
+
 def trial_resources(config: dict) -> dict:
     """Return the Ray resources one trial asks for: {"CPU": cpus, "GPU": gpus}.
 
     GPUs are whole (a fraction is rounded up) unless `resources.fractional_gpu` is true. Packing divides the device:
-    `trials_per_gpu` = N asks for 1/N of the GPU, `trials_per_cpu_group` = N for cpus / N CPUs.
+    `trials_per_gpu` = N asks for 1/N of the GPU, `trials_per_cpu_group` = N for cpus / N CPUs. A parallel trial's
+    are its workers' together (N x `cpus` CPUs, N GPUs on GPUs), which its Ray Train run reserves, not the Tune trial.
     """
     res = config.get("resources") or {}
+    if is_parallel(config):
+        n = int(res["workers"])
+        return {"CPU": n * float(res.get("cpus", 1) or 0), "GPU": float(n) if float(res.get("gpus", 0) or 0) else 0.0}
     cpus = float(res.get("cpus", 1) or 0) / int(res.get("trials_per_cpu_group", 1) or 1)
     gpus = float(res.get("gpus", 0) or 0)
     if gpus and int(res.get("trials_per_gpu", 1) or 1) > 1:
@@ -148,7 +157,15 @@ def measurement_resources(config: dict) -> dict:
     return {"CPU": float(res.get("cpus", 1) or 0), "GPU": float(math.ceil(gpus)) if gpus else 0.0}
 
 
+# What the Tune trial of a parallel trial holds: its Ray Train workers reserve their own placement group, and a Tune
+# trial that held CPUs while its workers wait for theirs would never start on a small machine. Tune needs a non-empty
+# bundle; one byte of memory is the least a bundle can ask.
+PARALLEL_TUNE_TRIAL = {"memory": 1}
+
+
 def _placement(tune_config: dict) -> tune.PlacementGroupFactory:
+    if is_parallel(tune_config["trial"]):
+        return tune.PlacementGroupFactory([PARALLEL_TUNE_TRIAL])
     return tune.PlacementGroupFactory([trial_resources(tune_config["trial"])])
 
 
@@ -270,6 +287,9 @@ def _train_claimed(tune_config: dict) -> None:
     if stopped:
         tune.report({"kind": "final", "status": "not_run", "error": f"not run: its data set is stopped ({stopped})"})
         return
+    if is_parallel(config):
+        _train_parallel(tune_config, guard, key)
+        return
     marker_dir = config.get(TEST_FAIL_FIRST_ATTEMPT)  # test-only: a transient failure on the first attempt
     if marker_dir and not os.path.exists(os.path.join(marker_dir, config["trial_id"])):
         open(os.path.join(marker_dir, config["trial_id"]), "w").close()
@@ -304,6 +324,33 @@ def _train_claimed(tune_config: dict) -> None:
             remove_checkpoints(store, sweep, config["trial_id"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _train_parallel(tune_config: dict, guard, key: str) -> None:
+    """Run a parallel trial (`harness.parallel_trial.fit_parallel`) whose claim this Tune trial holds: its Ray Train run
+    (restored by the trial's id) reports each record to Tune and its rank 0 writes the rows; then the run's
+    checkpoints are deleted unless kept. A worker's deterministic error (`harness.errors.is_deterministic`) is
+    recorded at once; any other error is raised for Tune to retry (the retry restores the latest checkpoint)."""
+    from harness.parallel_trial import fit_parallel, train_storage
+
+    config, store, sweep = tune_config["trial"], tune_config["store"], tune_config["sweep"]
+    fs, path = train_storage(store)
+    try:
+        fit_parallel(config, store, sweep, tune_config.get("run"), path, fs if is_uri(store) else None)
+    except Exception as err:
+        causes = list((getattr(err, "worker_failures", None) or {}).values())
+        cause = next((c for c in causes if is_deterministic(c)), None)
+        if cause is None:
+            raise
+        text = one_line(cause)
+        stops = bool(guard and ray.get(guard.failed.remote(key, text)))
+        _record_error(tune_config, config, text, stops_dataset=stops)
+        return
+    if guard:
+        guard.succeeded.remote(key)
+    if not tune_config.get("keep_checkpoints", False):
+        with contextlib.suppress(OSError, FileNotFoundError):
+            fs.delete_dir(f"{path}/{config['trial_id']}")
 
 
 def _restore_checkpoint(store: str, sweep: str, trial_id: str, run: str | None, work: str) -> str | None:
@@ -717,6 +764,7 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
                 param_space=space,
                 tune_config=tune.TuneConfig(
                     **search,
+                    max_concurrent_trials=_parallel_concurrency(first),
                     reuse_actors=reuse_actors,
                     trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                     trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
@@ -749,6 +797,18 @@ def _fit(pending, store, sweep, configs, skipped, address, run_name, log_path, m
                 Claims(store, sweep, plan.claim_stale_s).release_run(run_name)
 
 
+def _parallel_concurrency(configs: list[dict]) -> int | None:
+    """Return how many trials may run at once when the sweep has parallel trials (None: no limit): as many as the
+    cluster's CPUs and GPUs hold worker groups of the largest. Their Tune trials hold no CPU, so without a limit every
+    trial would start its Ray Train run at once, all but a few waiting for their workers."""
+    needs = [trial_resources(c) for c in configs if is_parallel(c)]
+    if not needs:
+        return None
+    have = ray.cluster_resources()
+    fits = [have.get(k, 0) // v for need in needs for k, v in need.items() if v > 0]
+    return max(1, int(min(fits))) if fits else 1
+
+
 def _run_latency_pass(store: str, sweep: str, configs: list[dict], embedded: bool, out) -> None:
     """Run `harness.latency_pass.latency_pass` over the sweep's ok trials: here when Ray is embedded (this machine
     ran the trials), else as one Ray task with a trial's resources, so on the trials' kind of device. Say what it
@@ -776,7 +836,9 @@ def _run_cost_pass(store: str, sweep: str, configs: list[dict], embedded: bool, 
     rerun measures the points again)."""
     from harness.cost_pass import cost_pass
 
-    configs = [c for c in configs if (c.get("measure") or {}).get("cost_pass", True)]
+    # A parallel trial's costs are those of its worker group, which the pass (one device per point) does not measure:
+    # its rows keep the in-run figures (the slowest worker's epoch time, the largest worker's memory).
+    configs = [c for c in configs if (c.get("measure") or {}).get("cost_pass", True) and not is_parallel(c)]
     if not configs:
         return
     start = time.monotonic()

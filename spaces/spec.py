@@ -212,6 +212,9 @@ RECIPE_KEYS = {
     # threads, 2.15.0 with 1), and whether they do depends on the process's history, so no probe can clear a host.
     # "aot_eager" captures the same graphs with eager kernels and runs everywhere.
     "inductor_cpu": Key("bool", False),
+    # Data-parallel trials (resources.parallel = "data"): BatchNorm statistics over the whole global batch, across
+    # workers (the DCT code's option); with it a data-parallel step equals the one-device step. No effect otherwise.
+    "sync_bn": Key("bool", False),
 }
 
 
@@ -285,7 +288,15 @@ RESOURCE_KEYS = {
     "trials_per_gpu": Key("int", 1, check=_positive),
     # trials packed on one group of `cpus` cores (each asks Ray for cpus / N; needs measure.threads > 0)
     "trials_per_cpu_group": Key("int", 1, check=_positive),
+    # Ray Train workers per trial on CPUs, `cpus` each (on GPUs the workers are resources.gpus, one GPU each)
+    "workers": Key("int", 1, check=_positive),
+    # how a trial spans its workers: "none" (one device), "data" (DDP, the global batch split over the workers),
+    # "members" (ensembles: an equal share of the members per worker, each with its own optimizer); or a per-class
+    # table such as { dct = "members", single = "data" }
+    "parallel": Key("str|table", "none"),
 }
+# Values of resources.parallel.
+PARALLEL_MODES = ("none", "data", "members")
 
 TOP_KEYS = {
     # sweep name; partitions the results store
@@ -680,7 +691,100 @@ def _validate(raw: dict) -> dict:
     if gpus == 0:
         _check_inductor_cpu(data)
     _check_packing(data)
+    _check_parallel(data)
     return data
+
+
+def train_workers(resources: dict) -> int:
+    """Return how many Ray Train workers a trial with these resources runs on: `gpus` when it asks for 2 or more
+    GPUs (one each), else `workers` (CPU processes); 1 means one process, no Ray Train."""
+    gpus = float(resources.get("gpus", 0) or 0)
+    return int(gpus) if gpus >= 2 else int(resources.get("workers", 1) or 1)
+
+
+def parallel_mode(resources: dict, design_class: str) -> str:
+    """Return the parallel mode ("none", "data" or "members") of `design_class` under a spec's validated resources
+    (a per-class table leaves a class out as "none")."""
+    mode = resources.get("parallel", "none")
+    return mode if isinstance(mode, str) else mode.get(design_class, "none")
+
+
+def _check_parallel(data: dict) -> None:
+    """Raise SpecError unless every class of the sweep can run as its `resources.parallel` mode asks on the trial's
+    workers: N >= 2 workers need a mode for every class (else they would idle), a mode needs N >= 2, members-parallel
+    needs an ensemble of the fixed kind whose every size N divides, trained sequentially; the parallel trial is one
+    group of workers (no packing, no shared GPU, no compile)."""
+    res = data["resources"]
+    mode = res["parallel"]
+    if isinstance(mode, str):
+        if mode not in PARALLEL_MODES:
+            raise _fail("resources.parallel", mode, "not allowed; allowed: " + ", ".join(map(_fmt, PARALLEL_MODES))
+                        + ', or a per-class table such as { dct = "members", single = "data" }')  # fmt: skip
+    else:
+        for cls, value in mode.items():
+            if cls not in data["classes"]:
+                raise _fail(f"resources.parallel.{cls}", value, "not a class of this sweep; classes: "
+                            + ", ".join(data["classes"]))  # fmt: skip
+            if value not in PARALLEL_MODES:
+                raise _fail(f"resources.parallel.{cls}", value,
+                            "not allowed; allowed: " + ", ".join(map(_fmt, PARALLEL_MODES)))  # fmt: skip
+    gpus, workers = res["gpus"], res["workers"]
+    if workers > 1 and gpus > 0:
+        raise _fail("resources.workers", workers, f"on GPUs the workers are resources.gpus, one GPU each; set gpus = "
+                    f"{workers} and leave out workers (workers counts CPU processes, with gpus = 0)")  # fmt: skip
+    n = train_workers(res)
+    shown = int(gpus) if gpus == int(gpus) else gpus
+    key, value = ("resources.gpus", shown) if gpus >= 2 else ("resources.workers", workers)
+    modes = {cls: parallel_mode(res, cls) for cls in data["classes"]}
+    if n >= 2:
+        idle = [cls for cls, m in modes.items() if m == "none"]
+        if idle:
+            device = "GPUs" if gpus >= 2 else "workers"
+            raise _fail(key, value, f"{'class ' + idle[0] if not isinstance(mode, str) else 'a trial'} would train on "
+                        f'one of its {n} {device}; set resources.parallel = "data" (DDP over the {n}), or "members" '
+                        f"for ensembles, or {'gpus = 1' if gpus >= 2 else 'workers = 1'}")  # fmt: skip
+    elif any(m != "none" for m in modes.values()):
+        used = next(m for m in modes.values() if m != "none")
+        raise _fail("resources.parallel", mode, f"{used}-parallel needs resources.workers >= 2 (CPU processes) or "
+                    "resources.gpus >= 2")  # fmt: skip
+    if n < 2:
+        return
+    if gpus != int(gpus):
+        raise _fail("resources.gpus", gpus, "a parallel trial uses whole GPUs, one per worker")
+    for name in ("trials_per_gpu", "trials_per_cpu_group"):
+        if res[name] > 1:
+            raise _fail(f"resources.{name}", res[name], "packing is for one-device trials; a parallel trial holds "
+                        "its workers' devices")  # fmt: skip
+    if res["fractional_gpu"]:
+        raise _fail("resources.fractional_gpu", True, "a parallel trial holds whole devices, one per worker")
+    fixed = [c for c in DESIGN_CLASSES if CLASSES[c].trial_kind == "fixed"]
+    ensembles = ", ".join(c for c in fixed if CLASSES[c].ensemble)
+    for cls, m in modes.items():
+        if m == "members":
+            if not CLASSES[cls].ensemble or CLASSES[cls].trial_kind != "fixed":
+                raise _fail(f"resources.parallel{'' if isinstance(mode, str) else '.' + cls}", m,
+                            f"{cls} is not an ensemble of separate networks; members-parallel is for {ensembles}; "
+                            f'give {cls} "data", e.g. parallel = {{ dct = "members", {cls} = "data" }}')  # fmt: skip
+            for k in data["members"]:
+                if k % n:
+                    raise _fail("members", data["members"], f"members-parallel over {n} workers needs every ensemble "
+                                f"size to be a multiple of {n} (each worker trains an equal share)")  # fmt: skip
+        elif CLASSES[cls].trial_kind != "fixed":
+            raise _fail(f"resources.parallel{'' if isinstance(mode, str) else '.' + cls}", m,
+                        f"{cls} trials train on one device (parallel trials are built for "
+                        f"{', '.join(fixed)})")  # fmt: skip
+    for i, cls in _class_scopes(data):
+        m = modes[cls]
+        execution, at = _effective(data, cls, "execution", i)
+        if m == "members" and execution == "fused":
+            raise _fail(at, execution, "members-parallel trains each worker's members one after another; set "
+                        'execution = "sequential"')  # fmt: skip
+        if m == "data" and execution == "fused":
+            raise _fail(at, execution, 'data-parallel trials run their members sequentially; set execution = '
+                        '"sequential"')  # fmt: skip
+        compile_mode, at = _effective(data, cls, "compile", i)
+        if compile_mode != "off":
+            raise _fail(at, compile_mode, f'parallel trials ({m}) run eagerly; set compile = "off"')
 
 
 def _check_packing(data: dict) -> None:
@@ -930,6 +1034,15 @@ def trial_id(config: dict) -> str:
     return identity_hash(trial_identity(config))
 
 
+def _trial_resources(resources: dict, design_class: str) -> dict:
+    """Return a trial's resources: the spec's, with `parallel` resolved to the class's mode and `workers` to the
+    number of Ray Train workers (at their defaults, "none" and 1, they stay out of the trial's id)."""
+    out = dict(resources)
+    out["parallel"] = parallel_mode(resources, design_class)
+    out["workers"] = train_workers(resources)
+    return out
+
+
 def trial_configs(spec: Spec) -> list[dict]:
     """Return one JSON-able trial config per (design point, seed), design-major, each with its `trial_id`."""
     data = spec.data
@@ -947,7 +1060,7 @@ def trial_configs(spec: Spec) -> list[dict]:
                 "design": design.as_dict(),
                 "recipe": recipe,
                 "measure": dict(data["measure"]),
-                "resources": dict(data["resources"]),
+                "resources": _trial_resources(data["resources"], design.design_class),
             }
             configs.append({"trial_id": trial_id(config), **config})
     return configs

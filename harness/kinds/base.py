@@ -28,6 +28,7 @@ class Setup:
 
     `amp` is the autocast context (a no-op context in fp32), `gen` the trial's generator on `device` (views,
     shuffling, every random draw of a kind), `checkpoint` the saved state being resumed from (None for a fresh start).
+    `workers`: this worker's group in a parallel trial (`harness.parallel.Workers`; None on one device).
     """
 
     config: dict
@@ -40,6 +41,7 @@ class Setup:
     views: ViewMaker
     gen: torch.Generator
     checkpoint: dict | None
+    workers: object = None  # harness.parallel.Workers in a parallel trial (one Ray Train worker), else None
 
     @property
     def design(self) -> dict:
@@ -105,6 +107,16 @@ class TrialKind:
     def evaluate(self) -> tuple[float, list[float], float]:
         """Return (test accuracy, per-network accuracies, test loss in nats per sample) for the EPOCH record."""
         raise NotImplementedError
+
+    def measure_on_workers(self) -> dict:
+        """Return FINAL-record fields that every worker of a parallel trial measures together, before rank 0 measures
+        alone (none by default)."""
+        return {}
+
+    def networks_to_measure(self) -> list[nn.Module]:
+        """Return the networks the FINAL record measures (`measured`, else `models`). Every worker of a parallel trial
+        calls it (a members-parallel kind gathers the members here)."""
+        return self.measured or self.models
 
     def final_fields(self, status: str) -> dict:
         """Return extra FINAL-record fields (e.g. `subnets`, the rows of the store's subnets table) for a trial that

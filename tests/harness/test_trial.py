@@ -123,3 +123,10 @@ def test_a_killed_trial_resumes_from_its_checkpoint_with_history_intact(trained,
     assert curve(resumed) == curve(trained["single"][0])  # equal to the uninterrupted run
     assert resumed["final"]["epochs_done"] == 3
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_a_parallel_trial_is_refused_as_one_process():
+    from harness.trial import main
+
+    with pytest.raises(ValueError, match="runs on 2 Ray Train workers"):
+        main(["--spec", "digits", "--index", "0", "--set", "resources.workers=2", "--set", "resources.parallel=data"])

@@ -1,0 +1,147 @@
+"""Trials on 2 Ray Train workers (gloo, CPU) compute the one-device training step, in float64 (issue 25).
+
+(a) data-parallel with `sync_bn`: the recipe's batch is the global batch, split over the workers (unevenly here:
+63 = 32 + 31); after 3 steps every weight and BatchNorm statistic equals one-process training on the same batches.
+(b) members-parallel dct: each worker trains its member with its own optimizer, exchanging logits for the JS term;
+each step's gradient of each member equals the joint step's, and after 3 steps the weights are equal.
+
+Both run in one Ray Train run (2 workers of 1 CPU on the session's local Ray), each worker training the reference
+one-process trial beside its parallel one and reporting the largest differences.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import pytest
+import torch
+
+from tests.harness.conftest import dct_config, design_point, make_config
+
+STEPS = 3
+
+
+def _float64(fixed_module):
+    """Make the fixed kind build float64 members (inputs cast on entry), in this worker process."""
+    build = fixed_module.build_members
+
+    def build_float64(*args, **kwargs):
+        members = build(*args, **kwargs)
+        for model in members:
+            model.double().register_forward_pre_hook(lambda module, inputs: tuple(x.double() for x in inputs))
+        return members
+
+    fixed_module.build_members = build_float64
+
+
+def _kind(config: dict, workers):
+    from harness import loop
+    from harness.kinds import fixed
+
+    setup = loop.prologue(config, None, torch.device("cpu"), 1, workers)
+    kind = fixed.FixedKind(setup)
+    kind.start_epoch(0)
+    count, member_views = kind.views_per_batch()
+    batches = loop.train_batches(setup.data, setup.views, count, member_views, config["recipe"]["batch_size"],
+                                 setup.gen, setup.device)  # fmt: skip
+    return kind, batches
+
+
+def _compare(config: dict, workers) -> dict:
+    """Train the one-process trial and this worker's part of the parallel one for STEPS steps; return the largest
+    differences of gradients (every step), weights and buffers (at the end), over this worker's members."""
+    from harness.loop import optimizer_step
+
+    ref, ref_batches = _kind(config, None)
+    par, par_batches = _kind(config, workers)
+    own = par.own or list(range(len(ref.models)))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    grad_diff = 0.0
+    for _ in range(STEPS):
+        (x_ref, y_ref), (x_par, y_par) = next(ref_batches), next(par_batches)
+        ref.train_batch(x_ref, y_ref, lambda t: t)
+        par.train_batch(x_par, y_par, lambda t: t)
+        for i, model in zip(own, par.models, strict=True):
+            for p, q in zip(model.parameters(), ref.models[i].parameters(), strict=True):
+                grad_diff = max(grad_diff, float((p.grad - q.grad).abs().max()))
+        optimizer_step(ref.optimizer, scaler)
+        optimizer_step(par.optimizer, scaler)
+    weight_diff = buffer_diff = 0.0
+    for i, model in zip(own, par.models, strict=True):
+        want = ref.models[i].state_dict()
+        for name, value in model.state_dict().items():
+            diff = float((value.double() - want[name].double()).abs().max())
+            if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+                buffer_diff = max(buffer_diff, diff)
+            else:
+                weight_diff = max(weight_diff, diff)
+    moved = float((par.models[0].state_dict()["fc.weight"] - _initial_fc(config, own[0])).abs().max())
+    return {"grad": grad_diff, "weight": weight_diff, "buffer": buffer_diff, "moved": moved,
+            "dtype": str(par.models[0].fc.weight.dtype), "lambda_cot": par.lambda_cot}  # fmt: skip
+
+
+def _initial_fc(config: dict, member: int) -> torch.Tensor:
+    from harness.kinds import fixed
+
+    models = fixed.build_members(config["design"], config["seed"], torch.device("cpu"), False, [member])
+    return models[0].state_dict()["fc.weight"]
+
+
+def _two_workers(loop_config: dict) -> None:
+    import ray.train
+    import torch.distributed as dist
+
+    from harness.kinds import fixed
+    from harness.parallel import Workers
+
+    _float64(fixed)
+    out = {}
+    for mode, config in loop_config.items():
+        workers = Workers.join(mode, torch.device("cpu"))
+        got = _compare(config, workers)
+        for key in ("grad", "weight", "buffer"):  # the largest difference on any worker
+            t = torch.tensor([got[key]], dtype=torch.float64)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            out[f"{mode}_{key}"] = float(t)
+        out[f"{mode}_moved"], out[f"{mode}_dtype"] = got["moved"], got["dtype"]
+        out[f"{mode}_lambda_cot"] = got["lambda_cot"]
+    metrics = {k: v for k, v in out.items() if not isinstance(v, list)}
+    # Ray Train's Result carries the metrics reported with its last checkpoint: rank 0 reports one (empty).
+    folder = tempfile.mkdtemp()
+    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if dist.get_rank() == 0 else None)
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(ray_local, tmp_path_factory):
+    """Return the metrics of one Ray Train run of 2 workers that trained both comparisons."""
+    from ray import train
+    from ray.train.torch import TorchTrainer
+
+    data = make_config(design_point("single"), epochs=1, batch_size=63, sync_bn=True)
+    members = dct_config(epochs=1, cot_warmup_epochs=0)
+    for config, mode in ((data, "data"), (members, "members")):
+        config["resources"].update(parallel=mode, workers=2)
+    trainer = TorchTrainer(
+        _two_workers,
+        train_loop_config={"data": data, "members": members},
+        scaling_config=train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+        run_config=train.RunConfig(name="parallel-math", storage_path=str(tmp_path_factory.mktemp("train"))),
+    )
+    return trainer.fit().metrics
+
+
+def test_data_parallel_with_sync_bn_equals_one_process_training_after_three_steps(two_worker_run):
+    got = two_worker_run
+    assert got["data_dtype"] == "torch.float64"
+    assert got["data_moved"] > 1e-3  # the weights did move
+    assert got["data_grad"] < 1e-12 and got["data_weight"] < 1e-12
+    assert got["data_buffer"] < 1e-12  # BatchNorm running statistics of the global batch
+
+
+def test_members_parallel_dct_equals_the_joint_step_with_its_js_term(two_worker_run):
+    got = two_worker_run
+    assert got["members_dtype"] == "torch.float64"
+    assert got["members_lambda_cot"] == 0.5  # the co-training term is on
+    assert got["members_moved"] > 1e-3
+    assert got["members_grad"] < 1e-12  # each member's gradient, every step, JS term included
+    assert got["members_weight"] < 1e-12 and got["members_buffer"] < 1e-12

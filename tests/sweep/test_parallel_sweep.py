@@ -1,0 +1,104 @@
+"""Trials that span 2 Ray Train workers through `run_sweep.py` (issue 25): a members-parallel dct ensemble and a
+data-parallel single network train side by side on the embedded local Ray, the driver is SIGKILLed once each has a
+checkpoint, and the rerun resumes both from their last epoch, training none twice, into one trials row each (with
+`parallel` and `workers`) and one row per epoch."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from analysis.store import load_epochs, load_trials
+from tests.sweep.conftest import run_cli, wait_out_claims
+
+pytestmark = pytest.mark.slow
+
+STALE_S = 2.0
+EPOCHS = 3
+# Half a CPU per worker: both trials' 2 workers fit the 2 cores at once, so one kill finds both mid-way. dct trains on
+# batches of 16 so that its epochs last about as long as the data-parallel network's (DDP syncs every step).
+ARGS = ["--spec", "digits", "--set", 'classes=["single", "dct"]', "--set", "seeds=[0]", "--set", f"epochs={EPOCHS}",
+        "--set", "families.0.widths=[8]", "--set", "resources.workers=2", "--set", "resources.cpus=0.5",
+        "--set", 'resources.parallel={ dct = "members", single = "data" }', "--set", "recipe.sync_bn=true",
+        "--set", "recipe.dct.batch_size=16", "--set", "measure.cost_pass=false", "--set", "measure.latency_runs=3",
+        "--set", "measure.throughput_batch=32", "--claim-stale-after", str(STALE_S), "--no-report"]  # fmt: skip
+
+
+def checkpoint_files(store: str) -> dict[str, list[str]]:
+    """Return {trial id: its Ray Train run's checkpoint files, oldest first} under the store's Train storage."""
+    found = {}
+    for path in sorted(glob.glob(f"{store}/_tune/train/*/checkpoint_*/trial_state.pt")):
+        found.setdefault(path.split("/")[-3], []).append(path)
+    return found
+
+
+def finished(store: str) -> set[str]:
+    return {os.path.basename(p)[: -len(".parquet")] for p in glob.glob(f"{store}/trials/sweep=digits/*.parquet")}
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """Run the sweep, SIGKILL the driver once both trials have a checkpoint and neither has finished, read the latest
+    checkpoint of each, run the sweep again; return what was seen."""
+    store = str(tmp_path_factory.mktemp("parallel") / "store")
+    proc = run_cli(*ARGS, "--store", store, start_new_session=True)
+    deadline = time.monotonic() + 400
+    try:
+        while len(checkpoint_files(store)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash or `kill -9` would
+        proc.wait(timeout=30)
+    finally:
+        time.sleep(2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what the killed driver left (its embedded Ray and the workers)
+    latest = {tid: files[-1] for tid, files in checkpoint_files(store).items()}
+    at_kill = {tid: torch.load(path, weights_only=True)["history"] for tid, path in latest.items()}
+    done_at_kill = finished(store)
+    wait_out_claims(store, "digits", STALE_S)
+    rerun = run_cli(*ARGS, "--store", store)
+    out, _ = rerun.communicate(timeout=400)
+    return {"store": store, "at_kill": at_kill, "done_at_kill": done_at_kill, "rc": rerun.returncode, "out": out}
+
+
+def test_both_trials_were_killed_mid_way_with_a_checkpoint_each(resumed):
+    assert len(resumed["at_kill"]) == 2 and not resumed["done_at_kill"]
+    assert all(1 <= len(history) < EPOCHS for history in resumed["at_kill"].values()), resumed["at_kill"]
+
+
+def test_the_rerun_writes_one_row_per_trial_with_how_it_ran(resumed):
+    assert resumed["rc"] == 0, resumed["out"][-3000:]
+    assert "0 already in the store" in resumed["out"] and "2 to run" in resumed["out"]
+    trials = load_trials(resumed["store"], sweep="digits").set_index("design_class")
+    assert trials["trial_id"].is_unique and (trials["status"] == "ok").all() and len(trials) == 2
+    assert trials.loc["dct", "parallel"] == "members" and trials.loc["single", "parallel"] == "data"
+    assert (trials["workers"] == 2).all()
+    assert (trials["peak_mem_mb"] > 0).all() and (trials["epochs_done"] == EPOCHS).all()
+    # Rank 0 measured the whole ensemble (FLOPs of both members: 2 per MAC of the design), not its own member.
+    assert trials.loc["dct", "flops_torch"] == 2 * trials.loc["dct", "macs"]
+    # The members-parallel ensemble's inference timed with both members at once, beside the sequential figure.
+    assert trials.loc["dct", "latency_concurrent_ms_p50"] > 0 and trials.loc["dct", "throughput_concurrent_sps"] > 0
+    assert pd.isna(trials.loc["single", "latency_concurrent_ms_p50"])
+
+
+def test_each_trial_resumed_from_its_last_epoch_training_none_twice(resumed):
+    epochs = load_epochs(resumed["store"], sweep="digits")
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    for trial_id, history in resumed["at_kill"].items():
+        rows = epochs[epochs["trial_id"] == trial_id].sort_values("epoch")
+        assert rows["epoch"].tolist() == list(range(1, EPOCHS + 1))
+        # The epochs in the checkpoint were not trained again: the rows hold exactly their records.
+        for record in history:
+            row = rows[rows["epoch"] == record["epoch"]].iloc[0]
+            assert row["epoch_time_s"] == record["epoch_time_s"] and row["test_acc"] == record["test_acc"]
+
+
+def test_a_finished_trials_train_runs_are_removed(resumed):
+    assert checkpoint_files(resumed["store"]) == {}
