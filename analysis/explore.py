@@ -167,38 +167,60 @@ def encode_column(values) -> list | dict:
     if len({repr(v) for v in values}) <= 1:
         return {"c": values[0] if values else None}
     if any(isinstance(v, str) for v in values):
-        words = list(dict.fromkeys(v for v in values if v is not None))
-        code = {w: i for i, w in enumerate(words)}
-        return {"d": words, "k": encode_column([None if v is None else code[v] for v in values])}
+        return _encode_strings(pd.Series(values, dtype=object))
     set_at = [i for i, v in enumerate(values) if v is not None]
+    if 3 * len(set_at) > len(values) and all(type(v) is int or (type(v) is float and v == 0.0) for v in values
+                                             if v is not None):  # fmt: skip
+        units = np.array([np.nan if v is None else float(v) for v in values])
+        return _encode_units(units, np.array([type(v) is float and math.copysign(1.0, v) < 0 for v in values]))
     if 3 * len(set_at) <= len(values):
         return {"s": set_at, "v": [values[i] for i in set_at]}
-    whole = all((type(v) is int) or (type(v) is float and v == 0.0) for v in values if v is not None)
-    if not whole:
-        return values
-    ints = [0 if v is None else int(v) for v in values]
-    for name, kind in _INT_TYPES:
-        info = np.iinfo(kind)
-        if info.min < min(ints) and max(ints) <= info.max:
-            missing = [i for i, v in enumerate(values) if v is None]
-            array = np.array(ints, dtype=kind)
-            array[missing] = info.min
-            out: dict = {"dtype": name, "bdata": base64.b64encode(array.astype(array.dtype.newbyteorder("<"))
-                                                                  .tobytes()).decode("ascii")}  # fmt: skip
-            if missing:
-                out["null"] = int(info.min)
-            neg0 = [i for i, v in enumerate(values) if type(v) is float and math.copysign(1.0, v) < 0]
-            if neg0:
-                out["neg0"] = neg0
-            return out
     return values
 
 
-def display_units(values, decimals: int) -> list:
-    """Return each value as the integer that `f"{value:.{decimals}f}"` shows, in units of 10**-decimals (e.g. 84.375
-    at 2 decimals -> 8438 for "84.38"): None where the value is not finite, -0.0 where the display is a negative zero
-    ("-0.00"). Dividing by 10**decimals and printing that many decimals gives back Python's display, digit for digit.
-    """
+def _unit(u: float, neg0: bool) -> int | float:
+    return -0.0 if neg0 else int(u)
+
+
+def _encode_units(units: np.ndarray, neg0: np.ndarray) -> list | dict:
+    """Return `encode_column` of integers given as an array of floats (NaN: missing) and where a value is -0.0."""
+    present = ~np.isnan(units)
+    n, count = len(units), int(present.sum())
+    if count == 0:
+        return {"c": None}
+    first = np.flatnonzero(present)[0]
+    if count == n and (units == units[first]).all() and (neg0 == neg0[first]).all():
+        return {"c": _unit(units[first], neg0[first])}
+    if 3 * count <= n:
+        at = np.flatnonzero(present)
+        return {"s": at.tolist(), "v": [_unit(units[i], neg0[i]) for i in at]}
+    low, high = units[present].min(), units[present].max()
+    for name, kind in _INT_TYPES:
+        info = np.iinfo(kind)
+        if info.min < low and high <= info.max:
+            array = np.where(present, units, info.min).astype(np.dtype(kind).newbyteorder("<"))
+            out: dict = {"dtype": name, "bdata": base64.b64encode(array.tobytes()).decode("ascii")}
+            if count < n:
+                out["null"] = int(info.min)
+            if neg0.any():
+                out["neg0"] = np.flatnonzero(neg0).tolist()
+            return out
+    return [_unit(u, z) if ok else None for u, z, ok in zip(units, neg0, present, strict=True)]
+
+
+def _encode_strings(series: pd.Series) -> dict:
+    """Return `encode_column` of a column of strings (None or NaN: missing), dictionary-encoded."""
+    codes, words = pd.factorize(series, use_na_sentinel=True)  # words in order of first appearance
+    if len(words) == 1 and (codes == 0).all():
+        return {"c": str(words[0])}
+    if not len(words):
+        return {"c": None}
+    units = np.where(codes < 0, np.nan, codes.astype(float))
+    return {"d": [str(w) for w in words], "k": _encode_units(units, np.zeros(len(codes), dtype=bool))}
+
+
+def _display(values, decimals: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (units, negative zero) of `display_units` as arrays: units as floats, NaN where missing."""
     v = np.asarray(values, dtype=float)
     scaled = v * 10.0**decimals
     units = np.rint(scaled)
@@ -208,11 +230,22 @@ def display_units(values, decimals: int) -> list:
         near_half = finite & (np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) < 1e-6)
     for i in np.flatnonzero(near_half):
         units[i] = round(float(f"{v[i]:.{decimals}f}") * 10**decimals)
-    out: list = [None] * len(v)
-    for i in np.flatnonzero(finite):
-        u = int(units[i])
-        out[i] = -0.0 if u == 0 and np.signbit(v[i]) else u
-    return out
+    units[~finite] = np.nan
+    return units, finite & (units == 0) & np.signbit(v)
+
+
+def display_units(values, decimals: int) -> list:
+    """Return each value as the integer that `f"{value:.{decimals}f}"` shows, in units of 10**-decimals (e.g. 84.375
+    at 2 decimals -> 8438 for "84.38"): None where the value is not finite, -0.0 where the display is a negative zero
+    ("-0.00"). Dividing by 10**decimals and printing that many decimals gives back Python's display, digit for digit.
+    """
+    units, neg0 = _display(values, decimals)
+    return [None if np.isnan(u) else _unit(u, z) for u, z in zip(units, neg0, strict=True)]
+
+
+def encode_display(values, decimals: int) -> list | dict:
+    """Return `encode_column(display_units(values, decimals))`, computed on arrays."""
+    return _encode_units(*_display(values, decimals))
 
 
 def three_digits(values) -> list:
@@ -222,10 +255,6 @@ def three_digits(values) -> list:
 
 def _column_of(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame else pd.Series(np.nan, index=frame.index)
-
-
-def _strings(series: pd.Series) -> list:
-    return [v if isinstance(v, str) else None for v in series]
 
 
 def cell_table(grid: pd.DataFrame, stats: pd.DataFrame, per_epoch: pd.DataFrame, costs: pd.DataFrame,
@@ -244,34 +273,33 @@ def cell_table(grid: pd.DataFrame, stats: pd.DataFrame, per_epoch: pd.DataFrame,
     g = g.set_index(["epoch", "budget"]).reindex(cells)
     cols: dict[str, list | dict] = {"assessable": encode_column([bool(a) for a in g["assessable"].fillna(True)])}
     if "over_budget_deviation" in g:
-        cols["marked"] = encode_column([v is True or v == 1 for v in g["over_budget_deviation"]])
-        cols["deviating"] = encode_column(_strings(_column_of(g, "deviating_classes")))
+        cols["marked"] = encode_column(g["over_budget_deviation"].fillna(False).astype(bool).tolist())
+        cols["deviating"] = _encode_strings(_column_of(g, "deviating_classes"))
         cols["max_deviation"] = encode_column([f"{x:g}" for x in _column_of(g, "max_budget_deviation_pct")])
     st = stats.assign(epoch=stats["epoch"].astype(int), budget=stats["budget"].astype(int))
     roles = [r for r in CLASS_ORDER if (st["role"] == r).any()]
     for role in roles:
         s = st[st["role"] == role].set_index(["epoch", "budget"]).reindex(cells)
-        cols[f"n_{role}"] = encode_column([None if pd.isna(n) else int(n) for n in s["n_seeds"]])
+        cols[f"n_{role}"] = _encode_units(s["n_seeds"].to_numpy(float), np.zeros(len(s), dtype=bool))
         for name, column in (("mean", "mean_acc"), ("std", "std_acc"), ("hw", "hw_acc")):
             if name == "hw" and tie_rule == "std":
                 continue  # the std rule's interval is the std itself: the hover shows it once
-            cols[f"{name}_{role}"] = encode_column(display_units(100.0 * s[column].to_numpy(float), 2))
-    ensembles = [r for r in ENSEMBLE_CLASSES if f"verdict_{r}" in g and g[f"verdict_{r}"].map(
-        lambda v: isinstance(v, str)).any()]  # fmt: skip
+            cols[f"{name}_{role}"] = encode_display(100.0 * s[column].to_numpy(float), 2)
+    ensembles = [r for r in ENSEMBLE_CLASSES if f"verdict_{r}" in g and g[f"verdict_{r}"].notna().any()]
     for role in ensembles:
-        cols[f"verdict_{role}"] = encode_column(_strings(g[f"verdict_{role}"]))
+        cols[f"verdict_{role}"] = _encode_strings(g[f"verdict_{role}"])
         for name in ("diff_pp", "ci_lo_pp", "ci_hi_pp"):
-            cols[f"{name}_{role}"] = encode_column(display_units(_column_of(g, f"{name}_{role}"), 2))
+            cols[f"{name}_{role}"] = encode_display(_column_of(g, f"{name}_{role}"), 2)
         cols[f"p_{role}"] = encode_column(three_digits(_column_of(g, f"p_{role}")))
-        cols[f"p_outperform_{role}"] = encode_column(display_units(_column_of(g, f"p_outperform_{role}"), 2))
-    if "runner_up" in g and g["runner_up"].map(lambda v: isinstance(v, str)).any():
-        cols["runner_up"] = encode_column(_strings(g["runner_up"]))
-        cols["vs_runner_up_pp"] = encode_column(display_units(g["vs_runner_up_pp"], 2))
+        cols[f"p_outperform_{role}"] = encode_display(_column_of(g, f"p_outperform_{role}"), 2)
+    if "runner_up" in g and g["runner_up"].notna().any():
+        cols["runner_up"] = _encode_strings(g["runner_up"])
+        cols["vs_runner_up_pp"] = encode_display(g["vs_runner_up_pp"], 2)
         cols["vs_runner_up_p"] = encode_column(three_digits(g["vs_runner_up_p"]))
-        cols["vs_runner_up_verdict"] = encode_column(_strings(g["vs_runner_up_verdict"]))
+        cols["vs_runner_up_verdict"] = _encode_strings(g["vs_runner_up_verdict"])
     if tie_rule != "welch":
-        cols["margin_pp"] = encode_column(display_units(_column_of(g, "margin_pp"), 2))
-        cols["noise_pp"] = encode_column(display_units(_column_of(g, "noise_pp"), 2))
+        cols["margin_pp"] = encode_display(_column_of(g, "margin_pp"), 2)
+        cols["noise_pp"] = encode_display(_column_of(g, "noise_pp"), 2)
     by_epoch = _per_epoch_rows(per_epoch)
     deviation = {}
     if not costs.empty and "budget_deviation_pct" in costs:

@@ -324,33 +324,34 @@ def time_to_accuracy_table(stats: pd.DataFrame, epoch: int | None = None,
         isolated = {(int(b), r): float(t) for b, r, t in zip(costs["budget"], costs["role"],
                                                             costs["epoch_time_isolated"], strict=True)
                     if pd.notna(t)}  # fmt: skip
+    # Group-wise: each budget's target, then per (budget, class) its first epoch at or above it.
+    s = stats[stats["role"].isin(CLASS_ORDER)]
+    targets = s[s["role"] == "single"].groupby("budget", sort=True)["mean_acc"].max()
+    s = s[s["budget"].isin(targets.index)]
+    order = {c: i for i, c in enumerate(CLASS_ORDER)}
+    s = s.assign(_class=s["role"].map(order)).sort_values(["budget", "_class", "epoch"], kind="stable")
+    target = s["budget"].map(targets).to_numpy(float)
+    hit = s[s["mean_acc"].to_numpy(float) >= target - 1e-12].drop_duplicates(["budget", "_class"])
+    first = {(int(b), r): (int(e), float(t)) for b, r, e, t in zip(hit["budget"], hit["role"], hit["epoch"],
+                                                                   hit["cum_time_s"], strict=True)}  # fmt: skip
     rows = []
-    for b, g in stats.groupby("budget", sort=True):
-        single = g[g["role"] == "single"]
-        if single.empty:
-            continue
-        target = float(single["mean_acc"].max())
-        for cls in CLASS_ORDER:
-            c = g[g["role"] == cls].sort_values("epoch")
-            if c.empty:
-                continue
-            hit = c[c["mean_acc"] >= target - 1e-12]
-            first = hit.iloc[0] if not hit.empty else None
-            per_epoch = isolated.get((int(b), cls))
-            time_s = float("nan")
-            if first is not None:
-                time_s = int(first["epoch"]) * per_epoch if per_epoch is not None else float(first["cum_time_s"])
-            rows.append(
-                {
-                    "budget": int(b),
-                    "role": cls,
-                    "target_acc": target,
-                    "epoch_reached": int(first["epoch"]) if first is not None else None,
-                    "time_s": time_s,
-                    "reached": first is not None,
-                    "time_source": COST_PASS if per_epoch is not None else IN_RUN,
-                }
-            )
+    for b, cls in s[["budget", "role"]].drop_duplicates().itertuples(index=False):
+        reached = first.get((int(b), cls))
+        per_epoch = isolated.get((int(b), cls))
+        time_s = float("nan")
+        if reached is not None:
+            time_s = reached[0] * per_epoch if per_epoch is not None else reached[1]
+        rows.append(
+            {
+                "budget": int(b),
+                "role": cls,
+                "target_acc": float(targets[b]),
+                "epoch_reached": reached[0] if reached is not None else None,
+                "time_s": time_s,
+                "reached": reached is not None,
+                "time_source": COST_PASS if per_epoch is not None else IN_RUN,
+            }
+        )
     return pd.DataFrame(rows, columns=["budget", "role", "target_acc", "epoch_reached", "time_s", "reached",
                                        "time_source"])  # fmt: skip
 

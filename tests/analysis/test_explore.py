@@ -16,7 +16,14 @@ from analysis import figures
 from analysis.__main__ import main
 from analysis.advise import advise
 from analysis.est import compute_est
-from analysis.explore import display_units, encode_column, explorer_data, three_digits, write_explorer
+from analysis.explore import (
+    display_units,
+    encode_column,
+    encode_display,
+    explorer_data,
+    three_digits,
+    write_explorer,
+)
 from analysis.report import read_store
 from analysis.store import load_subnets, load_trials
 from tests.analysis.synth import grid_trials, make_trial, write_store
@@ -135,6 +142,7 @@ def test_display_units_are_the_digits_python_formats_show():
         else:  # the integer, read with 2 decimals, is what f"{x:.2f}" prints, "-0.00" included
             assert ("-" if math.copysign(1, u) < 0 else "") + f"{abs(u) / 100:.2f}" == f"{x:.2f}"
     assert three_digits([0.000758347342248017, 1.355364e-07, 1.0, float("nan")]) == [0.000758, 1.36e-07, 1.0, None]
+    assert encode_display(values, 2) == encode_column(units)  # the array path writes what the list path writes
 
 
 def test_heatmap_cells_carry_each_class_mean_spread_seeds_deviation_and_test_as_displayed(data):
