@@ -60,6 +60,23 @@ def test_epochs_read_in_one_scan_keep_only_the_asked_columns(tmp_path):
     pd.testing.assert_frame_equal(some, full[["sweep", "trial_id", "epoch", "test_acc"]])
 
 
+def test_files_read_batch_by_batch_give_the_rows_and_types_of_one_concatenation(tmp_path, monkeypatch):
+    import analysis.store as store_module
+
+    trials = grid_trials(lambda c, b, e, s: 0.8, [10_000, 20_000], epochs=3)
+    for i, (_, rows) in enumerate(trials):  # files written over time: a column added, an integer column widened
+        for r in rows:
+            r["grad_norm"] = 0.5 * i if i % 3 else int(i)
+            if i % 2:
+                r["ema_acc"] = 0.7
+    write_store(tmp_path, "s", trials)
+    whole = load_epochs(str(tmp_path), sweep="s")
+    monkeypatch.setattr(store_module, "READ_BATCH", 4)
+    batched = load_epochs(str(tmp_path), sweep="s")
+    pd.testing.assert_frame_equal(batched, whole, check_exact=True)
+    assert len(whole) == 18 * 3 and whole["ema_acc"].isna().sum() == 9 * 3 and whole["grad_norm"].dtype == float
+
+
 def test_tick_labels_are_at_most_the_limit_and_include_both_ends():
     for n in (1, 7, 15, 16, 20, 50, 120, 121, 500):
         picked = tick_positions(n, 15)
