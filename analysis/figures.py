@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import textwrap
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -79,19 +80,34 @@ def _draw(task: tuple[str, tuple]) -> list[Path]:
 
 def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> list[list[Path]]:
     """Draw figures, each task (name of a figure function of this module, its positional args); return each one's
-    [png, svg] paths in the tasks' order.
+    [png, svg] paths in the tasks' order. See `start_drawing` for where they are drawn."""
+    return start_drawing(tasks, jobs)()
+
+
+def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> Callable[[], list[list[Path]]]:
+    """Start drawing figures (tasks as in `draw_many`); return a function that waits for them and returns each one's
+    [png, svg] paths in the tasks' order, so the caller can write its tables meanwhile.
 
     With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER figures per worker, the figures
     are drawn in that many forked processes: matplotlib's drawing is single-threaded, and a report of 27 groups draws
     over 100 figures. Only where forking is safe and cheap (a platform with fork, and no other Python thread in this
-    process: a sweep's Ray client holds some); elsewhere they are drawn here, one after another.
+    process: a sweep's Ray client holds some); elsewhere they are drawn here, one after another, when the returned
+    function is called.
     """
     jobs = default_jobs() if jobs is None else jobs
     jobs = min(jobs, len(tasks) // MIN_FIGURES_PER_WORKER)
     if jobs <= 1 or not hasattr(os, "fork") or threading.active_count() > 1:
-        return [_draw(t) for t in tasks]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
-        return list(pool.map(_draw, tasks))
+        return lambda: [_draw(t) for t in tasks]
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
+    futures = [pool.submit(_draw, t) for t in tasks]  # the workers fork here, before the pool's own thread starts
+
+    def result() -> list[list[Path]]:
+        try:
+            return [f.result() for f in futures]
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    return result
 
 
 def group_title(dataset: str, family: str, k: int, fit: str | None = None) -> str:
