@@ -40,7 +40,7 @@ from analysis.est import (  # noqa: E402
     Rule,
     fmt_params,
 )
-from analysis.store import comparable_latency_ms  # noqa: E402
+from analysis.store import comparable_latency_ms, distinct_joined  # noqa: E402
 from spaces.classes import CLASS_COLORS, ENSEMBLE_CLASSES  # noqa: E402  (the same colour in every figure)
 
 CATEGORY_COLORS = {
@@ -516,16 +516,12 @@ def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
     out = grouped[cols].mean()
     out["n_trials"] = grouped.size()
     has_source = "cost_source" in ok
-    out["cost_source"] = _sources(ok, ["budget", "role"], out.index) if has_source else IN_RUN
+    if has_source:  # analysis.costs.source_of per (budget, role), group-wise
+        sources = distinct_joined(ok, ["budget", "role"], "cost_source", " and ", none=IN_RUN)
+        out["cost_source"] = pd.Series(sources.reindex(out.index).tolist(), index=out.index)
+    else:
+        out["cost_source"] = IN_RUN
     return out.reset_index()
-
-
-def _sources(rows: pd.DataFrame, keys: list[str], index: pd.Index) -> pd.Series:
-    """Return `analysis.costs.source_of` of each group of `rows` by `keys`, on `index` (the groups), at once."""
-    distinct = rows[[*keys, "cost_source"]].dropna(subset=["cost_source"]).drop_duplicates()
-    distinct = distinct.sort_values("cost_source", kind="stable")  # joined in sorted order, as source_of
-    joined = distinct.groupby(keys, sort=True)["cost_source"].agg(" and ".join)
-    return pd.Series(joined.reindex(index).fillna(IN_RUN).tolist(), index=index)  # the dtype pandas infers, as agg
 
 
 def cost_source_note(trials: pd.DataFrame) -> str:

@@ -214,6 +214,20 @@ def over_seeds(df: pd.DataFrame, keys: list[str], value: str, mean: str, std: st
     return out.reset_index()
 
 
+def distinct_joined(df: pd.DataFrame, keys: list[str], column: str, sep: str, none: str = "") -> pd.Series:
+    """Return per group of `df` by `keys` (in order of first appearance; missing key values form their own group) the
+    distinct non-missing values of `column` as text, sorted and joined by `sep`, or `none` where the group has none;
+    indexed by the keys. Group-wise: only groups with several distinct values are joined one by one."""
+    groups = df.groupby(keys, sort=False, dropna=False).size().index
+    d = df[[*keys, column]].dropna(subset=[column])
+    d = d.assign(**{column: d[column].astype(str)}).drop_duplicates().sort_values(column, kind="stable")
+    many = d.duplicated(keys, keep=False)
+    one = d[~many].set_index(keys)[column]
+    joined = d[many].groupby(keys, sort=False, dropna=False)[column].agg(sep.join) if many.any() else one.iloc[:0]
+    values = pd.concat([one, joined]).reindex(groups)
+    return pd.Series(values.where(values.notna(), none).tolist(), index=groups, name=column)
+
+
 def sample_std(df: pd.DataFrame, grouped, value: str) -> np.ndarray:
     """Return per group of `grouped` (a groupby of `df`, in its result order) the sample standard deviation (ddof 1)
     of column `value`, NaN below two values; the same unit as the column.
