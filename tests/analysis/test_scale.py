@@ -8,7 +8,7 @@ import pandas as pd
 
 from analysis.est import _furthest_from_zero, half_width, half_widths
 from analysis.figures import MAX_TICK_LABELS, tick_positions, winner_heatmap
-from analysis.store import load_epochs, over_seeds
+from analysis.store import distinct_joined, load_epochs, over_seeds
 from tests.analysis.synth import grid_trials, write_store
 
 
@@ -75,6 +75,15 @@ def test_files_read_batch_by_batch_give_the_rows_and_types_of_one_concatenation(
     batched = load_epochs(str(tmp_path), sweep="s")
     pd.testing.assert_frame_equal(batched, whole, check_exact=True)
     assert len(whole) == 18 * 3 and whole["ema_acc"].isna().sum() == 9 * 3 and whole["grad_norm"].dtype == float
+
+
+def test_distinct_values_are_joined_sorted_per_group_in_order_of_first_appearance():
+    df = pd.DataFrame({"k": ["b", "a", "b", "a", "c", "b"], "v": ["in-run", None, "cost pass", None, "x", "in-run"]})
+    got = distinct_joined(df, ["k"], "v", " and ", none="in-run")
+    assert got.to_dict() == {"b": "cost pass and in-run", "a": "in-run", "c": "x"}
+    assert list(got.index) == ["b", "a", "c"]
+    reference = df.groupby("k", sort=False)["v"].agg(lambda s: " and ".join(sorted(set(s.dropna()))) or "in-run")
+    assert got.tolist() == reference.tolist()
 
 
 def test_tick_labels_are_at_most_the_limit_and_include_both_ends():
