@@ -83,7 +83,8 @@ EST_BOOTSTRAP = 1000
 # 65k-cell grid stays a matter of seconds; the summary's n_boot says how many were used.
 EST_BOOTSTRAP_MAX_DRAWS = 4_000_000
 EST_BOOTSTRAP_MIN = 200
-# Resampled seed values decided at once (the replicates are decided in blocks of about this many; memory, not speed).
+# Resampled seed values decided at once: replicates are decided in blocks of about this many (bounds memory, not a
+# speed setting; our choice).
 EST_BOOTSTRAP_BLOCK_DRAWS = 250_000
 # Designs further than this from their budget (in %, either side) are marked wherever they decide a cell.
 MAX_BUDGET_DEVIATION_PCT = 10.0
