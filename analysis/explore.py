@@ -5,10 +5,11 @@
 The page carries seed-aggregated tables and ready plotly figures built here by the report's own code
 (`analysis.est.compute_est`, the tables of `analysis.figures`, `analysis.advise.advise`, `analysis.subnets`), so the
 page and the report cannot disagree. Its JavaScript only picks the precomputed figures of the chosen sweep and group,
-filters the advisor's candidate table by the limits (the same `<=` test and ranking as `analysis.advise`), and lists
-the trials behind the view. No epoch rows are embedded: the size grows with groups x budgets x epochs, not with the
-number of trials. plotly's JavaScript (shipped inside the plotly package) is written beside the page as
-plotly.min.js, so the page opens from a file:// URL with no network and no server.
+writes the heatmap's hover text from the group's compact cell table (`cell_table`: the numbers rounded here to the
+digits shown), filters the advisor's candidate table by the limits (the same `<=` test and ranking as
+`analysis.advise`), and lists the trials behind the view. No epoch rows are embedded: the size grows with groups x
+budgets x epochs, not with the number of trials. plotly's JavaScript (shipped inside the plotly package) is written
+beside the page as plotly.min.js, so the page opens from a file:// URL with no network and no server.
 """
 
 from __future__ import annotations
