@@ -114,7 +114,9 @@ def _read_files(fs: pafs.FileSystem, files: list[tuple[str, str]], columns: list
         warnings.warn(problem, stacklevel=4)
     if not batches:
         return pd.DataFrame()
-    return pa.concat_tables(batches, promote_options="permissive").to_pandas()
+    table = pa.concat_tables(batches, promote_options="permissive")
+    del batches  # the table's buffers are let go column by column as pandas takes them over (self_destruct)
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def _load(store: str, table: str, sweep: str | None, filters: dict, columns: list[str] | None = None) -> pd.DataFrame:
