@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.costs import IN_RUN, prefer_isolated, source_of
+from analysis.costs import IN_RUN, prefer_isolated
 from analysis.est import MAX_BUDGET_DEVIATION_PCT, fmt_params, fmt_width
-from analysis.store import comparable_latency_ms, over_seeds
+from analysis.store import comparable_latency_ms, distinct_joined, over_seeds
 from spaces.classes import POINT_KEYS
 
 # Without point_id in the table, the recipe columns complete a design point's identity.
@@ -69,8 +69,8 @@ def design_table(trials: pd.DataFrame, max_budget_deviation_pct: float = MAX_BUD
     first = g[[c for c in POINT_KEYS if c in ok and c not in keys]].first()
     stats = over_seeds(ok, keys, "final_acc", "acc_mean", "acc_std", sort=False, latency_ms_p50="latency_ms_p50",
                        peak_mem_mb="peak_mem_mb", params_total="params_total", gflops="gflops")  # fmt: skip
-    devices = g["device_name"].agg(lambda s: ", ".join(sorted({str(v) for v in s.dropna()})))
-    sources = g["cost_source"].agg(lambda s: source_of(s.to_frame()))
+    devices = distinct_joined(ok, keys, "device_name", ", ")
+    sources = distinct_joined(ok, keys, "cost_source", " and ", none=IN_RUN)  # as analysis.costs.source_of
     tab = first.join(stats.set_index(keys)).join(devices).join(sources).reset_index()
     dev = g["budget_deviation_pct"].first().reindex(tab.set_index(keys).index).to_numpy() if (
         "budget_deviation_pct" in ok) else np.full(len(tab), np.nan)  # fmt: skip

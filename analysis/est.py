@@ -83,6 +83,9 @@ EST_BOOTSTRAP = 1000
 # 65k-cell grid stays a matter of seconds; the summary's n_boot says how many were used.
 EST_BOOTSTRAP_MAX_DRAWS = 4_000_000
 EST_BOOTSTRAP_MIN = 200
+# Resampled seed values decided at once: replicates are decided in blocks of about this many (bounds memory, not a
+# speed setting; our choice).
+EST_BOOTSTRAP_BLOCK_DRAWS = 250_000
 # Designs further than this from their budget (in %, either side) are marked wherever they decide a cell.
 MAX_BUDGET_DEVIATION_PCT = 10.0
 GROUP_KEYS = ["dataset", "family", "k", "fit"]
@@ -127,6 +130,10 @@ def half_width(std: float, n: int, tie_rule: str = "std") -> float:
     from scipy.stats import t  # a declared dependency; imported here so importing est stays light
 
     return float(t.ppf(0.975, n - 1) * std / math.sqrt(n))
+
+
+# The columns that place an epochs row in its EST cell (assign_groups and the cell keys).
+IDENTITY_COLUMNS = ("dataset", "family", "design_class", "members", "fit", "budget", "epoch", "seed")
 
 
 def assign_groups(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -174,7 +181,9 @@ def cell_stats(epochs: pd.DataFrame, tie_rule: str = "std") -> tuple[pd.DataFram
     below 2 seeds), member_mean_acc (mean over seeds of member_acc_mean), cum_time_s (mean over seeds). Accuracies
     are fractions.
     """
-    grouped, notes = assign_groups(epochs)
+    # Only the columns used: assign_groups copies its rows and repeats the single network's for every k.
+    used = [*IDENTITY_COLUMNS, "test_acc", "member_acc_mean", "cum_time_s", "budget_deviation_pct"]
+    grouped, notes = assign_groups(epochs[[c for c in epochs.columns if c in used]])
     cols = GROUP_KEYS + ["role", "budget", "epoch"]
     empty = pd.DataFrame(columns=cols + ["n_seeds", "mean_acc", "std_acc", "hw_acc", "member_mean_acc", "cum_time_s"])
     if grouped.empty:
@@ -746,7 +755,7 @@ def _earliest(grid: pd.DataFrame) -> pd.DataFrame:
 def seed_values(epochs: pd.DataFrame, at_final_epoch: bool = True) -> pd.DataFrame:
     """Return one row per (group, role, budget, epoch, seed): test_acc (fraction; a seed's rows of several
     configurations averaged), at each group's final epoch only when `at_final_epoch`."""
-    g, _ = assign_groups(epochs)
+    g, _ = assign_groups(epochs[[c for c in epochs.columns if c in (*IDENTITY_COLUMNS, "test_acc")]])
     cols = GROUP_KEYS + ["role", "budget", "epoch", "seed"]
     if g.empty:
         return pd.DataFrame(columns=[*cols, "test_acc"])
@@ -779,7 +788,29 @@ def est_interval(epochs: pd.DataFrame, rule: Rule, n_boot: int = EST_BOOTSTRAP, 
     starts = np.r_[0, np.flatnonzero(np.diff(cid)) + 1]
     counts = np.diff(np.r_[starts, len(cid)])
     rng = np.random.default_rng(random_state)
-    pos = starts[cid] + np.floor(rng.random((n_boot, len(v))) * counts[cid]).astype(int)
+    # Replicates in blocks: each is decided on its own (its cells are their own families), so blocks give the same
+    # ESTs as one pass, while memory holds one block's cells, not all replicates' (1.7 GB at the MoL scale).
+    block = max(1, EST_BOOTSTRAP_BLOCK_DRAWS // len(v))
+    reps = [_bootstrap_block(rng, first, min(block, n_boot - first), v, cid, starts, counts, cells, ckeys, rule)
+            for first in range(0, n_boot, block)]  # fmt: skip
+    reps = pd.concat(reps, ignore_index=True)
+    est = reps["start"].astype(float).fillna(np.inf)
+    q = (1.0 - level) / 2.0
+    res = reps.assign(est=est).groupby(GROUP_KEYS, sort=True)["est"].agg(
+        est_lo=lambda x: float(np.quantile(x, q, method="inverted_cdf")),
+        est_hi=lambda x: float(np.quantile(x, 1.0 - q, method="inverted_cdf")),
+        est_found_frac=lambda x: float(np.isfinite(x).mean()),
+    ).reset_index()
+    res["n_boot"] = int(n_boot)
+    return res[out_cols]
+
+
+def _bootstrap_block(rng: np.random.Generator, first: int, n_reps: int, v: np.ndarray, cid: np.ndarray,
+                     starts: np.ndarray, counts: np.ndarray, cells: pd.DataFrame, ckeys: list[str],
+                     rule: Rule) -> pd.DataFrame:  # fmt: skip
+    """Return, for replicates first .. first + n_reps - 1 of `est_interval` (drawn from `rng` in order), one row per
+    (group, replicate) with `start`, its EST (NaN: none)."""
+    pos = starts[cid] + np.floor(rng.random((n_reps, len(v))) * counts[cid]).astype(int)
     draw = v[pos]  # (replicate, seed row): each row's draw comes from its own cell's seeds
     sums = np.add.reduceat(draw, starts, axis=1)
     sq = np.add.reduceat(draw**2, starts, axis=1)
@@ -788,9 +819,9 @@ def est_interval(epochs: pd.DataFrame, rule: Rule, n_boot: int = EST_BOOTSTRAP, 
         std = np.sqrt(np.maximum(sq - counts * mean**2, 0.0) / (counts - 1))
     std = np.where(counts >= 2, std, np.nan)
     n_cells = len(cells)
-    stats = pd.DataFrame({k: np.tile(cells[k].to_numpy(), n_boot) for k in ckeys})
-    stats["rep"] = np.repeat(np.arange(n_boot), n_cells)
-    stats["n_seeds"] = np.tile(counts, n_boot)
+    stats = pd.DataFrame({k: np.tile(cells[k].to_numpy(), n_reps) for k in ckeys})
+    stats["rep"] = np.repeat(np.arange(first, first + n_reps), n_cells)
+    stats["n_seeds"] = np.tile(counts, n_reps)
     stats["mean_acc"], stats["std_acc"] = mean.ravel(), std.ravel()
     if rule.name == "std":
         stats["hw_acc"] = stats["std_acc"]
@@ -805,16 +836,7 @@ def est_interval(epochs: pd.DataFrame, rule: Rule, n_boot: int = EST_BOOTSTRAP, 
     gk = GROUP_KEYS + ["rep"]
     grid = decide_cells(stats, rule, np.inf, group_keys=gk)
     tail = winning_tail(grid, gk + ["epoch"], "budget")
-    reps = grid[gk].drop_duplicates().merge(tail[gk + ["start"]], on=gk, how="left")
-    est = reps["start"].astype(float).fillna(np.inf)
-    q = (1.0 - level) / 2.0
-    res = reps.assign(est=est).groupby(GROUP_KEYS, sort=True)["est"].agg(
-        est_lo=lambda x: float(np.quantile(x, q, method="inverted_cdf")),
-        est_hi=lambda x: float(np.quantile(x, 1.0 - q, method="inverted_cdf")),
-        est_found_frac=lambda x: float(np.isfinite(x).mean()),
-    ).reset_index()
-    res["n_boot"] = int(n_boot)
-    return res[out_cols]
+    return grid[gk].drop_duplicates().merge(tail[gk + ["start"]], on=gk, how="left")
 
 
 def interval_text(lo: float, hi: float, level: float = 0.95) -> str:

@@ -5,14 +5,16 @@
 The page carries seed-aggregated tables and ready plotly figures built here by the report's own code
 (`analysis.est.compute_est`, the tables of `analysis.figures`, `analysis.advise.advise`, `analysis.subnets`), so the
 page and the report cannot disagree. Its JavaScript only picks the precomputed figures of the chosen sweep and group,
-filters the advisor's candidate table by the limits (the same `<=` test and ranking as `analysis.advise`), and lists
-the trials behind the view. No epoch rows are embedded: the size grows with groups x budgets x epochs, not with the
-number of trials. plotly's JavaScript (shipped inside the plotly package) is written beside the page as
-plotly.min.js, so the page opens from a file:// URL with no network and no server.
+writes the heatmap's hover text from the group's compact cell table (`cell_table`: the numbers rounded here to the
+digits shown), filters the advisor's candidate table by the limits (the same `<=` test and ranking as
+`analysis.advise`), and lists the trials behind the view. No epoch rows are embedded: the size grows with groups x
+budgets x epochs, not with the number of trials. plotly's JavaScript (shipped inside the plotly package) is written
+beside the page as plotly.min.js, so the page opens from a file:// URL with no network and no server.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
 import json
@@ -115,11 +117,19 @@ def _budget_axis(budgets: list[int]) -> dict:
                 title=dict(text="parameter budget (parameters, M = 10^6)"))  # fmt: skip
 
 
-def _est_text(per_epoch: pd.DataFrame, epoch: int) -> str:
-    row = per_epoch[per_epoch["epoch"] == epoch]
-    if row.empty:
+def _per_epoch_rows(per_epoch: pd.DataFrame) -> dict[int, dict]:
+    """Return `compute_est`'s per-epoch rows of one group by epoch (the first row of an epoch)."""
+    rows: dict[int, dict] = {}
+    for r in per_epoch.to_dict("records"):
+        rows.setdefault(int(r["epoch"]), r)
+    return rows
+
+
+def _est_line(r: dict | None, epoch: int | str) -> str:
+    """Return the hover's EST line at `epoch` from its per-epoch row (None: no decision at this epoch); `epoch` may be
+    a placeholder such as "{epoch}"."""
+    if r is None:
         return "EST line: no decision at this epoch"
-    r = row.iloc[0]
     if r["status"] == "found":
         below = "below grid" if pd.isna(r["below_budget"]) else fmt_params(r["below_budget"])
         return f"EST line at epoch {epoch}: {fmt_params(r['est_budget'])} (switchover in ({below}, " \
@@ -129,81 +139,208 @@ def _est_text(per_epoch: pd.DataFrame, epoch: int) -> str:
     return f"EST line at epoch {epoch}: {r['status']}"
 
 
-def _cell_hover(cell: dict, stats: dict[str, dict], deviation: dict, est_line: str, tie_rule: str) -> str:
-    """Return the hover text of one heatmap cell (`stats`: the cell's `cell_stats` rows by role): winner, every class's
-    mean ± spread over seeds, seeds, budget deviation (and a line when a class's design is further from the budget than
-    the grid's `max_budget_deviation_pct`), each ensemble class's test against single (difference with its interval,
-    adjusted p, probability of outperforming, verdict) or, under an overlap rule, the margin against the seed noise,
-    and the EST line."""
-    b, e = int(cell["budget"]), int(cell["epoch"])
-    w = cell["winner"]
-    how = "" if w == MISSING or cell["assessable"] else " (a 1-seed class: decided by means only)"
-    lines = [f"<b>budget {fmt_params(b)} parameters, epoch {e}</b>", f"winner: <b>{w}</b>{how}"]
-    if cell.get("over_budget_deviation"):
-        lines.append(f"<b>marked</b>: {cell['deviating_classes']} further than "
-                     f"{cell['max_budget_deviation_pct']:g}% from the budget")  # fmt: skip
-    spread = "std" if tie_rule == "std" else "95% CI"
-    for role in CLASS_ORDER:
-        r = stats.get(role)
-        if r is None:
-            continue
-        std = "" if not np.isfinite(r["std_acc"]) else f" ± {_pct(r['std_acc'])}"
-        hw = "" if not np.isfinite(r["hw_acc"]) or tie_rule == "std" else f" ({spread} ± {_pct(r['hw_acc'])})"
-        dev = deviation.get(role)
-        dev_txt = "" if dev is None or not np.isfinite(dev) else f", budget deviation {dev:+.1f}%"
-        n = int(r["n_seeds"])
-        lines.append(f"{role}: {_pct(r['mean_acc'])}%{std}{hw} over {n} seed{'s' if n != 1 else ''}{dev_txt}")
-    for role in ENSEMBLE_CLASSES:
-        v = cell.get(f"verdict_{role}")
-        if not isinstance(v, str):
-            continue
-        lo, hi = cell.get(f"ci_lo_pp_{role}", np.nan), cell.get(f"ci_hi_pp_{role}", np.nan)
-        test = "" if not np.isfinite(lo) else (
-            f" [{lo:+.2f}, {hi:+.2f}], adjusted p {cell[f'p_{role}']:.3g}, "
-            f"P(outperform) {cell[f'p_outperform_{role}']:.2f}")  # fmt: skip
-        diff = cell.get(f"diff_pp_{role}", np.nan)
-        diff_txt = f"{diff:+.2f} pp" if np.isfinite(diff) else "n/a (fewer than 2 seeds)"
-        lines.append(f"{role} − single: {diff_txt}{test}: <b>{v}</b>")
-    if isinstance(cell.get("runner_up"), str):
-        lines.append(f"{w} − {cell['runner_up']}: {cell['vs_runner_up_pp']:+.2f} pp, adjusted p "
-                     f"{cell['vs_runner_up_p']:.3g}: <b>{cell['vs_runner_up_verdict']}</b>")  # fmt: skip
-    if np.isfinite(cell.get("margin_pp", np.nan)) and tie_rule != "welch":
-        noise = cell.get("noise_pp", np.nan)
-        noise_txt = f" vs seed noise {noise:.2f} pp" if np.isfinite(noise) else " (no seed noise: 1 seed)"
-        lines.append(f"best ensemble − single: {cell['margin_pp']:+.2f} pp{noise_txt}")
-    lines.append(est_line)
-    return "<br>".join(lines)
+# --- compact tables: the heatmap's cells ---------------------------------------------------------------------
+#
+# The hover of a heatmap cell shows ~15 numbers; written out as text for every cell of every group it was 95% of the
+# page (39 of 41 MB at the More-or-Less scale, issue 23). The page embeds them instead once, per group, as columns of
+# numbers rounded to what the hover displays (integers in units of the last shown digit), strings dictionary-encoded,
+# constant and mostly-empty columns shortened; the page's script writes a group's hover text when it shows the group.
 
 
-def heatmap_figure(grid: pd.DataFrame, stats: pd.DataFrame, per_epoch: pd.DataFrame, costs: pd.DataFrame,
-                   title: str, tie_rule: str, note: str) -> dict:  # fmt: skip
-    """Return the winner heatmap (x = budget, y = epoch; one cell per grid row) with hover details, the per-epoch
-    EST line (from `compute_est`'s per-epoch table) and a mark on cells decided by means only."""
+# Integer types of the page's binary columns, smallest first; the lowest value of each marks a missing one.
+_INT_TYPES = (("i1", np.int8), ("i2", np.int16), ("i4", np.int32))
+
+
+def encode_column(values) -> list | dict:
+    """Return one column of a page table (a sequence of JSON values: numbers, strings, booleans, None) in its compact
+    JSON form, which the page's `column()` decodes back to the same values in the same order:
+
+    - `{"c": v}`: every value is `v` (None included);
+    - `{"d": [strings...], "k": codes}`: strings dictionary-encoded (in order of first appearance), `codes` the indices
+      into `d` (None for a missing value), themselves a compact column;
+    - `{"s": [indices...], "v": [values...]}`: at most a third of the values are set, the rest None;
+    - `{"dtype": "i1"|"i2"|"i4", "bdata": base64}`: integers as little-endian binary (plotly's own form for numeric
+      arrays) in the smallest type that holds them, with `"null": v` the value that stands for None (the type's
+      lowest) and `"neg0": [indices...]` where a value is a negative zero (-0.0, a display such as "-0.00");
+    - `[v, ...]`: otherwise, as is.
+    """
+    values = list(values)
+    if len({repr(v) for v in values}) <= 1:
+        return {"c": values[0] if values else None}
+    if any(isinstance(v, str) for v in values):
+        return _encode_strings(pd.Series(values, dtype=object))
+    set_at = [i for i, v in enumerate(values) if v is not None]
+    if 3 * len(set_at) > len(values) and all(type(v) is int or (type(v) is float and v == 0.0) for v in values
+                                             if v is not None):  # fmt: skip
+        units = np.array([np.nan if v is None else float(v) for v in values])
+        return _encode_units(units, np.array([type(v) is float and math.copysign(1.0, v) < 0 for v in values]))
+    if 3 * len(set_at) <= len(values):
+        return {"s": set_at, "v": [values[i] for i in set_at]}
+    return values
+
+
+def _unit(u: float, neg0: bool) -> int | float:
+    return -0.0 if neg0 else int(u)
+
+
+def _encode_units(units: np.ndarray, neg0: np.ndarray) -> list | dict:
+    """Return `encode_column` of integers given as an array of floats (NaN: missing) and where a value is -0.0."""
+    present = ~np.isnan(units)
+    n, count = len(units), int(present.sum())
+    if count == 0:
+        return {"c": None}
+    first = np.flatnonzero(present)[0]
+    if count == n and (units == units[first]).all() and (neg0 == neg0[first]).all():
+        return {"c": _unit(units[first], neg0[first])}
+    if 3 * count <= n:
+        at = np.flatnonzero(present)
+        return {"s": at.tolist(), "v": [_unit(units[i], neg0[i]) for i in at]}
+    low, high = units[present].min(), units[present].max()
+    for name, kind in _INT_TYPES:
+        info = np.iinfo(kind)
+        if info.min < low and high <= info.max:
+            array = np.where(present, units, info.min).astype(np.dtype(kind).newbyteorder("<"))
+            out: dict = {"dtype": name, "bdata": base64.b64encode(array.tobytes()).decode("ascii")}
+            if count < n:
+                out["null"] = int(info.min)
+            if neg0.any():
+                out["neg0"] = np.flatnonzero(neg0).tolist()
+            return out
+    return [_unit(u, z) if ok else None for u, z, ok in zip(units, neg0, present, strict=True)]
+
+
+def _encode_strings(series: pd.Series) -> dict:
+    """Return `encode_column` of a column of strings (None or NaN: missing), dictionary-encoded."""
+    codes, words = pd.factorize(series, use_na_sentinel=True)  # words in order of first appearance
+    if len(words) == 1 and (codes == 0).all():
+        return {"c": str(words[0])}
+    if not len(words):
+        return {"c": None}
+    units = np.where(codes < 0, np.nan, codes.astype(float))
+    return {"d": [str(w) for w in words], "k": _encode_units(units, np.zeros(len(codes), dtype=bool))}
+
+
+def _display(values, decimals: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (units, negative zero) of `display_units` as arrays: units as floats, NaN where missing."""
+    v = np.asarray(values, dtype=float)
+    scaled = v * 10.0**decimals
+    units = np.rint(scaled)
+    finite = np.isfinite(v)
+    # rint rounds the scaled product, the format the exact value: they can differ only right next to a half.
+    with np.errstate(invalid="ignore"):
+        near_half = finite & (np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) < 1e-6)
+    for i in np.flatnonzero(near_half):
+        units[i] = round(float(f"{v[i]:.{decimals}f}") * 10**decimals)
+    units[~finite] = np.nan
+    return units, finite & (units == 0) & np.signbit(v)
+
+
+def display_units(values, decimals: int) -> list:
+    """Return each value as the integer that `f"{value:.{decimals}f}"` shows, in units of 10**-decimals (e.g. 84.375
+    at 2 decimals -> 8438 for "84.38"): None where the value is not finite, -0.0 where the display is a negative zero
+    ("-0.00"). Dividing by 10**decimals and printing that many decimals gives back Python's display, digit for digit.
+    """
+    units, neg0 = _display(values, decimals)
+    return [None if np.isnan(u) else _unit(u, z) for u, z in zip(units, neg0, strict=True)]
+
+
+def encode_display(values, decimals: int) -> list | dict:
+    """Return `encode_column(display_units(values, decimals))`, computed on arrays."""
+    return _encode_units(*_display(values, decimals))
+
+
+def three_digits(values) -> list:
+    """Return each value rounded to the 3 significant digits that `f"{value:.3g}"` shows (None where not finite)."""
+    return [float(f"{x:.3g}") if math.isfinite(x) else None for x in np.asarray(values, dtype=float)]
+
+
+def _column_of(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(np.nan, index=frame.index)
+
+
+def cell_table(grid: pd.DataFrame, stats: pd.DataFrame, per_epoch: pd.DataFrame, costs: pd.DataFrame,
+               tie_rule: str) -> dict:  # fmt: skip
+    """Return what the heatmap's hover shows for one EST group, as a compact table (`encode_column`), one row per cell
+    in the heatmap's order (epochs, then budgets): the cell's marks, each class's mean, std and half-width over seeds
+    (percent, 2 decimals) and seeds, each ensemble class's verdict against single with its difference and interval
+    (pp, 2 decimals), adjusted p (3 significant digits) and probability of outperforming, the runner-up test, the
+    margin and seed noise under an overlap rule; beside it the budget labels, epochs, each class's budget deviation
+    per budget (%, 1 decimal) and the EST line per epoch ("{epoch}" in it stands for the epoch). The page's `hoverText`
+    writes the hover from it."""
+    budgets = sorted(int(b) for b in grid["budget"].unique())
+    epochs = sorted(int(e) for e in grid["epoch"].unique())
+    cells = pd.MultiIndex.from_product([epochs, budgets], names=["epoch", "budget"])
+    g = grid.assign(epoch=grid["epoch"].astype(int), budget=grid["budget"].astype(int))
+    g = g.set_index(["epoch", "budget"]).reindex(cells)
+    cols: dict[str, list | dict] = {"assessable": encode_column([bool(a) for a in g["assessable"].fillna(True)])}
+    if "over_budget_deviation" in g:
+        cols["marked"] = encode_column(g["over_budget_deviation"].fillna(False).astype(bool).tolist())
+        cols["deviating"] = _encode_strings(_column_of(g, "deviating_classes"))
+        cols["max_deviation"] = encode_column([f"{x:g}" for x in _column_of(g, "max_budget_deviation_pct")])
+    st = stats.assign(epoch=stats["epoch"].astype(int), budget=stats["budget"].astype(int))
+    roles = [r for r in CLASS_ORDER if (st["role"] == r).any()]
+    for role in roles:
+        s = st[st["role"] == role].set_index(["epoch", "budget"]).reindex(cells)
+        cols[f"n_{role}"] = _encode_units(s["n_seeds"].to_numpy(float), np.zeros(len(s), dtype=bool))
+        for name, column in (("mean", "mean_acc"), ("std", "std_acc"), ("hw", "hw_acc")):
+            if name == "hw" and tie_rule == "std":
+                continue  # the std rule's interval is the std itself: the hover shows it once
+            cols[f"{name}_{role}"] = encode_display(100.0 * s[column].to_numpy(float), 2)
+    ensembles = [r for r in ENSEMBLE_CLASSES if f"verdict_{r}" in g and g[f"verdict_{r}"].notna().any()]
+    for role in ensembles:
+        cols[f"verdict_{role}"] = _encode_strings(g[f"verdict_{role}"])
+        for name in ("diff_pp", "ci_lo_pp", "ci_hi_pp"):
+            cols[f"{name}_{role}"] = encode_display(_column_of(g, f"{name}_{role}"), 2)
+        cols[f"p_{role}"] = encode_column(three_digits(_column_of(g, f"p_{role}")))
+        cols[f"p_outperform_{role}"] = encode_display(_column_of(g, f"p_outperform_{role}"), 2)
+    if "runner_up" in g and g["runner_up"].notna().any():
+        cols["runner_up"] = _encode_strings(g["runner_up"])
+        cols["vs_runner_up_pp"] = encode_display(g["vs_runner_up_pp"], 2)
+        cols["vs_runner_up_p"] = encode_column(three_digits(g["vs_runner_up_p"]))
+        cols["vs_runner_up_verdict"] = _encode_strings(g["vs_runner_up_verdict"])
+    if tie_rule != "welch":
+        cols["margin_pp"] = encode_display(_column_of(g, "margin_pp"), 2)
+        cols["noise_pp"] = encode_display(_column_of(g, "noise_pp"), 2)
+    by_epoch = _per_epoch_rows(per_epoch)
+    deviation = {}
+    if not costs.empty and "budget_deviation_pct" in costs:
+        c = costs.assign(budget=costs["budget"].astype(int))
+        for role in roles:
+            rows = c[c["role"] == role].drop_duplicates("budget", keep="last")
+            per_budget = rows.set_index("budget")["budget_deviation_pct"]
+            if len(per_budget):
+                deviation[role] = display_units(per_budget.reindex(budgets).to_numpy(float), 1)
+    return {
+        "budgets": [fmt_params(b) for b in budgets],
+        "epochs": epochs,
+        # Mostly the same few lines but for the epoch: dictionary-encoded with "{epoch}" standing for it.
+        "est_lines": encode_column([_est_line(by_epoch.get(e), "{epoch}") for e in epochs]),
+        "roles": roles,
+        "ensembles": ensembles,
+        "deviation": deviation,
+        "cols": cols,
+    }
+
+
+def heatmap_figure(grid: pd.DataFrame, per_epoch: pd.DataFrame, title: str, tie_rule: str, note: str) -> dict:
+    """Return the winner heatmap (x = budget, y = epoch; one cell per grid row, z the index of its winner in
+    `figures.CATEGORY_ORDER`), the per-epoch EST line (from `compute_est`'s per-epoch table) and a mark on cells
+    decided by means only. Its hover text is not in it: the page writes it from the group's `cell_table`."""
     import plotly.graph_objects as go
 
     budgets = sorted(int(b) for b in grid["budget"].unique())
     epochs = sorted(int(e) for e in grid["epoch"].unique())
     code = {c: i for i, c in enumerate(figures.CATEGORY_ORDER)}
-    cells = {(int(r["budget"]), int(r["epoch"])): r for r in grid.to_dict("records")}
-    by_cell: dict[tuple[int, int], dict[str, dict]] = {}
-    for r in stats.to_dict("records"):
-        by_cell.setdefault((int(r["budget"]), int(r["epoch"])), {})[r["role"]] = r
-    dev = {} if costs.empty else {
-        int(b): dict(zip(c["role"], c["budget_deviation_pct"], strict=True))
-        for b, c in costs.groupby("budget") if "budget_deviation_pct" in c
-    }  # fmt: skip
-    est_lines = {e: _est_text(per_epoch, e) for e in epochs}
-    z, text = [], []
-    for e in epochs:
-        z.append([code[cells[(b, e)]["winner"]] for b in budgets])
-        text.append([_cell_hover(cells[(b, e)], by_cell.get((b, e), {}), dev.get(b, {}), est_lines[e], tie_rule)
-                     for b in budgets])  # fmt: skip
+    winners = grid.pivot(index="epoch", columns="budget", values="winner").reindex(index=epochs, columns=budgets)
+    winners = winners.fillna(MISSING)  # a (budget, epoch) without a grid row shows as missing
+    z = [[code[w] for w in row] for row in winners.to_numpy(dtype=object)]
     n = len(figures.CATEGORY_ORDER)
     scale = []
     for i, c in enumerate(figures.CATEGORY_ORDER):
         scale += [[i / n, figures.CATEGORY_COLORS[c]], [(i + 1) / n, figures.CATEGORY_COLORS[c]]]
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(x=list(range(len(budgets))), y=epochs, z=z, text=text,
+    # No text: the page writes each cell's hover from the group's `cell_table` when it shows the group.
+    fig.add_trace(go.Heatmap(x=list(range(len(budgets))), y=epochs, z=z,
                              hovertemplate="%{text}<extra></extra>", colorscale=scale, zmin=-0.5, zmax=n - 0.5,
                              showscale=False, xgap=1, ygap=1,
                              name="winner"))  # fmt: skip
@@ -477,8 +614,9 @@ def _groups(est, grouped: pd.DataFrame, rule: Rule) -> list[dict]:
             "title": title,
             "est": report.est_sentence(r, grid),
             "cells": len(grid),
+            "cell_table": cell_table(grid, stats, per_epoch, costs, tie_rule),
             "figs": {
-                "heatmap": heatmap_figure(grid, stats, per_epoch, costs, title, tie_rule, note),
+                "heatmap": heatmap_figure(grid, per_epoch, title, tie_rule, note),
                 "error": error_figure(stats, title, tie_rule),
                 "tta": time_to_accuracy_figure(stats, title, costs if not costs.empty else None),
                 "costs": costs_figure(costs, mem, title, source_of(trows)) if not costs.empty else None,
@@ -527,6 +665,9 @@ def explorer_data(store: str | Path, sweep: str | None = None, tie_rule: str = D
         "store": str(Path(store).resolve()),
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "tie_rule": rule.text(),
+        "rule": rule.name,
+        "categories": figures.CATEGORY_ORDER,
+        "missing": MISSING,
         "limits": {k: {"column": c, "unit": u, "name": n} for k, (c, u, n) in LIMITS.items()},
         "template": _js(template),
         "sweeps": {name: sweep_data(store, name, rule.name, max_budget_deviation_pct, rule, steps) for name in names},

@@ -1,8 +1,10 @@
 """The explorer page's HTML, styles and script (filled in by analysis.explore.page_html).
 
-The script only selects: it shows the precomputed figures of the chosen sweep and group, filters the advisor's
-candidate rows (already ranked by analysis.advise) with the same `value <= limit` test, and lists the trials of the
-group with a CSV download. Every number on the page was computed in Python.
+The script only selects and formats: it shows the precomputed figures of the chosen sweep and group, writes the
+heatmap's hover text from the group's compact cell table (`analysis.explore.cell_table`: numbers already rounded in
+Python to the digits shown, so the text reads as Python's f-strings would write it), filters the advisor's candidate
+rows (already ranked by analysis.advise) with the same `value <= limit` test, and lists the trials of the group with a
+CSV download. Every number on the page was computed in Python.
 """
 
 TEMPLATE = r"""<!doctype html>
@@ -84,6 +86,87 @@ function fill(sel, values, value) {
   sel.disabled = values.length < 2;
 }
 
+// --- compact tables (analysis.explore.encode_column) and the numbers' display --------------------------------
+const INT_TYPES = {i1: Int8Array, i2: Int16Array, i4: Int32Array};
+function column(enc, n) {
+  if (Array.isArray(enc)) return enc;
+  if ("c" in enc) return new Array(n).fill(enc.c);
+  if ("bdata" in enc) {  // little-endian, as every browser's typed arrays (plotly reads its own bdata so too)
+    const bytes = Uint8Array.from(atob(enc.bdata), (c) => c.charCodeAt(0));
+    const out = Array.from(new INT_TYPES[enc.dtype](bytes.buffer), (v) => v === enc.null ? null : v);
+    for (const i of enc.neg0 || []) out[i] = -0;
+    return out;
+  }
+  if ("d" in enc) return column(enc.k, n).map((i) => i === null ? null : enc.d[i]);
+  const out = new Array(n).fill(null);
+  enc.s.forEach((i, j) => { out[i] = enc.v[j]; });
+  return out;
+}
+// An integer count of 10^-d units (analysis.explore.display_units) as Python's f"{x:.{d}f}" (signed: "+.{d}f").
+function fixed(u, d, signed) {
+  if (u === null) return (signed ? "+" : "") + "nan";
+  const neg = u < 0 || Object.is(u, -0);
+  return (neg ? "-" : signed ? "+" : "") + (Math.abs(u) / 10 ** d).toFixed(d);
+}
+// A number already rounded to 3 significant digits (analysis.explore.three_digits) as Python's f"{x:.3g}".
+function g3(v) {
+  if (v === null) return "nan";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const [m, e] = v.toExponential(2).split("e"), x = +e;
+  const trim = (s) => s.includes(".") ? s.replace(/\.?0+$/, "") : s;
+  if (x < -4 || x >= 3) return trim(m) + "e" + (x < 0 ? "-" : "+") + String(Math.abs(x)).padStart(2, "0");
+  return trim(v.toFixed(2 - x));
+}
+
+// The hover text of every heatmap cell of group g (rows = epochs, columns = budgets, as the heatmap's z): winner,
+// every class's mean ± spread over seeds, seeds, budget deviation, each ensemble class's test against single, the
+// runner-up test, the margin under an overlap rule, the EST line.
+function hoverText(g) {
+  const C = g.cell_table, nb = C.budgets.length, n = nb * C.epochs.length, z = g.figs.heatmap.data[0].z;
+  const col = {};
+  for (const [k, enc] of Object.entries(C.cols)) col[k] = column(enc, n);
+  const at = (k, i) => col[k] ? col[k][i] : null;
+  const spread = D.rule === "std" ? "std" : "95% CI", estLines = column(C.est_lines, C.epochs.length);
+  return C.epochs.map((e, ei) => C.budgets.map((label, bi) => {
+    const i = ei * nb + bi, w = D.categories[z[ei][bi]];
+    const how = w === D.missing || at("assessable", i) ? "" : " (a 1-seed class: decided by means only)";
+    const lines = [`<b>budget ${label} parameters, epoch ${e}</b>`, `winner: <b>${w}</b>${how}`];
+    if (at("marked", i)) {
+      lines.push(`<b>marked</b>: ${at("deviating", i)} further than ${at("max_deviation", i)}% from the budget`);
+    }
+    for (const role of C.roles) {
+      const seeds = at("n_" + role, i);
+      if (seeds === null) continue;
+      const std = at("std_" + role, i) === null ? "" : ` ± ${fixed(at("std_" + role, i), 2)}`;
+      const hw = at("hw_" + role, i) === null ? "" : ` (${spread} ± ${fixed(at("hw_" + role, i), 2)})`;
+      const dev = C.deviation[role] ? C.deviation[role][bi] : null;
+      const devText = dev === null ? "" : `, budget deviation ${fixed(dev, 1, true)}%`;
+      const mean = at("mean_" + role, i) === null ? "n/a" : fixed(at("mean_" + role, i), 2);
+      lines.push(`${role}: ${mean}%${std}${hw} over ${seeds} seed${seeds !== 1 ? "s" : ""}${devText}`);
+    }
+    for (const role of C.ensembles) {
+      const v = at("verdict_" + role, i);
+      if (v === null) continue;
+      const lo = at("ci_lo_pp_" + role, i), diff = at("diff_pp_" + role, i);
+      const test = lo === null ? "" : ` [${fixed(lo, 2, true)}, ${fixed(at("ci_hi_pp_" + role, i), 2, true)}], ` +
+        `adjusted p ${g3(at("p_" + role, i))}, P(outperform) ${fixed(at("p_outperform_" + role, i), 2)}`;
+      const diffText = diff === null ? "n/a (fewer than 2 seeds)" : `${fixed(diff, 2, true)} pp`;
+      lines.push(`${role} − single: ${diffText}${test}: <b>${v}</b>`);
+    }
+    if (at("runner_up", i) !== null) {
+      lines.push(`${w} − ${at("runner_up", i)}: ${fixed(at("vs_runner_up_pp", i), 2, true)} pp, adjusted p ` +
+        `${g3(at("vs_runner_up_p", i))}: <b>${at("vs_runner_up_verdict", i) ?? "nan"}</b>`);
+    }
+    if (at("margin_pp", i) !== null) {
+      const noise = at("noise_pp", i);
+      const noiseText = noise === null ? " (no seed noise: 1 seed)" : ` vs seed noise ${fixed(noise, 2)} pp`;
+      lines.push(`best ensemble − single: ${fixed(at("margin_pp", i), 2, true)} pp${noiseText}`);
+    }
+    lines.push(estLines[ei].replace("{epoch}", e));
+    return lines.join("<br>");
+  }));
+}
+
 function plot(id, fig, empty) {
   const el = $(id);
   if (!fig) { Plotly.purge(el); el.innerHTML = '<p class="empty">' + esc(empty) + "</p>"; return; }
@@ -120,6 +203,7 @@ function showGroup(g) {
   });
   const none = "No group with a single network and an ensemble class has epoch rows yet.";
   $("est").textContent = g ? g.est : none;
+  if (g && !g.figs.heatmap.data[0].text) g.figs.heatmap.data[0].text = hoverText(g);  // once per group
   plot("heatmap", g && g.figs.heatmap, none);
   plot("error", g && g.figs.error, none);
   plot("tta", g && g.figs.tta, none);

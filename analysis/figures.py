@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import textwrap
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -20,11 +21,11 @@ matplotlib.use("Agg")  # files only, never a window; must precede any pyplot imp
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.collections import PatchCollection  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.patches import Patch, PathPatch  # noqa: E402
+from matplotlib.path import Path as MplPath  # noqa: E402
 
 from analysis.costs import COST_PASS, IN_RUN, prefer_isolated, source_of  # noqa: E402
 from analysis.est import (  # noqa: E402
@@ -39,7 +40,7 @@ from analysis.est import (  # noqa: E402
     Rule,
     fmt_params,
 )
-from analysis.store import comparable_latency_ms  # noqa: E402
+from analysis.store import comparable_latency_ms, distinct_joined  # noqa: E402
 from spaces.classes import CLASS_COLORS, ENSEMBLE_CLASSES  # noqa: E402  (the same colour in every figure)
 
 CATEGORY_COLORS = {
@@ -79,19 +80,34 @@ def _draw(task: tuple[str, tuple]) -> list[Path]:
 
 def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> list[list[Path]]:
     """Draw figures, each task (name of a figure function of this module, its positional args); return each one's
-    [png, svg] paths in the tasks' order.
+    [png, svg] paths in the tasks' order. See `start_drawing` for where they are drawn."""
+    return start_drawing(tasks, jobs)()
+
+
+def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> Callable[[], list[list[Path]]]:
+    """Start drawing figures (tasks as in `draw_many`); return a function that waits for them and returns each one's
+    [png, svg] paths in the tasks' order, so the caller can write its tables meanwhile.
 
     With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER figures per worker, the figures
     are drawn in that many forked processes: matplotlib's drawing is single-threaded, and a report of 27 groups draws
     over 100 figures. Only where forking is safe and cheap (a platform with fork, and no other Python thread in this
-    process: a sweep's Ray client holds some); elsewhere they are drawn here, one after another.
+    process: a sweep's Ray client holds some); elsewhere they are drawn here, one after another, when the returned
+    function is called.
     """
     jobs = default_jobs() if jobs is None else jobs
     jobs = min(jobs, len(tasks) // MIN_FIGURES_PER_WORKER)
     if jobs <= 1 or not hasattr(os, "fork") or threading.active_count() > 1:
-        return [_draw(t) for t in tasks]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
-        return list(pool.map(_draw, tasks))
+        return lambda: [_draw(t) for t in tasks]
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
+    futures = [pool.submit(_draw, t) for t in tasks]  # the workers fork here, before the pool's own thread starts
+
+    def result() -> list[list[Path]]:
+        try:
+            return [f.result() for f in futures]
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    return result
 
 
 def group_title(dataset: str, family: str, k: int, fit: str | None = None) -> str:
@@ -110,10 +126,16 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
+    # Laid out and measured once for both files: savefig(bbox_inches="tight") lays the figure out and draws it once
+    # more per file before drawing it. The box is the tight one (axis labels wider than narrow axes stay whole),
+    # padded as savefig pads it; the PNG is pixel for pixel what "tight" saved, the SVG takes the same layout.
+    fig.draw_without_rendering()
+    box = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
+    fig.set_layout_engine("none")
     for ext in FORMATS:
         p = out_dir / f"{stem}.{ext}"
         with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, editable
-            fig.savefig(p, format=ext, bbox_inches="tight")  # axis labels wider than narrow axes stay whole
+            fig.savefig(p, format=ext, bbox_inches=box)
         paths.append(p)
     return paths
 
@@ -195,11 +217,14 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
         extent=(-0.5, len(budgets) - 0.5, -0.5, len(epochs) - 0.5),
     )
     def hatch_cells(mask, hatch: str, edgecolor: str, linewidth: float = 0) -> None:
-        """Hatch the cells of `mask` (grid rows) as one collection, not a patch each."""
-        ax.add_collection(PatchCollection([Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in
-                                           zip(row[mask], col[mask], strict=True)],
-                                          facecolor="none", hatch=hatch, edgecolor=edgecolor,
-                                          linewidth=linewidth))  # fmt: skip
+        """Hatch the cells of `mask` (grid rows) as one path of unit squares: the hatch is drawn once over all of
+        them, not once per cell (a thousand hatched cells took a second to draw as a collection)."""
+        x, y = col[mask] - 0.5, row[mask] - 0.5
+        corners = np.stack([np.stack([x, y], 1), np.stack([x + 1, y], 1), np.stack([x + 1, y + 1], 1),
+                            np.stack([x, y + 1], 1), np.stack([x, y], 1)], 1)  # fmt: skip
+        codes = np.tile([MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY], len(x))
+        ax.add_patch(PathPatch(MplPath(corners.reshape(-1, 2), codes), facecolor="none", hatch=hatch,
+                               edgecolor=edgecolor, linewidth=linewidth))  # fmt: skip
 
     winners = grid["winner"].to_numpy()
     unresolved = winners == UNRESOLVED
@@ -390,33 +415,34 @@ def time_to_accuracy_table(stats: pd.DataFrame, epoch: int | None = None,
         isolated = {(int(b), r): float(t) for b, r, t in zip(costs["budget"], costs["role"],
                                                             costs["epoch_time_isolated"], strict=True)
                     if pd.notna(t)}  # fmt: skip
+    # Group-wise: each budget's target, then per (budget, class) its first epoch at or above it.
+    s = stats[stats["role"].isin(CLASS_ORDER)]
+    targets = s[s["role"] == "single"].groupby("budget", sort=True)["mean_acc"].max()
+    s = s[s["budget"].isin(targets.index)]
+    order = {c: i for i, c in enumerate(CLASS_ORDER)}
+    s = s.assign(_class=s["role"].map(order)).sort_values(["budget", "_class", "epoch"], kind="stable")
+    target = s["budget"].map(targets).to_numpy(float)
+    hit = s[s["mean_acc"].to_numpy(float) >= target - 1e-12].drop_duplicates(["budget", "_class"])
+    first = {(int(b), r): (int(e), float(t)) for b, r, e, t in zip(hit["budget"], hit["role"], hit["epoch"],
+                                                                   hit["cum_time_s"], strict=True)}  # fmt: skip
     rows = []
-    for b, g in stats.groupby("budget", sort=True):
-        single = g[g["role"] == "single"]
-        if single.empty:
-            continue
-        target = float(single["mean_acc"].max())
-        for cls in CLASS_ORDER:
-            c = g[g["role"] == cls].sort_values("epoch")
-            if c.empty:
-                continue
-            hit = c[c["mean_acc"] >= target - 1e-12]
-            first = hit.iloc[0] if not hit.empty else None
-            per_epoch = isolated.get((int(b), cls))
-            time_s = float("nan")
-            if first is not None:
-                time_s = int(first["epoch"]) * per_epoch if per_epoch is not None else float(first["cum_time_s"])
-            rows.append(
-                {
-                    "budget": int(b),
-                    "role": cls,
-                    "target_acc": target,
-                    "epoch_reached": int(first["epoch"]) if first is not None else None,
-                    "time_s": time_s,
-                    "reached": first is not None,
-                    "time_source": COST_PASS if per_epoch is not None else IN_RUN,
-                }
-            )
+    for b, cls in s[["budget", "role"]].drop_duplicates().itertuples(index=False):
+        reached = first.get((int(b), cls))
+        per_epoch = isolated.get((int(b), cls))
+        time_s = float("nan")
+        if reached is not None:
+            time_s = reached[0] * per_epoch if per_epoch is not None else reached[1]
+        rows.append(
+            {
+                "budget": int(b),
+                "role": cls,
+                "target_acc": float(targets[b]),
+                "epoch_reached": reached[0] if reached is not None else None,
+                "time_s": time_s,
+                "reached": reached is not None,
+                "time_source": COST_PASS if per_epoch is not None else IN_RUN,
+            }
+        )
     return pd.DataFrame(rows, columns=["budget", "role", "target_acc", "epoch_reached", "time_s", "reached",
                                        "time_source"])  # fmt: skip
 
@@ -556,7 +582,11 @@ def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
     out = grouped[cols].mean()
     out["n_trials"] = grouped.size()
     has_source = "cost_source" in ok
-    out["cost_source"] = grouped["cost_source"].agg(lambda s: source_of(s.to_frame())) if has_source else IN_RUN
+    if has_source:  # analysis.costs.source_of per (budget, role), group-wise
+        sources = distinct_joined(ok, ["budget", "role"], "cost_source", " and ", none=IN_RUN)
+        out["cost_source"] = pd.Series(sources.reindex(out.index).tolist(), index=out.index)
+    else:
+        out["cost_source"] = IN_RUN
     return out.reset_index()
 
 

@@ -16,6 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import tables
@@ -91,6 +92,25 @@ def _slug(*parts) -> str:
 # --- what is missing --------------------------------------------------------------------------------------------
 
 
+def _lacking_epochs(epochs: pd.DataFrame, info: pd.DataFrame) -> list:
+    """Return, sorted, the trial ids of `epochs` whose rows do not cover epochs 1..want, want as `missing_report`
+    takes it (the trial's `epochs`, else its last epoch; `epochs_done` for a finished trial that is not ok): group-wise,
+    so that only those trials are looked at one by one."""
+    first = epochs.drop_duplicates("trial_id").set_index("trial_id")  # each trial's first row, as g.iloc[0]
+    want = first["epochs"].astype(float) if "epochs" in first else pd.Series(np.nan, index=first.index)
+    want = want.fillna(epochs.groupby("trial_id")["epoch"].max().astype(float))
+    if not info.empty and "epochs_done" in info:
+        done = info.loc[info.index.intersection(want.index)]
+        done = done[(done["status"] != "ok") & done["epochs_done"].notna() & ~done.index.duplicated(keep="last")]
+        want.loc[done.index] = done["epochs_done"].astype(float)
+    want = np.floor(want)
+    seen = epochs[["trial_id", "epoch"]].drop_duplicates()
+    e = seen["epoch"].astype(float).to_numpy()
+    inside = seen[(e >= 1) & (e <= want.reindex(seen["trial_id"]).to_numpy())]
+    have = inside.groupby("trial_id").size().reindex(want.index, fill_value=0)
+    return sorted(want.index[have.to_numpy() < want.to_numpy()])
+
+
 def missing_report(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Return tables of what is missing or incomplete; each may be empty.
 
@@ -126,7 +146,8 @@ def missing_report(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, pd.D
     rows = []
     if ep_ids is not None:
         info = trials.set_index("trial_id") if not trials.empty else pd.DataFrame()
-        for tid, g in ep_ids:
+        for tid in _lacking_epochs(epochs, info):
+            g = ep_ids.get_group(tid)
             have = set(int(e) for e in g["epoch"])
             want = int(g["epochs"].iloc[0]) if "epochs" in g and pd.notna(g["epochs"].iloc[0]) else max(have)
             if tid in info.index:
@@ -344,8 +365,6 @@ def write_report(
     with timed(steps, "est"):
         est = compute_est(epochs, trials if not trials.empty else None, rule=rule,
                           max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
-    with timed(steps, "tables"):
-        _write_est(est, out)
     page.h(2, "Ensemble Switchover Threshold (EST)")
     if est.summary.empty:
         page.p("No group has both a single network and an ensemble class with epoch rows: EST cannot be computed yet.")
@@ -414,16 +433,20 @@ def write_report(
             page.p(figures.MEMORY_NOTE)
             page.p(figures.cost_source_note(trows))
         page.p(never_txt + ".")
-    with timed(steps, "figures"):
-        drawn = figures.draw_many([(name, args) for _, name, args in tasks], jobs=figure_jobs)
+    # The figures are drawn by worker processes while this one writes the tables; "figures" is the wait for them.
+    drawing = figures.start_drawing([(name, args) for _, name, args in tasks], jobs=figure_jobs)
+    page.h(2, "Divide and co-train comparison")
+    try:
+        with timed(steps, "tables"):
+            _write_est(est, out)
+            _tables_sections(page, store, sweep, trials, epochs, load_warnings, out, fig_dir, make_figures,
+                             max_budget_deviation_pct)  # fmt: skip
+    finally:  # the workers are always waited for (and shut down), also when a table fails
+        with timed(steps, "figures"):
+            drawn = drawing()
     for (block, _, _), paths in zip(tasks, drawn, strict=True):
         alt = page.blocks[block][1][1]
         page.blocks[block] = ("img", (str(paths[0].relative_to(out)), alt))
-
-    page.h(2, "Divide and co-train comparison")
-    with timed(steps, "tables"):
-        _tables_sections(page, store, sweep, trials, epochs, load_warnings, out, fig_dir, make_figures,
-                         max_budget_deviation_pct)  # fmt: skip
     with timed(steps, "page"):
         md_path = out / "index.md"
         md_path.write_text(page.markdown(), encoding="utf-8")

@@ -12,9 +12,10 @@ import pytest
 from analysis import figures, tables
 from analysis.advise import advise
 from analysis.est import compute_est
-from analysis.explore import _cell_hover
-from tests.analysis.synth import frames, grid_trials
+from analysis.explore import cell_table
+from tests.analysis.synth import assign, frames, grid_trials
 from tests.analysis.test_est import BUDGETS, SEED_NOISE, known_est_acc
+from tests.analysis.test_explore import cell_column
 
 TITLE = figures.group_title("digits", "resnet", 2, "floor")
 
@@ -102,11 +103,15 @@ def test_the_heatmap_hatches_marked_cells_and_names_them_in_the_legend(tmp_path)
     assert marked.count(figures.DEVIATION_EDGE) > clean.count(figures.DEVIATION_EDGE)
 
 
-def test_the_explorer_hover_names_the_deviating_class():
+def test_the_explorer_hover_table_marks_the_cell_and_names_the_deviating_class():
     t, e = trials_with_deviation("weq", 160_000, -30.0)
-    cell = final_cells(compute_est(e, t)).loc[160_000].to_dict() | {"budget": 160_000, "epoch": 4}
-    text = _cell_hover(cell, {}, {}, "EST line", "std")
-    assert "<b>marked</b>: weq further than 10% from the budget" in text
+    res = compute_est(e, t, tie_rule="std")
+    costs = figures.cost_table(assign(t))
+    table = {"cell_table": cell_table(res.grid, res.stats, res.per_epoch, costs, "std")}
+    final = {name: cell_column(table, name)[-1] for name in ("marked", "deviating", "max_deviation")}
+    assert final["marked"] == [False, False, False, False, True]  # budgets 10k ... 160k at the last epoch
+    assert (final["deviating"][-1], final["max_deviation"][-1]) == ("weq", "10")
+    assert table["cell_table"]["deviation"]["weq"] == [-20, -20, -20, -20, -300]  # 0.1 %
 
 
 def test_the_advisor_labels_a_design_beyond_the_limit():

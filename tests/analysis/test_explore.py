@@ -3,16 +3,27 @@ trials. The page itself is driven in a real browser in test_explore_browser.py."
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from analysis import figures
 from analysis.__main__ import main
 from analysis.advise import advise
 from analysis.est import compute_est
-from analysis.explore import explorer_data, write_explorer
+from analysis.explore import (
+    display_units,
+    encode_column,
+    encode_display,
+    explorer_data,
+    three_digits,
+    write_explorer,
+)
 from analysis.report import read_store
 from analysis.store import load_subnets, load_trials
 from tests.analysis.synth import grid_trials, make_trial, write_store
@@ -70,16 +81,90 @@ def test_heatmap_has_one_cell_per_budget_and_epoch_of_the_est_grid(store, data):
         assert n_budgets * n_epochs == len(grid[grid["family"] == family]) == group(data, "demo", family)["cells"]
 
 
-def test_heatmap_hover_shows_each_class_mean_and_spread_seeds_deviation_and_the_est_line(data):
-    heat = group(data, "demo", "resnet")["figs"]["heatmap"]["data"][0]
+def decode_column(enc, n: int) -> list:
+    """The page's `column()` in Python: the values of a compact column (`analysis.explore.encode_column`) of n rows."""
+    if isinstance(enc, list):
+        return enc
+    if "c" in enc:
+        return [enc["c"]] * n
+    if "d" in enc:
+        return [None if i is None else enc["d"][i] for i in decode_column(enc["k"], n)]
+    if "bdata" in enc:
+        kind = {"i1": "<i1", "i2": "<i2", "i4": "<i4"}[enc["dtype"]]
+        out = [None if v == enc.get("null") else int(v) for v in np.frombuffer(base64.b64decode(enc["bdata"]), kind)]
+        for i in enc.get("neg0", []):
+            out[i] = -0.0
+        return out
+    out = [None] * n
+    for i, v in zip(enc["s"], enc["v"], strict=True):
+        out[i] = v
+    return out
+
+
+def cell_column(g: dict, name: str) -> list:
+    """One column of a group's heatmap cell table, decoded, as rows of epochs x columns of budgets."""
+    t = g["cell_table"]
+    nb = len(t["budgets"])
+    values = decode_column(t["cols"][name], nb * len(t["epochs"]))
+    return [values[i : i + nb] for i in range(0, len(values), nb)]
+
+
+ROUND_TRIP = {  # columns of every kind encode_column writes, and the kind it chooses
+    "constant": ([3, 3, 3, 3], "c"),
+    "all missing": ([None, None, None], "c"),
+    "strings": (["wins", "loses", None, "wins", "unresolved"], "d"),
+    "mostly missing": ([None, 2.5, None, None, None, None, -1, None], "s"),
+    "small integers": ([0, -5, None, 127, 3, -0.0], "i1"),
+    "integers": ([8400, -10000, None, 87, -0.0, 0], "i2"),
+    "large integers": ([40_000, -3, None, 7], "i4"),
+    "fractions": ([0.00132, 1.36e-07, None, 1.0], list),
+    "booleans": ([True, False, True], list),
+}
+
+
+@pytest.mark.parametrize("name", list(ROUND_TRIP))
+def test_compact_columns_decode_to_the_values_encoded(name):
+    values, kind = ROUND_TRIP[name]
+    enc = encode_column(values)
+    assert json.loads(json.dumps(enc, allow_nan=False)) == enc  # plain JSON
+    assert isinstance(enc, list) if kind is list else (kind in enc or enc.get("dtype") == kind)
+    back = decode_column(enc, len(values))
+    assert back == values and [type(v) for v in back] == [type(v) for v in values]
+    assert [math.copysign(1, v) for v in back if v == 0] == [math.copysign(1, v) for v in values if v == 0]
+
+
+def test_display_units_are_the_digits_python_formats_show():
+    values = [84.375, 84.385, 0.125, -0.001, -0.0, 2.675, 1e-9, float("nan"), float("inf"), 99.995]
+    units = display_units(values, 2)
+    for x, u in zip(values, units, strict=True):
+        if not math.isfinite(x):
+            assert u is None
+        else:  # the integer, read with 2 decimals, is what f"{x:.2f}" prints, "-0.00" included
+            assert ("-" if math.copysign(1, u) < 0 else "") + f"{abs(u) / 100:.2f}" == f"{x:.2f}"
+    assert three_digits([0.000758347342248017, 1.355364e-07, 1.0, float("nan")]) == [0.000758, 1.36e-07, 1.0, None]
+    assert encode_display(values, 2) == encode_column(units)  # the array path writes what the list path writes
+
+
+def test_heatmap_cells_carry_each_class_mean_spread_seeds_deviation_and_test_as_displayed(data):
+    g = group(data, "demo", "resnet")
+    t = g["cell_table"]
+    assert t["budgets"][2] == "0.04M" and t["epochs"][-1] == 4
     # Epoch 4 (last row), budget 40k (third column): ensembles lead by 3 pp; seeds at -0.2, 0, +0.2 pp.
-    text = heat["text"][-1][2]
-    assert "budget 0.04M parameters, epoch 4" in text
-    assert "single: 84.00% ± 0.20 (95% CI ± 0.50) over 3 seeds, budget deviation -2.0%" in text
-    assert "deq: 87.00% ± 0.20 (95% CI ± 0.50) over 3 seeds" in text and "weq: 87.00% ± 0.20" in text
-    assert "deq − single: +3.00 pp [+2.55, +3.45]" in text and "P(outperform) 1.00: <b>wins</b>" in text
-    assert "EST line at epoch 4: 0.04M (switchover in (0.02M, 0.04M])" in text
-    assert "winner: <b>all ensembles</b>" in text
+    at = {name: cell_column(g, name)[-1][2] for name in t["cols"]}
+    assert (at["mean_single"], at["std_single"], at["hw_single"], at["n_single"]) == (8400, 20, 50, 3)  # 0.01 %
+    assert (at["mean_deq"], at["mean_weq"]) == (8700, 8700)
+    assert (at["diff_pp_deq"], at["ci_lo_pp_deq"], at["ci_hi_pp_deq"]) == (300, 255, 345)  # 0.01 pp
+    assert at["verdict_deq"] == "wins" and at["p_outperform_deq"] == 100 and 0 < at["p_deq"] < 0.05
+    assert t["deviation"]["single"][2] == -20  # 0.1 %
+    lines = decode_column(t["est_lines"], len(t["epochs"]))
+    assert lines[-1] == "EST line at epoch {epoch}: 0.04M (switchover in (0.02M, 0.04M])"
+    heat = g["figs"]["heatmap"]["data"][0]
+    assert "text" not in heat and heat["z"][-1][2] == figures.CATEGORY_ORDER.index("all ensembles")
+
+
+def test_the_page_embeds_the_hover_numbers_not_their_text(store, tmp_path):
+    page = write_explorer(store, "demo", tmp_path / "x").read_text()
+    assert "84.00%" not in page and "over 3 seeds" not in page and "budget deviation -2.0%" not in page
 
 
 def test_est_sentence_is_the_reports(data):

@@ -5,6 +5,7 @@ against analysis.advise, the CSV link, a screenshot."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 
@@ -12,10 +13,10 @@ import pytest
 
 from analysis.advise import advise
 from analysis.est import compute_est
-from analysis.explore import write_explorer
+from analysis.explore import display_units, encode_column, three_digits, write_explorer
 from analysis.report import read_store
 from analysis.store import load_subnets, load_trials
-from tests.analysis.test_explore import demo_store
+from tests.analysis.test_explore import ROUND_TRIP, demo_store
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -98,6 +99,55 @@ def test_heatmap_has_one_cell_per_budget_and_epoch_of_the_chosen_group(browser, 
     cells = [z for row in h["z"] for z in row if z is not None]
     assert len(cells) == len(h["x"]) * len(h["y"]) == len(want) == 20
     assert sorted(h["y"]) == sorted(want["epoch"].unique())
+
+
+def hover(driver, epoch_row: int, budget_column: int) -> str:
+    return js(driver, "return document.getElementById('heatmap').data[0].text[arguments[0]][arguments[1]]",
+              epoch_row, budget_column)  # fmt: skip
+
+
+def test_heatmap_hover_shows_each_class_mean_and_spread_seeds_deviation_and_the_est_line(browser):
+    select(browser, "sweep", "demo")
+    select(browser, "family", "resnet")
+    # Epoch 4 (last row), budget 40k (third column): ensembles lead by 3 pp; seeds at -0.2, 0, +0.2 pp.
+    text = hover(browser, 3, 2)
+    assert "budget 0.04M parameters, epoch 4" in text
+    assert "single: 84.00% ± 0.20 (95% CI ± 0.50) over 3 seeds, budget deviation -2.0%" in text
+    assert "deq: 87.00% ± 0.20 (95% CI ± 0.50) over 3 seeds" in text and "weq: 87.00% ± 0.20" in text
+    assert "deq − single: +3.00 pp [+2.55, +3.45]" in text and "P(outperform) 1.00: <b>wins</b>" in text
+    assert "EST line at epoch 4: 0.04M (switchover in (0.02M, 0.04M])" in text
+    assert "winner: <b>all ensembles</b>" in text
+
+
+def test_hover_of_a_marked_cell_names_the_deviating_class(browser):
+    from analysis.explore import cell_table, heatmap_figure
+    from analysis.figures import cost_table
+    from tests.analysis.synth import assign
+    from tests.analysis.test_budget_deviation import trials_with_deviation
+
+    t, e = trials_with_deviation("weq", 160_000, -30.0)
+    res = compute_est(e, t)
+    g = {"cell_table": cell_table(res.grid, res.stats, res.per_epoch, cost_table(assign(t)), "welch"),
+         "figs": {"heatmap": heatmap_figure(res.grid, res.per_epoch, "t", "welch", "")}}  # fmt: skip
+    text = js(browser, "return hoverText(arguments[0])", g)[-1][-1]  # the last epoch at 160k
+    assert "<b>marked</b>: weq further than 10% from the budget" in text
+    assert "weq: 87.00% ± 0.20 (95% CI ± 0.50) over 3 seeds, budget deviation -30.0%" in text
+
+
+@pytest.mark.parametrize("name", list(ROUND_TRIP))
+def test_compact_columns_decode_in_the_page_to_the_values_python_encoded(browser, name):
+    values, _ = ROUND_TRIP[name]
+    got = js(browser, "return column(arguments[0], arguments[1]).map((v) => Object.is(v, -0) ? '-0' : v)",
+             encode_column(values), len(values))  # fmt: skip
+    assert got == ["-0" if v == 0 and math.copysign(1, v) < 0 else v for v in values]
+
+
+def test_the_page_prints_numbers_as_python_formats_them(browser):
+    values = [84.375, 84.385, 0.125, -0.001, -0.0, 2.675, 1e-9, 99.995, -3.45, 12.5, float("nan")]
+    ps = [0.000758347342248017, 1.355364e-07, 1.0, 0.5, 0.04449, 0.0001, 0.00009996, 2e-300, 0.0, float("nan")]
+    shown = js(browser, "return [arguments[0].map((u) => fixed(u, 2)), arguments[0].map((u) => fixed(u, 2, true)),"
+                        "arguments[1].map(g3)]", display_units(values, 2), three_digits(ps))  # fmt: skip
+    assert shown == [[f"{x:.2f}" for x in values], [f"{x:+.2f}" for x in values], [f"{p:.3g}" for p in ps]]
 
 
 def test_switching_the_group_changes_the_heatmap(browser):

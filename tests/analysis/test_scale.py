@@ -8,7 +8,7 @@ import pandas as pd
 
 from analysis.est import _furthest_from_zero, half_width, half_widths
 from analysis.figures import MAX_TICK_LABELS, tick_positions, winner_heatmap
-from analysis.store import load_epochs, over_seeds
+from analysis.store import distinct_joined, load_epochs, over_seeds
 from tests.analysis.synth import grid_trials, write_store
 
 
@@ -58,6 +58,32 @@ def test_epochs_read_in_one_scan_keep_only_the_asked_columns(tmp_path):
     some = load_epochs(tmp_path, "s", columns=["epoch", "test_acc"])
     assert list(some.columns) == ["sweep", "trial_id", "epoch", "test_acc"]
     pd.testing.assert_frame_equal(some, full[["sweep", "trial_id", "epoch", "test_acc"]])
+
+
+def test_files_read_batch_by_batch_give_the_rows_and_types_of_one_concatenation(tmp_path, monkeypatch):
+    import analysis.store as store_module
+
+    trials = grid_trials(lambda c, b, e, s: 0.8, [10_000, 20_000], epochs=3)
+    for i, (_, rows) in enumerate(trials):  # files written over time: a column added, an integer column widened
+        for r in rows:
+            r["grad_norm"] = 0.5 * i if i % 3 else int(i)
+            if i % 2:
+                r["ema_acc"] = 0.7
+    write_store(tmp_path, "s", trials)
+    whole = load_epochs(str(tmp_path), sweep="s")
+    monkeypatch.setattr(store_module, "READ_BATCH", 4)
+    batched = load_epochs(str(tmp_path), sweep="s")
+    pd.testing.assert_frame_equal(batched, whole, check_exact=True)
+    assert len(whole) == 18 * 3 and whole["ema_acc"].isna().sum() == 9 * 3 and whole["grad_norm"].dtype == float
+
+
+def test_distinct_values_are_joined_sorted_per_group_in_order_of_first_appearance():
+    df = pd.DataFrame({"k": ["b", "a", "b", "a", "c", "b"], "v": ["in-run", None, "cost pass", None, "x", "in-run"]})
+    got = distinct_joined(df, ["k"], "v", " and ", none="in-run")
+    assert got.to_dict() == {"b": "cost pass and in-run", "a": "in-run", "c": "x"}
+    assert list(got.index) == ["b", "a", "c"]
+    reference = df.groupby("k", sort=False)["v"].agg(lambda s: " and ".join(sorted(set(s.dropna()))) or "in-run")
+    assert got.tolist() == reference.tolist()
 
 
 def test_tick_labels_are_at_most_the_limit_and_include_both_ends():

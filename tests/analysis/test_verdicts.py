@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
+from analysis import est
 from analysis.est import Rule, adjust_p, compute_est, winner_grid
 from tests.analysis.synth import frames, grid_trials
 from tests.analysis.test_est import BUDGETS, SEED_NOISE, est_of, known_est_acc
@@ -234,6 +235,21 @@ def test_est_interval_widens_when_the_cells_near_the_switchover_are_noisy():
     assert s["status"] == "found"
     assert s["est_lo"] < s["est_hi"]
     assert s["est_lo"] <= s["est_budget"] <= s["est_hi"]
+
+
+@pytest.mark.parametrize("rule", ["welch", "std"])
+def test_est_interval_decided_in_blocks_of_replicates_equals_one_pass(monkeypatch, rule):
+    # Ensembles lead by -1.2 .. +1.8 pp over 6 budgets, seeds 1 pp apart: resamples disagree about the EST.
+    rng = np.random.default_rng(0)
+    lead = (0.006 * np.arange(6) - 0.012)[None, :, None, None] * np.array([0, 1, 1])[:, None, None, None]
+    acc = 0.8 + lead + 0.01 * rng.standard_normal((3, 6, 2, 3))
+    e = epochs_table(acc, ("single", "deq", "weq"), np.arange(1, 7) * 10_000, np.arange(1, 3))
+    monkeypatch.setattr(est, "EST_BOOTSTRAP_BLOCK_DRAWS", 10**9)
+    one_pass = est.est_interval(e, Rule(rule), n_boot=300)
+    monkeypatch.setattr(est, "EST_BOOTSTRAP_BLOCK_DRAWS", 7 * 54)  # blocks of 7 replicates (54 seed values each)
+    blocks = est.est_interval(e, Rule(rule), n_boot=300)
+    pd.testing.assert_frame_equal(blocks, one_pass, check_exact=True)
+    assert 0 < one_pass["est_found_frac"].iloc[0] < 1  # the replicates disagree: the draws matter
 
 
 def test_est_json_keeps_unresolved_apart_from_equivalent_with_each_cells_test():
