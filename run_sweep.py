@@ -42,8 +42,8 @@ def dry_run_rows(designs: list[DesignPoint], n_seeds: int, max_deviation_pct: fl
     """Return one dict per design point for the dry run: the design, `budget_deviation_pct` (% of the budget, the
     store's name for it), `beyond_max_deviation` ("*" when it is further than `max_deviation_pct` % from the budget;
     "rule" for a class whose division rule sets its size, such as dct, which the analysis compares at its real
-    parameter count and never marks; else "") and `trials`, the trial indices of its seeds (what `python -m harness.trial --index N` takes; trials are
-    numbered design-major, seeds inner)."""
+    parameter count and never marks; else "") and `trials`, the trial indices of its seeds (what
+    `python -m harness.trial --index N` takes; trials are numbered design-major, seeds inner)."""
     rows = []
     for i, d in enumerate(designs):
         values = d.as_dict()
@@ -65,7 +65,8 @@ def worst_deviation_lines(designs: list[DesignPoint], max_deviation_pct: float) 
         worst = max(devs, key=abs)
         beyond = sum(abs(v) > max_deviation_pct for v in devs)
         close = sum(abs(v) <= 5.0 for v in devs)
-        line = f"  {cls}: worst {worst:+.2f}%, {beyond}/{len(devs)} beyond {max_deviation_pct:g}%, {close}/{len(devs)} within 5%"
+        line = (f"  {cls}: worst {worst:+.2f}%, {beyond}/{len(devs)} beyond {max_deviation_pct:g}%, "
+                f"{close}/{len(devs)} within 5%")
         if cls in RULE_SIZED_CLASSES:
             line += " (sized by its division rule: compared at its real parameter count, never marked)"
         lines.append(line)
@@ -78,8 +79,8 @@ def _index_range(indices: list[int]) -> str:
 
 def design_table(designs: list[DesignPoint], n_seeds: int = 1, max_deviation_pct: float = 10.0) -> str:
     """Return the dry-run design table as aligned text, one row per design point; its first column holds the trial
-    indices of the point's seeds, its mark a "*" on designs further than `max_deviation_pct` % from their budget ("rule" on dct, whose division rule
-    sets its size)."""
+    indices of the point's seeds, its mark a "*" on designs further than `max_deviation_pct` % from their budget
+    ("rule" on dct, whose division rule sets its size)."""
     columns = list(DRY_RUN_COLUMNS)
     if any("stage_blocks" in d.family_args for d in designs):  # depth_granularity = "block": show each stage's blocks
         columns.insert(4, ("blocks", "stage_blocks", "{}"))

@@ -183,6 +183,18 @@ def tick_positions(n: int, most: int) -> np.ndarray:
     return picked
 
 
+def hatch_grid_cells(ax, rows: np.ndarray, cols: np.ndarray, hatch: str, edgecolor: str, linewidth: float = 0) -> None:
+    """Hatch the unit cells at (`rows`, `cols`) of an image drawn with cell centres at integers, as one path of unit
+    squares: the hatch is drawn once over all of them, not once per cell (a thousand hatched cells took a second to
+    draw as a collection)."""
+    x, y = cols - 0.5, rows - 0.5
+    corners = np.stack([np.stack([x, y], 1), np.stack([x + 1, y], 1), np.stack([x + 1, y + 1], 1),
+                        np.stack([x, y + 1], 1), np.stack([x, y], 1)], 1)  # fmt: skip
+    codes = np.tile([MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY], len(x))
+    ax.add_patch(PathPatch(MplPath(corners.reshape(-1, 2), codes), facecolor="none", hatch=hatch,
+                           edgecolor=edgecolor, linewidth=linewidth))  # fmt: skip
+
+
 def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "") -> list[Path]:
     """Draw the discrete winner heatmap (x = budget, y = epoch, one colour per category); return [png, svg].
 
@@ -217,14 +229,7 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
         extent=(-0.5, len(budgets) - 0.5, -0.5, len(epochs) - 0.5),
     )
     def hatch_cells(mask, hatch: str, edgecolor: str, linewidth: float = 0) -> None:
-        """Hatch the cells of `mask` (grid rows) as one path of unit squares: the hatch is drawn once over all of
-        them, not once per cell (a thousand hatched cells took a second to draw as a collection)."""
-        x, y = col[mask] - 0.5, row[mask] - 0.5
-        corners = np.stack([np.stack([x, y], 1), np.stack([x + 1, y], 1), np.stack([x + 1, y + 1], 1),
-                            np.stack([x, y + 1], 1), np.stack([x, y], 1)], 1)  # fmt: skip
-        codes = np.tile([MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY], len(x))
-        ax.add_patch(PathPatch(MplPath(corners.reshape(-1, 2), codes), facecolor="none", hatch=hatch,
-                               edgecolor=edgecolor, linewidth=linewidth))  # fmt: skip
+        hatch_grid_cells(ax, row[mask], col[mask], hatch, edgecolor, linewidth)
 
     winners = grid["winner"].to_numpy()
     unresolved = winners == UNRESOLVED
@@ -324,8 +329,7 @@ def class_verdicts_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: 
                   extent=(-0.5, len(budgets) - 0.5, -0.5, len(epochs) - 0.5))  # fmt: skip
         open_cells = verdicts == UNRESOLVED
         if open_cells.any():  # dotted, as in the winner heatmap
-            cells = [Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in zip(row[open_cells], col[open_cells], strict=True)]
-            ax.add_collection(PatchCollection(cells, facecolor="none", hatch="..", edgecolor="#777777", linewidth=0))
+            hatch_grid_cells(ax, row[open_cells], col[open_cells], "..", "#777777")
         labels = {"wins": f"{r} wins", "loses": f"{r} loses (single wins)",
                   EQUIVALENT: f"equivalent (within ±{margin:g} pp)", UNRESOLVED: "unresolved (more seeds needed)"}
         for v in VERDICT_ORDER[:-1]:
