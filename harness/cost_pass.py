@@ -30,6 +30,7 @@ import datetime as dt
 import functools
 import gc
 import importlib
+import json
 import math
 import os
 import pickle
@@ -42,6 +43,7 @@ from itertools import groupby
 import torch
 
 from harness import measure
+from harness.data import load_data
 from harness.isolate import call_in_child
 from harness.kinds import kind_for
 from harness.latency_pass import BLOCKS as LATENCY_BLOCKS
@@ -68,14 +70,29 @@ MEMORY_STEPS = 2
 CHILD_TIMEOUT_S = 1800
 
 
-def _trainer(config: dict, device: torch.device):
+def loaded_once():
+    """Return a `harness.data.load_data` that loads each (data set, device, options) once and hands the same
+    `TrialData` to every later call: the timing process builds every design point of the sweep on the same data, and
+    the trials only read it."""
+    cache: dict[str, object] = {}
+
+    def load(dataset: dict, device, **options):
+        key = json.dumps([dataset, str(device), options], sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = load_data(dataset, device, **options)
+        return cache[key]
+
+    return load
+
+
+def _trainer(config: dict, device: torch.device, data_loader=None):
     """Return (a function running one full training step of the config's design, the kind, the Setup): the point
     built as its trial builds it (prologue, trial kind, GradScaler), in the mid-training epoch's mode; each call makes
     the next full batch's views (as the trial's epoch does) and runs the kind's `train_step` with the loop's optimizer
     step. Partial last batches are skipped, so every step has the trial's batch size."""
     design, recipe = config["design"], config["recipe"]
     kind_class = kind_for(design["design_class"])
-    setup = prologue(config, None, device, kind_class.data_views(design, recipe))
+    setup = prologue(config, None, device, kind_class.data_views(design, recipe), data_loader=data_loader)
     return _steps(setup, kind_class(setup))
 
 
@@ -157,6 +174,7 @@ def time_points(configs: list[dict], per_seed: bool = False, warmup: int = WARMU
     node's measurement lock."""
     device = pick_device(configs[0].get("resources") or {})
     out: dict[str, dict] = {}
+    load = loaded_once()
     for _, group in groupby(sorted(configs, key=lambda c: c["design"]["budget"]), key=lambda c: c["design"]["budget"]):
         group = list(group)
         runs, info = {}, {}
@@ -164,7 +182,7 @@ def time_points(configs: list[dict], per_seed: bool = False, warmup: int = WARMU
             apply_trial_settings(config)  # seeds, cudnn.benchmark, threads: as the trial starts
             threads = trial_threads(config)
             torch.set_num_threads(threads)
-            step, kind, setup = _trainer(config, device)
+            step, kind, setup = _trainer(config, device, load)
             pid = unit_key(config, per_seed)
             runs[pid] = _with_threads(step, threads)
             info[pid] = {"execution": kind.execution, "member_schedule": kind.member_schedule,

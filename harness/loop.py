@@ -302,17 +302,19 @@ def save_training(ckpt_path: str, trial_id: str, kind: TrialKind, scaler, gen: t
 # --- the loop ---------------------------------------------------------------------------------------------------
 
 
-def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_views: int, workers=None) -> Setup:
+def prologue(config: dict, checkpoint: dict | None, device: torch.device, data_views: int, workers=None,
+             data_loader=None) -> Setup:  # fmt: skip
     """Return the trial's Setup: precision and autocast on `device`, data (folder data making `data_views` views per
     sample), views, the trial's generator; torch's global RNG is seeded from the trial seed (and the worker's rank in
-    a parallel trial, `workers`: dropout masks differ between workers as between samples)."""
+    a parallel trial, `workers`: dropout masks differ between workers as between samples). `data_loader` (default
+    `harness.data.load_data`) is what loads the data: the cost pass passes one that loads each data set once."""
     seed, recipe = int(config["seed"]), config["recipe"]
     precision, amp_dtype = resolve_precision(recipe["precision"], device)
     amp = measure.autocast_context(device, amp_dtype)
     if device.type == "cuda":
         # Input shapes are fixed, so timing cuDNN's algorithms once pays off; off gives run-to-run reproducibility.
         torch.backends.cudnn.benchmark = bool(recipe["cudnn_benchmark"])
-    data = load_data(
+    data = (data_loader or load_data)(
         config["dataset"],
         device,
         member_views=data_views,
