@@ -310,9 +310,7 @@ def _train_claimed(tune_config: dict) -> None:
         except Exception as err:
             if not is_deterministic(err):
                 raise
-            text = one_line(err)
-            stops = bool(guard and ray.get(guard.failed.remote(key, text)))
-            _record_error(tune_config, config, text, stops_dataset=stops)
+            _record_deterministic_error(tune_config, config, err, guard, key)
             return
         if guard:
             guard.succeeded.remote(key)
@@ -324,6 +322,14 @@ def _train_claimed(tune_config: dict) -> None:
             remove_checkpoints(store, sweep, config["trial_id"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _record_deterministic_error(tune_config: dict, config: dict, err: BaseException, guard, key: str) -> None:
+    """Record a trial's deterministic error (one line) as its error row, after telling the data set's guard, which
+    says whether the error stops the data set's other trials."""
+    text = one_line(err)
+    stops = bool(guard and ray.get(guard.failed.remote(key, text)))
+    _record_error(tune_config, config, text, stops_dataset=stops)
 
 
 def _train_parallel(tune_config: dict, guard, key: str) -> None:
@@ -342,9 +348,7 @@ def _train_parallel(tune_config: dict, guard, key: str) -> None:
         cause = next((c for c in causes if is_deterministic(c)), None)
         if cause is None:
             raise
-        text = one_line(cause)
-        stops = bool(guard and ray.get(guard.failed.remote(key, text)))
-        _record_error(tune_config, config, text, stops_dataset=stops)
+        _record_deterministic_error(tune_config, config, cause, guard, key)
         return
     if guard:
         guard.succeeded.remote(key)

@@ -100,7 +100,11 @@ def float64_members(monkeypatch):
     whether two ways of running a trial compute the same numbers."""
     from harness.kinds import fixed
 
-    build = fixed.build_members
+    monkeypatch.setattr(fixed, "build_members", building_float64(fixed.build_members))
+
+
+def building_float64(build):
+    """Return `build` (a member builder) made to build float64 members whose inputs are cast to float64 on entry."""
 
     def build_float64(*args, **kwargs):
         members = build(*args, **kwargs)
@@ -108,7 +112,7 @@ def float64_members(monkeypatch):
             model.double().register_forward_pre_hook(lambda module, inputs: tuple(x.double() for x in inputs))
         return members
 
-    monkeypatch.setattr(fixed, "build_members", build_float64)
+    return build_float64
 
 
 class Killed(Exception):

@@ -23,15 +23,9 @@ STEPS = 3
 
 def _float64(fixed_module):
     """Make the fixed kind build float64 members (inputs cast on entry), in this worker process."""
-    build = fixed_module.build_members
+    from tests.harness.conftest import building_float64
 
-    def build_float64(*args, **kwargs):
-        members = build(*args, **kwargs)
-        for model in members:
-            model.double().register_forward_pre_hook(lambda module, inputs: tuple(x.double() for x in inputs))
-        return members
-
-    fixed_module.build_members = build_float64
+    fixed_module.build_members = building_float64(fixed_module.build_members)
 
 
 def _kind(config: dict, workers):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -58,3 +61,21 @@ def wait_out_claims(store: str, sweep: str, stale_s: float, timeout_s: float = 1
 def store(tmp_path):
     """Return a fresh store folder (as a string)."""
     return str(tmp_path / "store")
+
+
+def kill_driver_when(proc: subprocess.Popen, ready, timeout_s: float, poll_s: float = 0.2) -> dt.datetime:
+    """Wait until `ready()` is true (or the driver ended, or `timeout_s` passed), SIGKILL the driver alone, as a crash
+    or `kill -9` would, then, 2 s later, what it left in the process group the test started it in (its embedded Ray,
+    Train workers); return when the driver was killed (UTC). `proc` must be started with start_new_session=True."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(poll_s)
+        killed_at = dt.datetime.now(dt.UTC)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        time.sleep(2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return killed_at

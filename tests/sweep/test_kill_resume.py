@@ -4,17 +4,14 @@ stale (the staleness limit set short here, `--claim-stale-after`)."""
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import signal
-import time
 
 import pytest
 
 from analysis.store import load_epochs, load_trials
 from harness.claims import Claims
-from tests.sweep.conftest import run_cli, wait_out_claims
+from tests.sweep.conftest import kill_driver_when, run_cli, wait_out_claims
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +35,9 @@ def one_done_one_in_flight(store: str, claims: Claims) -> bool:
 def test_a_killed_sweep_resumes_without_duplicates_or_retraining(store):
     report = os.path.join(store, "..", "report")
     proc = run_cli(*ARGS, "--store", store, "--report", report, start_new_session=True)
-    claims, deadline = Claims(store, "digits", STALE_S), time.monotonic() + 240
-    try:
-        # Killed once a trial is done and another is in flight, holding its claim.
-        while not one_done_one_in_flight(store, claims) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash or `kill -9` would
-        proc.wait(timeout=30)
-    finally:
-        # Reap what the killed driver left (its embedded Ray), by the process group this test started.
-        time.sleep(2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    claims = Claims(store, "digits", STALE_S)
+    # Killed once a trial is done and another is in flight, holding its claim.
+    kill_driver_when(proc, lambda: one_done_one_in_flight(store, claims), 240)
     done_at_kill = trial_files(store)
     assert 1 <= len(done_at_kill) < 4, f"kill came too late or too early: {sorted(done_at_kill)}"
     epochs_at_kill = {name: t for name, t in trial_files(store, "epochs").items() if name in done_at_kill}

@@ -5,18 +5,15 @@ checkpoint, and the rerun resumes both from their last epoch, training none twic
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import signal
-import time
 
 import pandas as pd
 import pytest
 import torch
 
 from analysis.store import load_epochs, load_trials
-from tests.sweep.conftest import run_cli, wait_out_claims
+from tests.sweep.conftest import kill_driver_when, run_cli, wait_out_claims
 
 pytestmark = pytest.mark.slow
 
@@ -49,16 +46,7 @@ def resumed(tmp_path_factory):
     checkpoint of each, run the sweep again; return what was seen."""
     store = str(tmp_path_factory.mktemp("parallel") / "store")
     proc = run_cli(*ARGS, "--store", store, start_new_session=True)
-    deadline = time.monotonic() + 400
-    try:
-        while len(checkpoint_files(store)) < 2 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash or `kill -9` would
-        proc.wait(timeout=30)
-    finally:
-        time.sleep(2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # what the killed driver left (its embedded Ray and the workers)
+    kill_driver_when(proc, lambda: len(checkpoint_files(store)) >= 2, 400)
     latest = {tid: files[-1] for tid, files in checkpoint_files(store).items()}
     at_kill = {tid: torch.load(path, weights_only=True)["history"] for tid, path in latest.items()}
     done_at_kill = finished(store)

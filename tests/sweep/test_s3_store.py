@@ -4,18 +4,14 @@ reads the store back."""
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import os
-import signal
-import time
 
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
 from analysis.store import load_epochs, load_trials
-from tests.sweep.conftest import run_cli, wait_out_claims
+from tests.sweep.conftest import kill_driver_when, run_cli, wait_out_claims
 from tests.sweep.s3 import start_s3_server
 
 pytestmark = pytest.mark.slow
@@ -50,17 +46,7 @@ def resumed(s3, tmp_path_factory):
     store = s3.store("sweeps")
     report = str(tmp_path_factory.mktemp("report"))
     proc = run_cli(*ARGS, "--store", store, "--report", report, env=s3.env, start_new_session=True)
-    deadline = time.monotonic() + 300
-    try:
-        while not _checkpoints(store) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.25)
-        killed_at = dt.datetime.now(dt.UTC)
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash or `kill -9` would
-        proc.wait(timeout=30)
-    finally:
-        time.sleep(2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # what the killed driver left (its embedded Ray)
+    killed_at = kill_driver_when(proc, lambda: bool(_checkpoints(store)), 300, poll_s=0.25)
     at_kill = _listing(store)
     wait_out_claims(store, "digits", STALE_S)
     rerun = run_cli(*ARGS, "--store", store, "--report", report, env=s3.env)
