@@ -31,11 +31,9 @@ import functools
 import gc
 import importlib
 import json
-import math
 import os
 import pickle
 import socket
-import statistics
 import tempfile
 import traceback
 from itertools import groupby
@@ -134,31 +132,6 @@ def _with_threads(run, threads: int):
     return wrapped
 
 
-def rotated_blocks_ms(runs_by_key: dict, device: torch.device, warmup: int, runs: int,
-                      blocks: int) -> dict[str, dict]:  # fmt: skip
-    """Return per key {"p50": the median of block medians, "p90", "iqr"} (ms per call, device-synchronized) of each
-    `run()`, timed as `measure.blocked_latency_ms` does (`warmup` untimed calls each, then `blocks` blocks of about
-    runs / blocks calls, interleaved across the keys) except that each block starts one key later than the one before:
-    a key that always followed the same other key could inherit its caches' state or its interference."""
-    keys = list(runs_by_key)
-    per_block = max(1, math.ceil(runs / blocks))
-    for run in runs_by_key.values():
-        for _ in range(warmup):
-            run()
-    measure.sync(device)
-    times: dict[str, list[list[float]]] = {key: [] for key in keys}
-    for b in range(blocks):
-        for key in keys[b % len(keys) :] + keys[: b % len(keys)]:
-            times[key].append(measure._timed_ms(runs_by_key[key], device, 0, per_block))
-    out = {}
-    for key, block_times in times.items():
-        flat = sorted(t for block in block_times for t in block)
-        out[key] = {"p50": statistics.median(statistics.median(block) for block in block_times),
-                    "p90": flat[min(len(flat) - 1, round(0.9 * (len(flat) - 1)))],
-                    "iqr": flat[round(0.75 * (len(flat) - 1))] - flat[round(0.25 * (len(flat) - 1))]}  # fmt: skip
-    return out
-
-
 def unit_key(config: dict, per_seed: bool = False) -> str:
     """Return what the pass measures a config as: its design point's id, or with `per_seed` its trial id (each seed
     measured on its own: how the seeds' agreement is checked)."""
@@ -188,7 +161,7 @@ def time_points(configs: list[dict], per_seed: bool = False, warmup: int = WARMU
             info[pid] = {"execution": kind.execution, "member_schedule": kind.member_schedule,
                          "precision": setup.precision,
                          "steps_per_epoch": setup.data.num_train / int(config["recipe"]["batch_size"])}  # fmt: skip
-        timed = rotated_blocks_ms(runs, device, warmup, steps, blocks)
+        timed = measure.blocked_latency_ms(runs, device, warmup, steps, blocks, rotate=True)
         runs.clear()
         gc.collect()
         fixed = [c for c in group if c["design"]["design_class"] in FIXED_CLASSES]

@@ -250,22 +250,26 @@ LATENCY_BLOCKS = 5
 
 
 def blocked_latency_ms(runs_by_mode: dict, device: torch.device, warmup: int, runs: int,
-                       blocks: int = LATENCY_BLOCKS) -> dict[str, dict]:  # fmt: skip
+                       blocks: int = LATENCY_BLOCKS, rotate: bool = False) -> dict[str, dict]:  # fmt: skip
     """Time each mode's `run()` (ms per call, device-synchronized) in `blocks` interleaved blocks of about
     runs / blocks calls, after `warmup` untimed calls of each; return per mode {"p50": the median of the block
     medians, "p90": the 90th percentile of all calls, "iqr": the interquartile range of all calls}.
 
     The median of block medians is robust to a burst of interference (a neighbour's training step, a page fault,
-    a timer tick) that falls inside one block; interleaving gives each mode the same conditions."""
+    a timer tick) that falls inside one block; interleaving gives each mode the same conditions. With `rotate`, each
+    block starts one mode later than the one before: a mode that always followed the same other mode could inherit
+    its caches' state or its interference."""
     per_block = max(1, math.ceil(runs / blocks))
     for run in runs_by_mode.values():
         for _ in range(warmup):
             run()
     sync(device)
-    times: dict[str, list[list[float]]] = {mode: [] for mode in runs_by_mode}
-    for _ in range(blocks):
-        for mode, run in runs_by_mode.items():
-            times[mode].append(_timed_ms(run, device, 0, per_block))
+    modes = list(runs_by_mode)
+    times: dict[str, list[list[float]]] = {mode: [] for mode in modes}
+    for b in range(blocks):
+        first = b % len(modes) if rotate else 0
+        for mode in modes[first:] + modes[:first]:
+            times[mode].append(_timed_ms(runs_by_mode[mode], device, 0, per_block))
     out = {}
     for mode, block_times in times.items():
         flat = sorted(t for block in block_times for t in block)
