@@ -33,6 +33,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from harness import measure
 from harness.losses import ensemble_log_probs
 
 
@@ -213,11 +214,6 @@ def wrap_data_parallel(models: list[nn.Module], workers: Workers, sync_bn: bool)
     return models, wrapped
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def concurrent_inference(workers: Workers, models: list[nn.Module], shape: tuple[int, int, int], warmup: int,
                          runs: int, throughput_batch: int, combine: str, amp) -> dict:  # fmt: skip
@@ -235,12 +231,12 @@ def concurrent_inference(workers: Workers, models: list[nn.Module], shape: tuple
         times = []
         for i in range(n_warmup + n_runs):
             dist.barrier(group=workers.group)
-            _sync(workers.device)
+            measure.sync(workers.device)
             start = time.perf_counter()
             with amp:
                 own = [model(x) for model in models]
             ensemble_log_probs(workers.gather_logits(own), combine).argmax(1)
-            _sync(workers.device)
+            measure.sync(workers.device)
             if i >= n_warmup:
                 times.append((time.perf_counter() - start) * 1000.0)
         return times
