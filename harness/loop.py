@@ -76,7 +76,7 @@ from harness.networks import derived_seed
 from harness.parallel import to_cpu
 from harness.trial_settings import apply_trial_settings, set_aside_checkpoint
 from harness.views import ViewMaker
-from spaces.spec import RECIPE_KEYS
+from spaces.spec import RECIPE_KEYS, trial_workers
 
 CHECKPOINT_FILE = "trial_state.pt"
 
@@ -508,7 +508,7 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     peak memory: the largest worker's), and only rank 0 writes the checkpoint and measures the FINAL record (the
     others report a FINAL record with their status only).
     """
-    spans = int((config.get("resources") or {}).get("workers", 1) or 1)
+    spans = trial_workers(config)
     if workers is None and spans > 1:  # it would silently train on one device what its config says runs on several
         raise ValueError(f"trial {config['trial_id']} runs on {spans} Ray Train workers (resources.workers); run it "
                          "through run_sweep.py (harness.parallel_trial), not as one process")  # fmt: skip

@@ -62,6 +62,7 @@ from harness.store import (
     write_trial,
 )
 from harness.terminal import ray_output_to
+from spaces.spec import trial_workers
 
 DEFAULT_MAX_FAILURES = 2
 # A data set whose first this-many trials fail with the same deterministic error, none succeeding, is stopped.
@@ -126,7 +127,7 @@ def remove_checkpoints(store: str, sweep: str, trial_id: str) -> int:
 
 def is_parallel(config: dict) -> bool:
     """Return True for a trial that runs on several Ray Train workers (`resources.workers` >= 2, `harness.parallel`)."""
-    return int((config.get("resources") or {}).get("workers", 1) or 1) > 1
+    return trial_workers(config) > 1
 
 
 def trial_resources(config: dict) -> dict:

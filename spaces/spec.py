@@ -702,6 +702,11 @@ def train_workers(resources: dict) -> int:
     return int(gpus) if gpus >= 2 else int(resources.get("workers", 1) or 1)
 
 
+def trial_workers(config: dict) -> int:
+    """Return how many Ray Train workers a trial config runs on (its resolved `resources.workers`; 1: one process)."""
+    return int((config.get("resources") or {}).get("workers", 1) or 1)
+
+
 def parallel_mode(resources: dict, design_class: str) -> str:
     """Return the parallel mode ("none", "data" or "members") of `design_class` under a spec's validated resources
     (a per-class table leaves a class out as "none")."""
