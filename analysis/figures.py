@@ -183,6 +183,15 @@ def tick_positions(n: int, most: int) -> np.ndarray:
     return picked
 
 
+def grid_cells(grid: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (the grid's budgets and epochs, sorted; each row's image row (epoch index) and column (budget index))
+    for a budget x epoch image of `grid`'s cells."""
+    budgets = np.sort(grid["budget"].astype(int).unique())
+    epochs = np.sort(grid["epoch"].astype(int).unique())
+    return (budgets, epochs, np.searchsorted(epochs, grid["epoch"].astype(int).to_numpy()),
+            np.searchsorted(budgets, grid["budget"].astype(int).to_numpy()))  # fmt: skip
+
+
 def hatch_grid_cells(ax, rows: np.ndarray, cols: np.ndarray, hatch: str, edgecolor: str, linewidth: float = 0) -> None:
     """Hatch the unit cells at (`rows`, `cols`) of an image drawn with cell centres at integers, as one path of unit
     squares: the hatch is drawn once over all of them, not once per cell (a thousand hatched cells took a second to
@@ -206,11 +215,8 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     legend entry; where dct appears, the legend says it is compared at its real parameter count. Categories and
     colours are `CATEGORY_ORDER` and `CATEGORY_COLORS`.
     """
-    budgets = np.sort(grid["budget"].astype(int).unique())
-    epochs = np.sort(grid["epoch"].astype(int).unique())
+    budgets, epochs, row, col = grid_cells(grid)
     code = {c: i for i, c in enumerate(CATEGORY_ORDER)}
-    col = np.searchsorted(budgets, grid["budget"].astype(int).to_numpy())
-    row = np.searchsorted(epochs, grid["epoch"].astype(int).to_numpy())
     mat = np.full((len(epochs), len(budgets)), code[MISSING])
     mat[row, col] = grid["winner"].map(code).to_numpy()
     width = min(MAX_HEATMAP_INCHES[0], max(6.0, 0.9 * len(budgets) + 3.5))
@@ -306,10 +312,7 @@ def class_verdicts_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: 
     classes = [r for r in ENSEMBLE_CLASSES if f"verdict_{r}" in grid and grid[f"verdict_{r}"].notna().any()]
     if not classes:
         return []
-    budgets = np.sort(grid["budget"].astype(int).unique())
-    epochs = np.sort(grid["epoch"].astype(int).unique())
-    col = np.searchsorted(budgets, grid["budget"].astype(int).to_numpy())
-    row = np.searchsorted(epochs, grid["epoch"].astype(int).to_numpy())
+    budgets, epochs, row, col = grid_cells(grid)
     code = {v: i for i, v in enumerate(VERDICT_ORDER)}
     width = min(MAX_HEATMAP_INCHES[0], max(6.5, len(classes) * (0.7 * len(budgets) + 1.6) + 2.8))
     height = min(MAX_HEATMAP_INCHES[1], max(3.6, 0.35 * len(epochs) + 2.4))
