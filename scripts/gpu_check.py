@@ -1,11 +1,13 @@
 """One prepared GPU check: `scripts/gpu_check.sh` (or `python scripts/gpu_check.py --out DIR`).
 
-On a machine with a CUDA device it runs, each step under its own timeout and all within `--budget-s` (480 s):
+On a machine with a CUDA device it runs, each step under its own timeout and all within `--budget-s` (480 s), in the
+order of what matters most if time runs out:
   1. env: `nvidia-smi -q`, Python/torch/CUDA/cuDNN versions, the devices;
-  2. `pytest -m gpu` over the test files that hold GPU tests;
-  3. `python -m harness.bench` on CUDA: P4 fused vs sequential and P5 ensembles vs singles, then P1/P6 (--quick);
+  2. `python -m harness.bench` on CUDA: P4 fused vs sequential and P5 ensembles vs singles (P1/P6 --quick come last);
+  3. `pytest -m gpu` over the test files that hold GPU tests;
   4. a short real sweep of the default spec (one seed) with `resources.gpus = 1` (one trial at a time on the GPU),
-     then the same packed 4 to the GPU (`resources.gpus = 0.25`, `resources.fractional_gpu = true`);
+     then the same with two seeds packed 4 to the GPU (`resources.trials_per_gpu = 4`), each sweep followed by its
+     cost pass (design points measured alone; for the packed sweep also each seed alone: do the seeds agree?);
   5. a one-page summary (summary.md) from the sweep's store and the bench JSON.
 The sweeps go through `run_sweep.py` when Ray is importable; else each trial runs in its own process
 (`harness.trial.run_trial`, rows written with `harness.store.write_trial`) with 1 or 4 processes at once, and the
@@ -45,7 +47,7 @@ MAX_FILES = 8
 ALLOWED_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 OUTPUT_FILES = ("summary.md", "steps.tsv", "env.txt", "pytest_gpu.log", "bench.json", "steps.log", "store.tar.gz")
 BUDGET_S = 480  # our choice: 8 of the machine's 15 minutes, leaving its start and one rerun
-PACKED = 4  # trials at once on one GPU in the packed sweep (fractional gpus = 1 / PACKED)
+PACKED = 4  # trials at once on one GPU in the packed sweep (resources.trials_per_gpu)
 SWEEP_WHOLE, SWEEP_PACKED = "gpu_whole", "gpu_packed"
 
 
@@ -88,6 +90,41 @@ def _trial_main(argv: list[str]) -> int:
     status = run_trial_to_store(config, a.store, a.sweep, a.share)
     print(f"trial {a.index} ({config['design']['design_class']} k={config['design']['members']}): {status}", flush=True)
     return 0 if status == "ok" else 1
+
+
+def _costs_main(argv: list[str]) -> int:
+    """`gpu_check.py costs ...`: run the cost pass (`harness.cost_pass.cost_pass`) over the sweep's design points; with
+    --per-seed-out, also measure every ok trial's network on its own (each seed apart, as the pass measures a point)
+    and write those figures as JSON: how the seeds' agreement is checked (issue 26). Exit 0 when it ran."""
+    p = argparse.ArgumentParser(prog="gpu_check.py costs")
+    p.add_argument("--spec", default="digits")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--store", required=True)
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--per-seed-out", default=None)
+    a = p.parse_args(argv)
+    from harness import measure
+    from harness.cost_pass import _parallel_children, cost_pass
+    from harness.isolate import call_in_child
+    from harness.store import completed_trial_ids, point_id
+    from spaces.spec import load_spec, trial_configs
+
+    configs = trial_configs(load_spec(a.spec, a.set))
+    print(f"cost pass: {cost_pass(a.store, a.sweep, configs)} design points measured", flush=True)
+    if a.per_seed_out:
+        ok = completed_trial_ids(a.store, a.sweep, ("ok",))
+        todo = [c for c in configs if c["trial_id"] in ok]
+        with measure.one_measurement_per_node():
+            timed, memory = call_in_child("harness.cost_pass:measure_points", todo, _parallel_children(todo), True)
+        rows = [{"trial_id": c["trial_id"], "point_id": point_id(c), "seed": c["seed"],
+                 **{k: c["design"].get(k) for k in ("design_class", "members", "family", "depth", "width", "budget")},
+                 "epoch_time_s": timed[c["trial_id"]]["epoch_time_s"],
+                 "step_time_ms_p50": timed[c["trial_id"]]["step_time_ms_p50"],
+                 "peak_mem_mb": mem["peak_mem_mb"], "mem_source": mem["mem_source"]}
+                for c, mem in zip(todo, memory, strict=True)]  # fmt: skip
+        Path(a.per_seed_out).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        print(f"per-seed costs: {len(rows)} trials measured", flush=True)
+    return 0
 
 
 def rayless_sweep(
@@ -259,18 +296,22 @@ def ray_available() -> bool:
 
 def plan(rehearse: bool) -> dict:
     """Return the check's settings: the real ones on a GPU, tiny ones for a rehearsal on the CPU. `bench` lists
-    (name, arguments, timeout s): P4 and P5 run apart so that one timing out keeps the other's figures."""
+    (name, arguments, timeout s): P4 and P5 run apart so that one timing out keeps the other's figures. The packed
+    sweep trains two seeds so that the cost pass's per-seed figures show whether the seeds of a design agree."""
     if rehearse:
-        return {"gpus_whole": "0", "gpus_packed": "0", "sets": ["epochs=2", "seeds=[0]"], "max_trials": 4,
+        return {"gpus_whole": "0", "gpus_packed": "0", "sets": ["epochs=2"], "seeds_whole": "[0]",
+                "seeds_packed": "[0,1]", "max_trials": 4,
                 "bench": [("bench_p4", ["--quick", "--parts", "p4"], 120), ("bench_p5", ["--quick", "--parts", "p5"],
                           120), ("bench_p1_p6", ["--quick", "--parts", "p1,p6"], 150)],
-                "t_pytest": 120, "t_whole": 150, "t_packed": 120}  # fmt: skip
-    # One seed of the default spec (8 design points of 8 epochs): real epochs, within the budget. The timeouts are
-    # our choice: the ratios asked for (P4, P5) and the sweeps first, P1/P6 (--quick) with what is left.
-    return {"gpus_whole": "1", "gpus_packed": str(1 / PACKED), "sets": ["seeds=[0]"], "max_trials": None,
+                "t_pytest": 120, "t_whole": 150, "t_packed": 150, "t_costs": 150}  # fmt: skip
+    # The default spec (8 design points of 8 epochs): real epochs, within the budget. The timeouts are our choice, in
+    # the order of what the issues ask: the ratios (P4, P5), the GPU tests, the sweeps and their cost passes, then
+    # P1/P6 (--quick) with what is left.
+    return {"gpus_whole": "1", "gpus_packed": "1", "sets": [], "seeds_whole": "[0]",
+            "seeds_packed": "[0,1]", "max_trials": None,
             "bench": [("bench_p4", ["--parts", "p4"], 60), ("bench_p5", ["--parts", "p5"], 100),
                       ("bench_p1_p6", ["--quick", "--parts", "p1,p6"], 60)],
-            "t_pytest": 90, "t_whole": 120, "t_packed": 60}  # fmt: skip
+            "t_pytest": 150, "t_whole": 100, "t_packed": 90, "t_costs": 60}  # fmt: skip
 
 
 def run_check(out: Path, rehearse: bool, budget_s: float, use_ray: bool) -> int:
@@ -286,9 +327,6 @@ def run_check(out: Path, rehearse: bool, budget_s: float, use_ray: bool) -> int:
     steps.record("env", "nvidia-smi -q; versions", 0, time.monotonic() - t0)
 
     py = sys.executable
-    steps.run("pytest_gpu", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-                             "--continue-on-collection-errors", *gpu_test_files()],
-              cfg["t_pytest"], log_to=out / "pytest_gpu.log")  # fmt: skip
     bench = {}
 
     def run_bench(name: str, args: list[str], timeout: float) -> None:
@@ -301,46 +339,60 @@ def run_check(out: Path, rehearse: bool, budget_s: float, use_ray: bool) -> int:
 
     for name, args, timeout in cfg["bench"][:2]:
         run_bench(name, args, timeout)
-    ways = {}
+    steps.run("pytest_gpu", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                             "--continue-on-collection-errors", *gpu_test_files()],
+              cfg["t_pytest"], log_to=out / "pytest_gpu.log")  # fmt: skip
+    ways, per_seed = {}, {}
     for sweep, gpus, at_once in ((SWEEP_WHOLE, cfg["gpus_whole"], 1), (SWEEP_PACKED, cfg["gpus_packed"], PACKED)):
-        sets = [*cfg["sets"], f"name={sweep}", f"resources.gpus={gpus}"]
-        if at_once > 1 and float(gpus) > 0:
-            sets.append("resources.fractional_gpu=true")
+        seeds = cfg["seeds_whole" if at_once == 1 else "seeds_packed"]
+        sets = [*cfg["sets"], f"seeds={seeds}", f"name={sweep}", f"resources.gpus={gpus}"]
+        if at_once > 1 and float(gpus) > 0:  # issue 26's packing key: 1/PACKED of the GPU per trial
+            sets.append(f"resources.trials_per_gpu={PACKED}")
         timeout = cfg["t_whole" if at_once == 1 else "t_packed"]
         if use_ray:
-            ways[sweep] = "run_sweep.py (Ray)"
+            ways[sweep] = "run_sweep.py (Ray; its cost pass ran at the sweep's end)"
             steps.run(f"sweep_{sweep}", [py, "run_sweep.py", "--store", str(store), "--no-report",
                                          *[x for s in sets for x in ("--set", s)]], timeout)  # fmt: skip
-            continue
-        ways[sweep] = f"without Ray: one process per trial, {at_once} at once"
-        share = f"{gpus} of a GPU ({at_once} processes at once)" if at_once > 1 and float(gpus) > 0 else None
-        t1 = time.monotonic()
-        counts = rayless_sweep(
-            "digits",
-            sets,
-            str(store),
-            sweep,
-            at_once,
-            share,
-            time.monotonic() + min(timeout, steps.left()),
-            steps.write,
-            cfg["max_trials"],
-        )
-        steps.record(
-            f"sweep_{sweep}",
-            f"rayless {sweep} {' '.join(sets)} -> {json.dumps(counts)}",
-            0 if counts["failed"] == counts["not_started"] == 0 else 1,
-            time.monotonic() - t1,
-        )
+        else:
+            ways[sweep] = f"without Ray: one process per trial, {at_once} at once; then the cost pass"
+            share = f"1/{PACKED} of a GPU ({at_once} processes at once)" if at_once > 1 and float(gpus) > 0 else None
+            t1 = time.monotonic()
+            counts = rayless_sweep(
+                "digits",
+                sets,
+                str(store),
+                sweep,
+                at_once,
+                share,
+                time.monotonic() + min(timeout, steps.left()),
+                steps.write,
+                cfg["max_trials"],
+            )
+            steps.record(
+                f"sweep_{sweep}",
+                f"rayless {sweep} {' '.join(sets)} -> {json.dumps(counts)}",
+                0 if counts["failed"] == counts["not_started"] == 0 else 1,
+                time.monotonic() - t1,
+            )
+            costs = [py, str(Path(__file__).resolve()), "costs", "--store", str(store), "--sweep", sweep,
+                     *[x for s in sets for x in ("--set", s)]]  # fmt: skip
+            if at_once > 1:  # the packed sweep's seeds, each measured alone: do they agree?
+                per_seed[sweep] = work / f"costs_per_seed_{sweep}.json"
+                costs += ["--per-seed-out", str(per_seed[sweep])]
+            steps.run(f"costs_{sweep}", costs, cfg["t_costs"])
 
     run_bench(*cfg["bench"][2])  # P1/P6 last: the sweeps' figures matter more
 
     summary = summary_markdown(str(store), [SWEEP_WHOLE, SWEEP_PACKED], bench, steps.rows, ways,
                                device=_device_line(), rehearsal=rehearse,
-                               pytest_line=pytest_summary_line(out / "pytest_gpu.log"))  # fmt: skip
+                               pytest_line=pytest_summary_line(out / "pytest_gpu.log"),
+                               per_seed={k: v for k, v in per_seed.items() if v.exists()})  # fmt: skip
     (out / "summary.md").write_text(summary, encoding="utf-8")
     with tarfile.open(out / "store.tar.gz", "w:gz") as tar:
         tar.add(store, arcname="store")
+        for path in per_seed.values():
+            if path.exists():
+                tar.add(path, arcname=path.name)
     shutil.rmtree(work, ignore_errors=True)
     print(summary)
     return 0 if all(r["rc"] == 0 for r in steps.rows) else 1
@@ -402,6 +454,58 @@ def trials_table(df) -> list[str]:
     return lines
 
 
+def read_costs(store: str, sweep: str):
+    """Return the sweep's costs rows (the cost pass's, one per design point and device) as a DataFrame."""
+    import pandas as pd
+
+    from harness.store import read_cost_rows
+
+    return pd.DataFrame(read_cost_rows(store, sweep))
+
+
+def _joined(values, digits: int) -> str:
+    """Return the values as one cell: "a / b" (one per seed), "-" when there are none."""
+    return " / ".join(_fmt(float(v), digits) for v in values) if len(values) else "-"
+
+
+def costs_table(trials, costs) -> list[str]:
+    """Return the markdown table of each design point's epoch time (s) and peak memory (MiB): the trials' in-run
+    figures (one per seed, measured while neighbours ran where trials were packed) beside the cost pass's (alone)."""
+    if trials.empty or costs.empty:
+        return ["(no cost-pass rows)" if not trials.empty else "(no trials rows written)"]
+    head = ["class", "k", "width", "depth", "epoch_time_s in-run", "epoch_time_s cost pass", "peak_mem_mb in-run",
+            "peak_mem_mb cost pass", "mem_source"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ok = trials[trials["status"] == "ok"]
+    for row in costs.sort_values(["design_class", "members", "width", "depth"]).to_dict("records"):
+        seeds = ok[ok["point_id"] == row["point_id"]].sort_values("seed") if "point_id" in ok else ok.iloc[:0]
+        cells = [row["design_class"], row["members"], _fmt(row["width"], None), row["depth"],
+                 _joined(seeds["epoch_time_s_steady"].tolist(), 3), _fmt(row["epoch_time_s"]),
+                 _joined(seeds["peak_mem_mb"].tolist(), 2), _fmt(row["peak_mem_mb"], 2), row["mem_source"]]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
+def seed_agreement_table(rows: list[dict]) -> list[str]:
+    """Return the markdown table of each design point's seeds measured alone: epoch time (s) and peak memory (MiB) per
+    seed, and max/min over the seeds (issue 26 asks for within 1.05)."""
+    import pandas as pd
+
+    if not rows:
+        return ["(no per-seed rows)"]
+    df = pd.DataFrame(rows).sort_values(["design_class", "members", "width", "depth", "seed"])
+    head = ["class", "k", "width", "depth", "epoch_time_s per seed", "max/min", "peak_mem_mb per seed", "max/min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, g in df.groupby("point_id", sort=False):
+        first = g.iloc[0]
+        t, m = g["epoch_time_s"].astype(float), g["peak_mem_mb"].astype(float)
+        cells = [first["design_class"], first["members"], _fmt(float(first["width"]), None), first["depth"],
+                 _joined(t.tolist(), 4), _fmt(t.max() / t.min()), _joined(m.tolist(), 2),
+                 _fmt(m.max() / m.min()) if m.min() > 0 else "-"]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
 def bench_lines(bench: dict) -> list[str]:
     """Return the bench's ratios as markdown: P4 fused/sequential per view kind, P5 ensemble/single per k, P1."""
     figs = {}
@@ -455,16 +559,24 @@ def summary_markdown(
     device: str,
     rehearsal: bool,
     pytest_line: str = "-",
+    per_seed: dict | None = None,
 ) -> str:
     """Return the one-page summary: the steps, per-design epoch time / memory (allocator and NVML) / latency for each
-    sweep, and the bench ratios."""
+    sweep, its cost pass beside the trials' in-run figures, the seeds' agreement where `per_seed` ({sweep: path of
+    `gpu_check.py costs --per-seed-out` JSON}) has it, and the bench ratios."""
     title = "GPU check (CPU rehearsal, tiny settings: no GPU figures)" if rehearsal else "GPU check"
     lines = [f"# {title}", "", f"device: {device}", "", "## Steps", "", "| step | rc | seconds |", "|---|---|---|"]
     lines += [f"| {r['step']} | {r['rc']} | {r['seconds']} |" for r in step_rows]
     lines += ["", f"pytest -m gpu: {pytest_line}"]
     for sweep in sweeps:
         lines += ["", f"## Sweep {sweep}: {ways.get(sweep, '-')}", ""]
-        lines += trials_table(read_trials(store, sweep))
+        trials = read_trials(store, sweep)
+        lines += trials_table(trials)
+        lines += ["", f"### Costs of {sweep}: in-run (each seed) and cost pass (alone)", ""]
+        lines += costs_table(trials, read_costs(store, sweep))
+        if sweep in (per_seed or {}):
+            lines += ["", f"### Seeds of {sweep}, each measured alone by the cost pass", ""]
+            lines += seed_agreement_table(json.loads(Path(per_seed[sweep]).read_text(encoding="utf-8")))
     lines += ["", "## Bench ratios", ""] + bench_lines(bench)
     return "\n".join(lines) + "\n"
 
@@ -489,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["trial"]:
         return _trial_main(argv[1:])
+    if argv[:1] == ["costs"]:
+        return _costs_main(argv[1:])
     p = argparse.ArgumentParser(prog="gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="gpu_check_out", help="the output folder (at most 8 files); default: %(default)s")
     p.add_argument("--rehearse-on-cpu", action="store_true", help="run every step on the CPU with tiny settings")
