@@ -117,3 +117,47 @@ def test_a_step_past_its_timeout_is_killed_with_its_children_and_recorded_as_124
     assert rc == 124 and steps.rows[-1]["rc"] == 124 and steps.rows[-1]["seconds"] < 30
     assert "its process group was killed" in (tmp_path / "steps.log").read_text()
     assert (tmp_path / "steps.tsv").read_text().splitlines()[1].startswith("sleeper\t124\t")
+
+
+@pytest.fixture(scope="module")
+def costed(store, tmp_path_factory):
+    """The store after the check's `costs` step: its cost pass, and each seed's network measured alone (JSON)."""
+    per_seed = tmp_path_factory.mktemp("gpu_check_costs") / "per_seed.json"
+    sets = ["epochs=2", "seeds=[0]", f"name={SWEEP}", "resources.gpus=0"]
+    cmd = [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "costs", "--store", store["root"], "--sweep", SWEEP,
+           "--per-seed-out", str(per_seed), *[x for s in sets for x in ("--set", s)]]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"stdout": done.stdout, "per_seed": per_seed}
+
+
+def test_the_costs_step_measures_each_design_point_alone_and_each_seed_apart(store, costed):
+    costs = gpu_check.read_costs(store["root"], SWEEP)
+    trials = gpu_check.read_trials(store["root"], SWEEP)
+    assert sorted(costs["point_id"]) == sorted(trials["point_id"])  # one row per design point
+    assert (costs["epoch_time_s"] > 0).all() and (costs["peak_mem_mb"] > 0).all()
+    assert "cost pass: 2 design points measured" in costed["stdout"]
+    rows = __import__("json").loads(costed["per_seed"].read_text())
+    assert sorted(r["trial_id"] for r in rows) == sorted(trials["trial_id"])
+    assert all(r["epoch_time_s"] > 0 and r["peak_mem_mb"] > 0 and r["mem_source"] == "rss" for r in rows)
+
+
+def test_summary_shows_each_points_cost_pass_beside_its_in_run_figures_and_the_seeds_agreement(store, costed):
+    text = gpu_check.summary_markdown(store["root"], [SWEEP], {}, [], {SWEEP: "without Ray"}, "CPU", rehearsal=True,
+                                      per_seed={SWEEP: costed["per_seed"]})  # fmt: skip
+    costs = gpu_check.read_costs(store["root"], SWEEP)
+    single = costs[costs["design_class"] == "single"].iloc[0]
+    section = text.split("### Costs of rehearsal")[1]
+    line = next(ln for ln in section.splitlines() if ln.startswith("| single | 1 | 8 | 14 |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert float(cells[5]) == pytest.approx(single["epoch_time_s"], abs=5e-4)  # the cost pass's epoch time, s
+    assert float(cells[7]) == pytest.approx(single["peak_mem_mb"], abs=5e-3) and cells[8] == "rss"
+    assert "### Seeds of rehearsal, each measured alone by the cost pass" in text
+
+
+def test_seed_agreement_is_max_over_min_of_the_seeds_of_each_point():
+    rows = [{"point_id": "p", "design_class": "deq", "members": 2, "width": 5.62, "depth": 14, "seed": s,
+             "epoch_time_s": t, "peak_mem_mb": m} for s, t, m in ((0, 1.0, 40.0), (1, 1.04, 41.0))]  # fmt: skip
+    (line,) = gpu_check.seed_agreement_table(rows)[2:]
+    assert line == "| deq | 2 | 5.62 | 14 | 1.0000 / 1.0400 | 1.040 | 40.00 / 41.00 | 1.025 |"
