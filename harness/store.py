@@ -397,9 +397,7 @@ def trial_work_dir(store: str, trial_id: str, rank: int | None = None):
     could remove its folder (a SIGKILLed driver's trial, a lost worker) leaves it behind; the trial's next run on this
     host removes the folders of its (trial, rank) whose process is gone, so a resumed trial leaves none. A folder whose
     process still runs is never touched (a claim taken over from a live but silent run)."""
-    digest = hashlib.sha256(display_name(store).encode()).hexdigest()[:8]
-    prefix = os.path.join(tempfile.gettempdir(), f"harness-{trial_id}-{digest}" + ("" if rank is None else
-                                                                                   f"-rank{rank}"))  # fmt: skip
+    prefix = work_dir_prefix(store, trial_id, rank)
     for left in glob.glob(f"{glob.escape(prefix)}-pid*"):
         pid = left.rsplit("-pid", 1)[1]
         if pid.isdigit() and not _process_alive(int(pid)):
@@ -411,6 +409,14 @@ def trial_work_dir(store: str, trial_id: str, rank: int | None = None):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def work_dir_prefix(store: str, trial_id: str, rank: int | None = None) -> str:
+    """Return the path every working folder of the trial (of one worker: `rank`) starts with, `-pid<N>` following:
+    `<tmp>/harness-<trial_id>-<8 hex digits of the store's name>[-rank<N>]` (`trial_work_dir`)."""
+    digest = hashlib.sha256(display_name(store).encode()).hexdigest()[:8]
+    worker = "" if rank is None else f"-rank{rank}"
+    return os.path.join(tempfile.gettempdir(), f"harness-{trial_id}-{digest}{worker}")
 
 
 def _process_alive(pid: int) -> bool:

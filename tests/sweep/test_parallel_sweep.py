@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from analysis.store import load_epochs, load_trials
+from harness.store import work_dir_prefix
 from tests.sweep.conftest import kill_driver_when, run_cli, wait_out_claims
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,11 @@ def checkpoint_files(store: str) -> dict[str, list[str]]:
     return found
 
 
+def work_folders(store: str, trial_id: str) -> list[str]:
+    """Return the local working folders of the trial's workers (`harness.store.trial_work_dir`) on this host."""
+    return [p for rank in (0, 1) for p in glob.glob(f"{glob.escape(work_dir_prefix(store, trial_id, rank))}-pid*")]
+
+
 def finished(store: str) -> set[str]:
     return {os.path.basename(p)[: -len(".parquet")] for p in glob.glob(f"{store}/trials/sweep=digits/*.parquet")}
 
@@ -53,7 +59,8 @@ def resumed(tmp_path_factory):
     wait_out_claims(store, "digits", STALE_S)
     rerun = run_cli(*ARGS, "--store", store)
     out, _ = rerun.communicate(timeout=400)
-    return {"store": store, "at_kill": at_kill, "done_at_kill": done_at_kill, "rc": rerun.returncode, "out": out}
+    return {"store": store, "at_kill": at_kill, "done_at_kill": done_at_kill, "rc": rerun.returncode, "out": out,
+            "work_left": {tid: work_folders(store, tid) for tid in at_kill}}  # fmt: skip
 
 
 def test_both_trials_were_killed_mid_way_with_a_checkpoint_each(resumed):
@@ -90,3 +97,7 @@ def test_each_trial_resumed_from_its_last_epoch_training_none_twice(resumed):
 
 def test_a_finished_trials_train_runs_are_removed(resumed):
     assert checkpoint_files(resumed["store"]) == {}
+
+
+def test_a_resumed_trial_leaves_no_working_folder_of_its_workers_nor_of_its_killed_run(resumed):
+    assert resumed["work_left"] == {tid: [] for tid in resumed["at_kill"]}
