@@ -530,6 +530,9 @@ class SweepProgress(tune.Callback):
         config, last = trial.config["trial"], trial.last_result or {}
         epoch = last.get("epoch") if last.get("kind") == "epoch" else None
         resume = f"from its checkpoint of epoch {epoch}" if isinstance(epoch, int) else "from epoch 1"
+        if is_parallel(config):  # its Train run relays the records to Tune later than it checkpoints them
+            known = f"epoch {epoch} or later" if isinstance(epoch, int) else "if it saved one"
+            resume = f"from its Ray Train run's latest checkpoint ({known})"
         why = failure_reason(_error_text(trial))
         self._print(f"[{self.sweep}] trial {config['trial_id']} {_describe(config)}: {why} (attempt "
                     f"{trial.num_failures}); it restarts {resume}, on whichever node has room")  # fmt: skip
