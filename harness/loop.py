@@ -73,7 +73,7 @@ from harness.data import TrialData, load_data
 from harness.errors import one_line
 from harness.kinds import Setup, TrialKind, kind_for
 from harness.networks import derived_seed
-from harness.parallel import to_cpu
+from harness.parallel import JointTrainingShare, to_cpu
 from harness.trial_settings import apply_trial_settings, set_aside_checkpoint
 from harness.views import ViewMaker
 from spaces.spec import RECIPE_KEYS, trial_workers
@@ -533,7 +533,8 @@ def run_trial(config: dict, report: Callable[[dict], None] = print_record, check
     if state is not None:
         history, step, started_at = restore_training(state, kind, scaler, setup.gen, device, workers)
 
-    share = measure.TrainingShare()  # pauses between batches while another trial here measures latency
+    # Pauses between batches while another trial here measures latency; a parallel trial's workers pause together.
+    share = measure.TrainingShare() if workers is None else JointTrainingShare(workers)
 
     def train_epoch(epoch: int, step: int) -> tuple[float, int, float, float, float]:
         lambda_cot = kind.start_epoch(epoch)

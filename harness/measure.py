@@ -241,7 +241,10 @@ class PhaseTimer:
         return sum(start.elapsed_time(end) for start, end in self.events) / 1000.0
 
 
-def _quantile(sorted_times: list[float], q: float) -> float:
+def quantile(sorted_times: list[float], q: float) -> float:
+    """Return the `q` quantile (0..1) of `sorted_times` (ascending; in their unit, ms here): the value at rank
+    round(q * (n - 1)), a measured time, not an interpolation. Every latency p90 of the harness is this one statistic
+    (the sequential, fused and concurrent columns alike)."""
     return sorted_times[min(len(sorted_times) - 1, int(round(q * (len(sorted_times) - 1))))]
 
 
@@ -275,8 +278,8 @@ def blocked_latency_ms(runs_by_mode: dict, device: torch.device, warmup: int, ru
         flat = sorted(t for block in block_times for t in block)
         out[mode] = {
             "p50": statistics.median(statistics.median(block) for block in block_times),
-            "p90": _quantile(flat, 0.9),
-            "iqr": _quantile(flat, 0.75) - _quantile(flat, 0.25),
+            "p90": quantile(flat, 0.9),
+            "iqr": quantile(flat, 0.75) - quantile(flat, 0.25),
         }
     return out
 

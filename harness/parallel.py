@@ -24,6 +24,7 @@ The epoch time is the slowest worker's (`slowest`), peak memory the largest of a
 
 from __future__ import annotations
 
+import fcntl
 import statistics
 import time
 from dataclasses import dataclass
@@ -113,6 +114,46 @@ class Workers:
     def _comm_device(self) -> torch.device:
         # NCCL reduces CUDA tensors; gloo CPU ones.
         return self.device if dist.get_backend(self.group) == "nccl" else torch.device("cpu")
+
+
+class JointTrainingShare(measure.TrainingShare):
+    """The node's measurement lock (`harness.measure.TrainingShare`) taken by every worker of a parallel trial
+    together: `with share:` around one batch returns once every worker holds its share, none having waited on the
+    lock. Each worker tries without waiting; the workers agree (an all-reduce, MIN over "got it"); when any could not
+    (a measurement is pending or running on the node), all let go and try again a little later.
+
+    Waiting on the lock as a one-device trial does would deadlock: a worker inside the batch holds its share while it
+    waits in the batch's collectives (DDP's gradient all-reduce, the BatchNorm statistics, the logits exchange) for a
+    worker that waits on the lock behind a measurement, and the measurement waits for that share to go."""
+
+    RETRY_S, RETRY_MAX_S = 0.01, 0.2  # our choice: the first retry soon, then back off while a measurement runs
+
+    def __init__(self, workers: Workers, path: str = measure.LOCK_FILE):
+        super().__init__(path)
+        self.workers = workers
+
+    def __enter__(self):
+        wait = self.RETRY_S
+        while True:
+            got = self._try_share()
+            if self.workers.all_reduce(float(got), dist.ReduceOp.MIN) == 1.0:
+                return self
+            if got:
+                fcntl.flock(self.running, fcntl.LOCK_UN)
+            time.sleep(wait)
+            wait = min(2 * wait, self.RETRY_MAX_S)
+
+    def _try_share(self) -> bool:
+        try:
+            fcntl.flock(self.intent, fcntl.LOCK_SH | fcntl.LOCK_NB)  # free: no measurement pending
+        except BlockingIOError:
+            return False
+        fcntl.flock(self.intent, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self.running, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
 
 def shard_batch(workers: Workers, inputs: list[torch.Tensor], targets: torch.Tensor):
@@ -241,12 +282,19 @@ def concurrent_inference(workers: Workers, models: list[nn.Module], shape: tuple
                 times.append((time.perf_counter() - start) * 1000.0)
         return times
 
-    batch1 = sorted(timed(1, warmup, runs))
+    batch1 = timed(1, warmup, runs)
     big = timed(throughput_batch, min(warmup, 2), max(3, min(runs, 10)))  # as the sequential throughput
+    return concurrent_figures(batch1, big, throughput_batch)
+
+
+def concurrent_figures(batch1_ms: list[float], big_ms: list[float], throughput_batch: int) -> dict:
+    """Return the concurrent-inference columns from the timed runs (ms each): latency_concurrent_ms_p50 (the median
+    of `batch1_ms`), latency_concurrent_ms_p90 (`harness.measure.quantile`, the p90 of the sequential and fused
+    columns) and throughput_concurrent_sps (samples/s: `throughput_batch` over the median of `big_ms`)."""
     return {
-        "latency_concurrent_ms_p50": statistics.median(batch1),
-        "latency_concurrent_ms_p90": batch1[min(len(batch1) - 1, int(0.9 * len(batch1)))],
-        "throughput_concurrent_sps": throughput_batch / (statistics.median(big) / 1000.0),
+        "latency_concurrent_ms_p50": statistics.median(batch1_ms),
+        "latency_concurrent_ms_p90": measure.quantile(sorted(batch1_ms), 0.9),
+        "throughput_concurrent_sps": throughput_batch / (statistics.median(big_ms) / 1000.0),
     }
 
 

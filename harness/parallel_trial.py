@@ -6,14 +6,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
-import tempfile
 
 import pyarrow.fs as pafs
 import torch
 
 from harness.parallel import Workers
-from harness.store import build_subnet_rows, filesystem, rows_from_result, write_trial
+from harness.store import build_subnet_rows, filesystem, rows_from_result, trial_work_dir, write_trial
 
 
 def train_worker(loop_config: dict) -> None:
@@ -31,11 +29,8 @@ def train_worker(loop_config: dict) -> None:
     if device.type == "cuda":  # NCCL's object collectives and the allocator's readings use the current device
         torch.cuda.set_device(device)
     workers = Workers.join(config["resources"]["parallel"], device)
-    work = tempfile.mkdtemp(prefix=f"harness-{config['trial_id']}-rank{workers.rank}-")
-    try:
+    with trial_work_dir(loop_config["store"], config["trial_id"], workers.rank) as work:
         _train_in(work, loop_config, workers)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _train_in(work: str, loop_config: dict, workers: Workers) -> None:

@@ -15,12 +15,16 @@ The store is a local path or a URI that `pyarrow.fs.FileSystem.from_uri` underst
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+import glob
 import hashlib
 import json
 import math
 import os
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 
@@ -384,6 +388,45 @@ def filesystem(store: str) -> tuple[pafs.FileSystem, str]:
     if is_uri(store):
         return _from_uri(str(store))
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(str(store)))
+
+
+@contextlib.contextmanager
+def trial_work_dir(store: str, trial_id: str, rank: int | None = None):
+    """Yield the path of a new local working folder for one trial of `store` (one worker's with `rank`), removed on
+    the way out: `<tmp>/harness-<trial_id>-<store digest>[-rank<N>]-pid<this process>`. A process killed before it
+    could remove its folder (a SIGKILLed driver's trial, a lost worker) leaves it behind; the trial's next run on this
+    host removes the folders of its (trial, rank) whose process is gone, so a resumed trial leaves none. A folder whose
+    process still runs is never touched (a claim taken over from a live but silent run)."""
+    prefix = work_dir_prefix(store, trial_id, rank)
+    for left in glob.glob(f"{glob.escape(prefix)}-pid*"):
+        pid = left.rsplit("-pid", 1)[1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    path = f"{prefix}-pid{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)  # this process's own, from an attempt it did not finish
+    os.makedirs(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def work_dir_prefix(store: str, trial_id: str, rank: int | None = None) -> str:
+    """Return the path every working folder of the trial (of one worker: `rank`) starts with, `-pid<N>` following:
+    `<tmp>/harness-<trial_id>-<8 hex digits of the store's name>[-rank<N>]` (`trial_work_dir`)."""
+    digest = hashlib.sha256(display_name(store).encode()).hexdigest()[:8]
+    worker = "" if rank is None else f"-rank{rank}"
+    return os.path.join(tempfile.gettempdir(), f"harness-{trial_id}-{digest}{worker}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def display_name(store: str) -> str:

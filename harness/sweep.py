@@ -32,7 +32,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import socket
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from harness.store import (
     is_uri,
     rows_from_result,
     set_aside,
+    trial_work_dir,
     write_error_row,
     write_trial,
 )
@@ -297,8 +297,7 @@ def _train_claimed(tune_config: dict) -> None:
         raise InjectedTransientError("injected failure on the first attempt (test only)")
 
     # Ray keeps the checkpoints in the run's storage; the trial reads and writes a local working folder.
-    work = tempfile.mkdtemp(prefix=f"harness-{config['trial_id']}-")
-    try:
+    with trial_work_dir(store, config["trial_id"]) as work:
         _restore_checkpoint(store, sweep, config["trial_id"], tune_config.get("run"), work)
 
         def report(record: dict) -> None:
@@ -321,8 +320,6 @@ def _train_claimed(tune_config: dict) -> None:
         if not tune_config.get("keep_checkpoints", False):
             # The rows are the durable result; the checkpoints only served to resume.
             remove_checkpoints(store, sweep, config["trial_id"])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _record_deterministic_error(tune_config: dict, config: dict, err: BaseException, guard, key: str) -> None:
@@ -533,6 +530,9 @@ class SweepProgress(tune.Callback):
         config, last = trial.config["trial"], trial.last_result or {}
         epoch = last.get("epoch") if last.get("kind") == "epoch" else None
         resume = f"from its checkpoint of epoch {epoch}" if isinstance(epoch, int) else "from epoch 1"
+        if is_parallel(config):  # its Train run relays the records to Tune later than it checkpoints them
+            known = f"epoch {epoch} or later" if isinstance(epoch, int) else "if it saved one"
+            resume = f"from its Ray Train run's latest checkpoint ({known})"
         why = failure_reason(_error_text(trial))
         self._print(f"[{self.sweep}] trial {config['trial_id']} {_describe(config)}: {why} (attempt "
                     f"{trial.num_failures}); it restarts {resume}, on whichever node has room")  # fmt: skip

@@ -132,3 +132,21 @@ def test_a_subnetworks_latency_is_timed_in_blocks_while_holding_the_node_lock(mo
     p50, p90 = measure.batch1_latency_ms(model, (1, 2, 2), CPU, 1, 10, contextlib.nullcontext())
     assert events == ["lock", "blocks", "unlock"]
     assert p50 > 0 and p90 > 0
+
+
+def test_quantile_is_the_measured_time_at_rank_round_q_times_n_minus_1():
+    times = [float(t) for t in range(1, 11)]  # 1..10 ms
+    assert measure.quantile(times, 0.9) == 9.0  # rank round(0.9 * 9) = 8, not int(0.9 * 10) = 9 (10 ms)
+    # round() halves to even: rank round(4.5) = 4
+    assert measure.quantile(times, 0.5) == 5.0 and measure.quantile(times, 0.0) == 1.0
+    assert measure.quantile(times, 1.0) == 10.0 and measure.quantile([4.0], 0.9) == 4.0
+
+
+def test_the_concurrent_p90_is_the_same_statistic_as_the_sequential_p90():
+    from harness.parallel import concurrent_figures
+
+    batch1 = [5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 10.0, 4.0, 8.0, 6.0]  # ms, in the order they were timed
+    got = concurrent_figures(batch1, [20.0, 40.0, 30.0], throughput_batch=64)
+    assert got["latency_concurrent_ms_p90"] == measure.quantile(sorted(batch1), 0.9) == 9.0
+    assert got["latency_concurrent_ms_p50"] == 5.5
+    assert got["throughput_concurrent_sps"] == 64 / 0.030  # samples/s over the median run (30 ms)

@@ -5,12 +5,16 @@
 (b) members-parallel dct: each worker trains its member with its own optimizer, exchanging logits for the JS term;
 each step's gradient of each member equals the joint step's, and after 3 steps the weights are equal.
 
-Both run in one Ray Train run (2 workers of 1 CPU on the session's local Ray), each worker training the reference
+(c) the workers pause together for a latency measurement on the node (`JointTrainingShare`), where a worker waiting
+on the lock inside a batch's collective would deadlock.
+
+All run in one Ray Train run (2 workers of 1 CPU on the session's local Ray), each worker training the reference
 one-process trial beside its parallel one and reporting the largest differences.
 """
 
 from __future__ import annotations
 
+import fcntl
 import tempfile
 
 import pytest
@@ -89,6 +93,7 @@ def _two_workers(loop_config: dict) -> None:
     from harness.parallel import Workers
 
     _float64(fixed)
+    lock_path = loop_config.pop("lock")
     out = {}
     for mode, config in loop_config.items():
         workers = Workers.join(mode, torch.device("cpu"))
@@ -99,10 +104,76 @@ def _two_workers(loop_config: dict) -> None:
             out[f"{mode}_{key}"] = float(t)
         out[f"{mode}_moved"], out[f"{mode}_dtype"] = got["moved"], got["dtype"]
         out[f"{mode}_lambda_cot"] = got["lambda_cot"]
+    out.update(_measured_while_training(Workers.join("data", torch.device("cpu")), lock_path))
     metrics = {k: v for k, v in out.items() if not isinstance(v, list)}
     # Ray Train's Result carries the metrics reported with its last checkpoint: rank 0 reports one (empty).
-    folder = tempfile.mkdtemp()
-    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if dist.get_rank() == 0 else None)
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = ray.train.Checkpoint.from_directory(folder) if dist.get_rank() == 0 else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+BATCHES = 6
+
+
+def _measured_while_training(workers, lock_path: str) -> dict:
+    """Train BATCHES stand-in batches (a collective inside each, as DDP's gradient all-reduce) under the workers'
+    JointTrainingShare while, on rank 1, a latency measurement of the node (`one_measurement_per_node`, another open
+    of the lock files) becomes pending just before batch 2; return whether every batch ended within 120 s and whether
+    any batch ran while the measurement held the node."""
+    import threading
+    import time
+
+    from harness import measure
+    from harness.parallel import JointTrainingShare
+
+    share = JointTrainingShare(workers, lock_path)
+    pending, held = threading.Event(), []
+
+    def measurement():
+        with measure.one_measurement_per_node(lock_path):
+            start = time.monotonic()
+            time.sleep(0.3)
+            held.append((start, time.monotonic()))
+
+    def measure_pending():  # the intent file taken: the measurement is pending
+        thread = threading.Thread(target=measurement, daemon=True)
+        thread.start()
+        while not pending.is_set():
+            with open(lock_path + ".intent", "a") as probe:
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(probe, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    pending.set()
+            time.sleep(0.001)
+        return thread
+
+    batches, thread = [], None
+
+    def train():
+        nonlocal thread
+        for i in range(BATCHES):
+            if i == 2 and workers.rank == 1:
+                thread = measure_pending()
+            with share:
+                start = time.monotonic()
+                workers.all_reduce(1.0)
+                time.sleep(0.02)
+                batches.append((start, time.monotonic()))
+
+    trainer = threading.Thread(target=train, daemon=True)
+    trainer.start()
+    trainer.join(timeout=120)
+    if trainer.is_alive():  # deadlocked: report it rather than hang the test (the process ends with the run)
+        return {"share_batches": len(batches), "share_overlap": -1.0, "share_measured": 0.0}
+    if thread is not None:
+        thread.join()
+    every = [b for part in workers.gather_objects(batches) for b in part]
+    window = [w for part in workers.gather_objects(held) for w in part]
+    overlap = sum(max(0.0, min(e, we) - max(s, ws)) for s, e in every for ws, we in window)
+    share.close()
+    return {"share_batches": int(workers.all_reduce(len(batches))), "share_overlap": overlap,
+            "share_measured": float(len(window))}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +186,10 @@ def two_worker_run(ray_local, tmp_path_factory):
     members = dct_config(epochs=1, cot_warmup_epochs=0)
     for config, mode in ((data, "data"), (members, "members")):
         config["resources"].update(parallel=mode, workers=2)
+    lock = str(tmp_path_factory.mktemp("lock") / "node.lock")  # this test's own measurement lock, not the node's
     trainer = TorchTrainer(
         _two_workers,
-        train_loop_config={"data": data, "members": members},
+        train_loop_config={"data": data, "members": members, "lock": lock},
         scaling_config=train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
         run_config=train.RunConfig(name="parallel-math", storage_path=str(tmp_path_factory.mktemp("train"))),
     )
@@ -139,3 +211,12 @@ def test_members_parallel_dct_equals_the_joint_step_with_its_js_term(two_worker_
     assert got["members_moved"] > 1e-3
     assert got["members_grad"] < 1e-12  # each member's gradient, every step, JS term included
     assert got["members_weight"] < 1e-12 and got["members_buffer"] < 1e-12
+
+
+def test_a_parallel_trials_workers_pause_together_for_a_measurement_on_the_node_without_deadlock(two_worker_run):
+    # A worker waiting on the lock while the other held its share inside a batch's collective would deadlock with
+    # the measurement (it waits for that share); the workers take their shares together instead.
+    got = two_worker_run
+    assert got["share_batches"] == 2 * BATCHES  # every batch on both workers ended
+    assert got["share_measured"] == 1.0  # the measurement ran
+    assert got["share_overlap"] == 0.0  # and no batch of either worker ran while it held the node

@@ -1,18 +1,23 @@
 """Trials that span 2 Ray Train workers through `run_sweep.py` (issue 25): a members-parallel dct ensemble and a
 data-parallel single network train side by side on the embedded local Ray, the driver is SIGKILLed once each has a
 checkpoint, and the rerun resumes both from their last epoch, training none twice, into one trials row each (with
-`parallel` and `workers`) and one row per epoch."""
+`parallel` and `workers`) and one row per epoch. In the rerun one Train worker of a trial is SIGKILLed once it has
+checkpointed another epoch (a lost worker): Tune retries the trial, which resumes from that checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import signal
+import time
 
 import pandas as pd
 import pytest
 import torch
 
 from analysis.store import load_epochs, load_trials
+from harness.store import work_dir_prefix
 from tests.sweep.conftest import kill_driver_when, run_cli, wait_out_claims
 
 pytestmark = pytest.mark.slow
@@ -36,6 +41,22 @@ def checkpoint_files(store: str) -> dict[str, list[str]]:
     return found
 
 
+def work_folders(store: str, trial_id: str, ranks=(0, 1)) -> list[str]:
+    """Return the local working folders of the trial's workers (`harness.store.trial_work_dir`) on this host, named
+    `...-rank<N>-pid<worker process>`."""
+    return [p for rank in ranks for p in glob.glob(f"{glob.escape(work_dir_prefix(store, trial_id, rank))}-pid*")]
+
+
+def newest_history(store: str, trial_id: str) -> list[dict] | None:
+    """Return the EPOCH records in the trial's newest checkpoint that loads (None: none yet)."""
+    for path in reversed(checkpoint_files(store).get(trial_id, [])):
+        try:
+            return torch.load(path, weights_only=True)["history"]
+        except Exception:  # being written, or removed for a newer one
+            continue
+    return None
+
+
 def finished(store: str) -> set[str]:
     return {os.path.basename(p)[: -len(".parquet")] for p in glob.glob(f"{store}/trials/sweep=digits/*.parquet")}
 
@@ -52,8 +73,27 @@ def resumed(tmp_path_factory):
     done_at_kill = finished(store)
     wait_out_claims(store, "digits", STALE_S)
     rerun = run_cli(*ARGS, "--store", store)
+    lost = kill_a_worker_once_resumed(store, at_kill, 300)
     out, _ = rerun.communicate(timeout=400)
-    return {"store": store, "at_kill": at_kill, "done_at_kill": done_at_kill, "rc": rerun.returncode, "out": out}
+    return {"store": store, "at_kill": at_kill, "done_at_kill": done_at_kill, "rc": rerun.returncode, "out": out,
+            "lost": lost, "work_left": {tid: work_folders(store, tid) for tid in at_kill}}  # fmt: skip
+
+
+def kill_a_worker_once_resumed(store: str, at_kill: dict[str, list], timeout_s: float) -> tuple[str, list[dict]]:
+    """In the rerun, as soon as the trial that had trained least at the driver's kill has a newer checkpoint (one
+    more epoch), SIGKILL its rank-1 Train worker (a lost worker: its pid is in its working folder's name); return
+    (the trial id, the history in that checkpoint)."""
+    target = min(at_kill, key=lambda tid: len(at_kill[tid]))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        history = newest_history(store, target)
+        if history is not None and len(history) > len(at_kill[target]):
+            for folder in work_folders(store, target, ranks=(1,)):
+                with contextlib.suppress(ProcessLookupError):  # a killed run's folder, its process gone
+                    os.kill(int(folder.rsplit("-pid", 1)[1]), signal.SIGKILL)
+                    return target, history
+        time.sleep(0.1)
+    raise AssertionError(f"trial {target} had no newer checkpoint with a live rank-1 worker within {timeout_s:g} s")
 
 
 def test_both_trials_were_killed_mid_way_with_a_checkpoint_each(resumed):
@@ -90,3 +130,20 @@ def test_each_trial_resumed_from_its_last_epoch_training_none_twice(resumed):
 
 def test_a_finished_trials_train_runs_are_removed(resumed):
     assert checkpoint_files(resumed["store"]) == {}
+
+
+def test_a_resumed_trial_leaves_no_working_folder_of_its_workers_nor_of_its_killed_run(resumed):
+    assert resumed["work_left"] == {tid: [] for tid in resumed["at_kill"]}
+
+
+def test_a_trial_that_lost_a_worker_is_retried_from_its_last_checkpoint_training_none_twice(resumed):
+    trial_id, history = resumed["lost"]
+    retried = [line for line in resumed["out"].splitlines() if f"trial {trial_id} " in line and "(attempt 1)" in line]
+    assert len(retried) == 1 and "it restarts from its Ray Train run's latest checkpoint" in retried[0], retried
+    print(retried[0])  # shown with -s: why Tune retried it
+    epochs = load_epochs(resumed["store"], sweep="digits")
+    rows = epochs[epochs["trial_id"] == trial_id].sort_values("epoch")
+    assert rows["epoch"].tolist() == list(range(1, EPOCHS + 1))
+    for record in history:  # trained before the worker was lost, not again after
+        row = rows[rows["epoch"] == record["epoch"]].iloc[0]
+        assert row["epoch_time_s"] == record["epoch_time_s"] and row["test_acc"] == record["test_acc"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import warnings
 
 import pandas as pd
@@ -189,3 +190,30 @@ def test_files_of_schema_1_with_integer_widths_read_beside_real_widths_as_double
     widths = load_trials(store).set_index("trial_id")["width"]
     assert widths.dtype == "float64"
     assert widths[old["trial_id"]] == old["design"]["width"] and widths[real["trial_id"]] == real["design"]["width"]
+
+
+def test_a_trials_work_folder_is_removed_with_those_its_killed_runs_left_but_not_a_live_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from harness.store import trial_work_dir
+
+    store = str(tmp_path / "store")
+    with trial_work_dir(store, "t0000000000000001", rank=1) as work:
+        prefix = work.rsplit("-pid", 1)[0]
+    assert not os.path.exists(work)  # removed on the way out
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, live = f"{prefix}-pid{int(gone.stdout)}", f"{prefix}-pid{os.getppid()}"  # a killed run's, a live one's
+    for folder in (dead, live):
+        os.makedirs(os.path.join(folder, "sub"))
+    other_rank = prefix.replace("-rank1", "-rank0") + f"-pid{int(gone.stdout)}"
+    os.makedirs(other_rank)
+    try:
+        with trial_work_dir(store, "t0000000000000001", rank=1) as work:
+            assert os.path.isdir(work) and os.listdir(work) == []
+            assert not os.path.exists(dead) and os.path.isdir(live) and os.path.isdir(other_rank)
+        with trial_work_dir(str(tmp_path / "other"), "t0000000000000001", rank=1) as elsewhere:
+            assert elsewhere.rsplit("-pid", 1)[0] != prefix  # another store's trial of the same id: its own folder
+    finally:
+        for folder in (live, other_rank):
+            shutil.rmtree(folder, ignore_errors=True)
