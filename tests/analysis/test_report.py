@@ -65,6 +65,23 @@ def test_report_refuses_an_unknown_figure_format_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()  # refused before anything ran
 
 
+def test_the_store_read_in_a_forked_reader_gives_the_tables_and_warnings_read_here(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from analysis import report
+
+    write_store(tmp_path, "demo", grid_trials(known_est_acc, BUDGETS[:2]))
+    for table in ("trials", "epochs"):
+        (tmp_path / table / "sweep=demo" / "broken.parquet").write_bytes(b"PAR1 truncated")
+    monkeypatch.setattr(report, "_forking_is_safe", lambda: True)
+    forked = report.read_store(tmp_path, "demo")
+    monkeypatch.setattr(report, "_forking_is_safe", lambda: False)
+    here = report.read_store(tmp_path, "demo")
+    pd.testing.assert_frame_equal(forked[0], here[0])
+    pd.testing.assert_frame_equal(forked[1], here[1])
+    assert forked[2] == here[2] and [w.split("/")[-3] for w in here[2]] == ["trials", "epochs"]
+
+
 def test_the_html_page_shows_the_dct_comparison_as_a_table(partial_report):
     _, out = partial_report
     page = (out / "index.html").read_text()
