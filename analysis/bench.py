@@ -10,9 +10,10 @@ seeds x 120 epochs ("mol": 20 budgets, 3 seeds; "mol10": 50 budgets, 12 seeds, 1
 smooth in budget and epoch with seed noise, so the cells hold wins, ties and single-network wins and the EST falls
 inside the grid. Then it runs `python -m analysis report` and `python -m analysis explore` on it, each in a fresh
 process (`--runs` times, interleaved), and prints per command and step (load, EST, tables, figures, page) the wall
-time (s) and the process's peak resident memory so far (MB, ru_maxrss), and the page's size (MB). `--json` writes all
-runs to a file (benchmarks/ keeps the ones quoted). Timings are wall-clock on a possibly shared machine: the load
-average is printed beside them.
+time (s) and the process's peak resident memory so far (MB, ru_maxrss), the page's size (MB), and per command the CPU
+time (s) of its process and figure workers, which other jobs on the machine inflate less than the wall time.
+`--json` writes all runs to a file (benchmarks/ keeps the ones quoted). Timings are wall-clock on a possibly shared
+machine: the load average is printed beside them.
 """
 
 from __future__ import annotations
