@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--max-budget-deviation-pct", type=float, default=MAX_BUDGET_DEVIATION_PCT,
                    help="mark designs further from their budget (%%, default %(default)g)")  # fmt: skip
     r.add_argument("--no-figures", action="store_true", help="text and tables only (faster)")
+    r.add_argument("--formats", default="png",
+                   help="figure file formats, comma-separated, of png, svg, pdf (default: %(default)s; png is always "
+                        "written, the page shows it; add svg or pdf for vector figures, e.g. for a paper)")  # fmt: skip
     x = sub.add_parser("explore", help="write the interactive explorer: one offline HTML page (open DIR/index.html)")
     x.add_argument("--store", default="results", help="results store folder (default: results)")
     x.add_argument("--sweep", default=None, help="sweep name (default: every sweep of the store)")
@@ -119,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             sweep = names[0]
         try:
             rule = _rule(args)
+            from analysis.figures import check_formats
+
+            formats = check_formats([f.strip() for f in args.formats.split(",") if f.strip()])
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             write_html=not args.no_html,
             make_figures=not args.no_figures,
             max_budget_deviation_pct=args.max_budget_deviation_pct,
+            formats=formats,
         )
         print(f"report written: {path}")
         return 0

@@ -10,9 +10,10 @@ seeds x 120 epochs ("mol": 20 budgets, 3 seeds; "mol10": 50 budgets, 12 seeds, 1
 smooth in budget and epoch with seed noise, so the cells hold wins, ties and single-network wins and the EST falls
 inside the grid. Then it runs `python -m analysis report` and `python -m analysis explore` on it, each in a fresh
 process (`--runs` times, interleaved), and prints per command and step (load, EST, tables, figures, page) the wall
-time (s) and the process's peak resident memory so far (MB, ru_maxrss), and the page's size (MB). `--json` writes all
-runs to a file (benchmarks/ keeps the ones quoted). Timings are wall-clock on a possibly shared machine: the load
-average is printed beside them.
+time (s) and the process's peak resident memory so far (MB, ru_maxrss), the page's size (MB), and per command the CPU
+time (s) of its process and figure workers, which other jobs on the machine inflate less than the wall time.
+`--json` writes all runs to a file (benchmarks/ keeps the ones quoted). Timings are wall-clock on a possibly shared
+machine: the load average is printed beside them.
 """
 
 from __future__ import annotations
@@ -131,7 +132,11 @@ def _child(cmd: str, store: str, sweep: str, out: str) -> dict:
     files = sum(1 for p in Path(out).rglob("*") if p.is_file())
     # The figure workers' peak too (forked: it counts the pages they share with this process).
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    return {"steps": steps, "wall_s": round(wall, 2), "peak_mb": round(_peak_mb(), 1),
+    # CPU time (user + system) of this process and its figure workers: what the command costs whatever else shares
+    # the cores (the wall time is not).
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(r.ru_utime + r.ru_stime for r in usage)
+    return {"steps": steps, "wall_s": round(wall, 2), "cpu_s": round(cpu, 1), "peak_mb": round(_peak_mb(), 1),
             "workers_peak_mb": round(children, 1), "files": files}  # fmt: skip
 
 
@@ -151,17 +156,14 @@ def _run_one(cmd: str, store: Path, sweep: str, work: Path, run: int) -> dict:
 
 
 def _table(results: list[dict]) -> str:
-    lines = ["| command | run | process wall (s) | load | load | EST | tables | figures | page | peak MB | page MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    lines[0] = ("| command | run | process wall (s) | steps: load / EST / tables / figures / page (s) | peak RSS (MB; "
-                "figure workers') "
-                "| page (MB) | files | load avg 1 min before / after |")
-    lines[1] = "|---|---|---|---|---|---|---|---|"
+    lines = ["| command | run | process wall (s) | CPU (s) | steps: load / EST / tables / figures / page (s) | "
+             "peak RSS (MB; figure workers') | page (MB) | files | load avg 1 min before / after |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         s = r["steps"]
         parts = " / ".join(f"{s[k]['s']:.1f}" if k in s else "-" for k in ("load", "est", "tables", "figures", "page"))
         peak = f"{r['peak_mb']:.0f}" + (f" ({r['workers_peak_mb']:.0f})" if r.get("workers_peak_mb") else "")
-        lines.append(f"| {r['cmd']} | {r['run']} | {r['process_s']:.1f} | {parts} | {peak} | "
+        lines.append(f"| {r['cmd']} | {r['run']} | {r['process_s']:.1f} | {r.get('cpu_s', '')} | {parts} | {peak} | "
                      f"{s.get('page_mb', '')} | {r['files']} | {r['load_before'][0]} / {r['load_after'][0]} |")
     for cmd in ("report", "explore"):
         walls = sorted(r["process_s"] for r in results if r["cmd"] == cmd)

@@ -53,6 +53,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -980,6 +981,24 @@ def compute_est(
     If `trials` is given, epoch rows of trials whose status is "error" are dropped (their numbers are not a design's
     outcome); rows of running and diverged trials are kept (what they measured is real) and the report lists them.
     """
+    _, complete = compute_est_staged(epochs, trials, tie_rule, max_budget_deviation_pct, rule, n_boot)
+    return complete()
+
+
+def compute_est_staged(
+    epochs: pd.DataFrame,
+    trials: pd.DataFrame | None = None,
+    tie_rule: str = DEFAULT_RULE,
+    max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
+    rule: Rule | None = None,
+    n_boot: int = EST_BOOTSTRAP,
+) -> tuple[ESTResult, Callable[[], ESTResult]]:
+    """Return `compute_est`'s result in two stages: (the EST with every cell decided but no bootstrap interval in its
+    summary, a function that runs the bootstrap and returns the complete result, the same as `compute_est`'s).
+
+    The cells take a few seconds at the scale of a study, the bootstrap most of the EST's time: what needs only the
+    cells (the report's figures) can start in between. Arguments as in `compute_est`.
+    """
     rule = rule or Rule(tie_rule)
     need = ["trial_id", "dataset", "family", "design_class", "members", "fit", "budget", "seed", "epoch", "test_acc"]
     missing = [c for c in need if c not in epochs.columns]
@@ -999,19 +1018,26 @@ def compute_est(
     grid, stats, gnotes = winner_grid(epochs, rule.name, max_budget_deviation_pct, rule=rule)
     notes += gnotes
     if grid.empty:
-        return ESTResult(rule.name, grid, stats, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), notes,
-                         float(max_budget_deviation_pct), rule)  # fmt: skip
+        empty = ESTResult(rule.name, grid, stats, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), notes,
+                          float(max_budget_deviation_pct), rule)  # fmt: skip
+        return empty, lambda: empty
     per_epoch = _per_epoch(grid, rule)
     earliest = _earliest(grid)
-    boot = est_interval(epochs, rule, n_boot) if n_boot else pd.DataFrame(columns=GROUP_KEYS)
-    summary = _summaries(grid, per_epoch, earliest, boot, rule)
-    summary = _nullable_ints(summary, ["est_budget", "below_budget", "est_earliest_epoch"])
-    per_epoch = _nullable_ints(per_epoch, ["est_budget", "below_budget"])
-    earliest = _nullable_ints(earliest, ["earliest_epoch", "last_epoch"])
-    for gd, s in zip(summary[GROUP_KEYS].to_dict("records"), summary["status"], strict=True):
-        if s == "none":
-            notes.append(f"{gd['dataset']}/{gd['family']} k={gd['k']} fit={gd['fit']}: no EST in the grid")
-    return ESTResult(rule.name, grid, stats, summary, per_epoch, earliest, notes, float(max_budget_deviation_pct), rule)
+
+    def result(boot: pd.DataFrame) -> ESTResult:
+        summary = _summaries(grid, per_epoch, earliest, boot, rule)
+        summary = _nullable_ints(summary, ["est_budget", "below_budget", "est_earliest_epoch"])
+        per_epoch_out = _nullable_ints(per_epoch.copy(), ["est_budget", "below_budget"])
+        earliest_out = _nullable_ints(earliest.copy(), ["earliest_epoch", "last_epoch"])
+        result_notes = list(notes)
+        for gd, s in zip(summary[GROUP_KEYS].to_dict("records"), summary["status"], strict=True):
+            if s == "none":
+                result_notes.append(f"{gd['dataset']}/{gd['family']} k={gd['k']} fit={gd['fit']}: no EST in the grid")
+        return ESTResult(rule.name, grid, stats, summary, per_epoch_out, earliest_out, result_notes,
+                         float(max_budget_deviation_pct), rule)  # fmt: skip
+
+    no_interval = pd.DataFrame(columns=GROUP_KEYS)
+    return result(no_interval), lambda: result(est_interval(epochs, rule, n_boot) if n_boot else no_interval)
 
 
 def _nullable_ints(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:

@@ -1,11 +1,15 @@
-"""Figures in the style of the studies (DESIGN section 6), drawn with matplotlib's Agg backend, saved as PNG and SVG.
+"""Figures in the style of the studies (DESIGN section 6), drawn with matplotlib's Agg backend, saved as PNG (and, when
+asked, SVG or PDF).
 
-Every function takes the rows of ONE (dataset, family, k, fit) group, writes `<out_dir>/<stem>.png` and `.svg`, and
-returns the two paths. Error bars are the same seed intervals the EST tie rule uses (see analysis.est).
+Every function takes the rows of ONE (dataset, family, k, fit) group, writes `<out_dir>/<stem>.<ext>` for each of its
+`formats` (default PNG only, see DEFAULT_FORMATS) and returns the paths in that order. Error bars are the same seed
+intervals the EST tie rule uses (see analysis.est).
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import os
 import textwrap
 import threading
@@ -18,14 +22,18 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window; must precede any pyplot import elsewhere
 
+import matplotlib.image  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib._tight_bbox import adjust_bbox  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, PathPatch  # noqa: E402
 from matplotlib.path import Path as MplPath  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from analysis.costs import COST_PASS, IN_RUN, prefer_isolated, source_of  # noqa: E402
 from analysis.est import (  # noqa: E402
@@ -59,7 +67,24 @@ CATEGORY_LABELS = {
     UNRESOLVED: "unresolved (more seeds needed)",
     TIE: "tie (seed intervals overlap)",
 }
-FORMATS = ("png", "svg")
+# The formats a figure can be written in: PNG (what the report page shows), and vector files for a paper (SVG, with its
+# text kept as text; PDF).
+FORMATS = ("png", "svg", "pdf")
+# PNG only unless asked: a report is looked at, in its page, each time the analysis is rerun, and a vector copy of every
+# figure costs about 40% more drawing time (108-135 figures at the More-or-Less scale, issue 23); vector files are for
+# the figures that go into a paper, asked for with `--formats png,svg` or `png,pdf`. Our choice.
+DEFAULT_FORMATS = ("png",)
+
+
+def check_formats(formats: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Return `formats` as a tuple without repeats, PNG first; raise ValueError in one line if one is not in FORMATS or
+    PNG is missing (the report page shows the PNGs)."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"figure formats: {', '.join(map(repr, unknown))} not allowed; allowed: {', '.join(FORMATS)}")
+    if "png" not in formats:
+        raise ValueError(f"figure formats {','.join(formats)} lack png, which the report page shows; e.g. png,svg")
+    return tuple(dict.fromkeys(["png", *formats]))
 
 
 # Fewer figures than this are drawn in the calling process: starting a worker (importing matplotlib) costs about as
@@ -73,20 +98,22 @@ def default_jobs() -> int:
     return max(1, min(8, cpus))
 
 
-def _draw(task: tuple[str, tuple]) -> list[Path]:
+def _draw(task: tuple[str, tuple], formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:
     name, args = task
-    return globals()[name](*args)
+    return globals()[name](*args, formats=formats)
 
 
-def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> list[list[Path]]:
-    """Draw figures, each task (name of a figure function of this module, its positional args); return each one's
-    [png, svg] paths in the tasks' order. See `start_drawing` for where they are drawn."""
-    return start_drawing(tasks, jobs)()
+def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None,
+              formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[list[Path]]:  # fmt: skip
+    """Draw figures, each task (name of a figure function of this module, its positional args), in `formats`; return
+    each one's paths (one per format) in the tasks' order. See `start_drawing` for where they are drawn."""
+    return start_drawing(tasks, jobs, formats)()
 
 
-def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> Callable[[], list[list[Path]]]:
-    """Start drawing figures (tasks as in `draw_many`); return a function that waits for them and returns each one's
-    [png, svg] paths in the tasks' order, so the caller can write its tables meanwhile.
+def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None,
+                  formats: tuple[str, ...] = DEFAULT_FORMATS) -> Callable[[], list[list[Path]]]:  # fmt: skip
+    """Start drawing figures (tasks and `formats` as in `draw_many`); return a function that waits for them and
+    returns each one's paths (one per format) in the tasks' order, so the caller can work meanwhile.
 
     With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER figures per worker, the figures
     are drawn in that many forked processes: matplotlib's drawing is single-threaded, and a report of 27 groups draws
@@ -97,9 +124,17 @@ def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None) -> Ca
     jobs = default_jobs() if jobs is None else jobs
     jobs = min(jobs, len(tasks) // MIN_FIGURES_PER_WORKER)
     if jobs <= 1 or not hasattr(os, "fork") or threading.active_count() > 1:
-        return lambda: [_draw(t) for t in tasks]
+        return lambda: [_draw(t, formats) for t in tasks]
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
-    futures = [pool.submit(_draw, t) for t in tasks]  # the workers fork here, before the pool's own thread starts
+    # The workers fork at the first submit, before the pool's own thread starts, with this process's objects frozen
+    # (gc.freeze): the workers' garbage collections then skip the objects they inherit (about 180,000 at the
+    # More-or-Less scale; collecting them took a tenth of the drawing time) and leave their pages shared. Unfrozen
+    # here at once.
+    gc.freeze()
+    try:
+        futures = [pool.submit(_draw, t, formats) for t in tasks]
+    finally:
+        gc.unfreeze()
 
     def result() -> list[list[Path]]:
         try:
@@ -122,22 +157,62 @@ def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+def _pixel_box(box: Bbox, dpi: float) -> tuple[Bbox, tuple[int, int, int, int]]:
+    """Return `box` (inches) grown to whole pixels at `dpi`, and its pixel bounds (x0, y0, x1, y1; origin at the
+    bottom left)."""
+    x0, y0 = math.floor(box.x0 * dpi), math.floor(box.y0 * dpi)
+    x1, y1 = math.ceil(box.x1 * dpi), math.ceil(box.y1 * dpi)
+    return Bbox([[x0 / dpi, y0 / dpi], [x1 / dpi, y1 / dpi]]), (x0, y0, x1, y1)
+
+
+# Drawn around the figure (inches, beyond savefig's padding) so that what reaches a little past its edge (a long axis
+# label) is on the canvas too; what reaches further is drawn again by savefig. Our choice: our labels reach 0.01 in.
+CANVAS_MARGIN_INCHES = 0.25
+
+
+def _save(fig: Figure, out_dir: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
+    """Write `fig` as `<out_dir>/<stem>.<ext>` for each of `formats`, cut to its tight box; return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    # Laid out and measured once for both files: savefig(bbox_inches="tight") lays the figure out and draws it once
-    # more per file before drawing it. The box is the tight one (axis labels wider than narrow axes stay whole),
-    # padded as savefig pads it; the PNG is pixel for pixel what "tight" saved, the SVG takes the same layout.
-    fig.draw_without_rendering()
-    box = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
+    # Laid out, drawn and measured once, as savefig(bbox_inches="tight") would lay it out but without its extra draws:
+    # the constrained layout runs at the figure's size, then the figure is drawn once on a canvas a margin larger
+    # (savefig's own way of drawing a box other than the figure), and the tight box is measured there. The box is
+    # savefig's: the tight one (axis labels wider than narrow axes stay whole), padded as savefig pads it, here grown to
+    # whole pixels. The PNG is that box cut from the canvas, the same pixels savefig(bbox_inches=box) draws (a
+    # whole-pixel box moves nothing between pixels; only hatch patterns, tiled from the canvas corner, start at
+    # another phase; tests/analysis/test_figures.py checks it). Other formats are drawn for the same box.
+    canvas = FigureCanvasAgg(fig)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
     fig.set_layout_engine("none")
-    for ext in FORMATS:
+    dpi, pad = fig.dpi, matplotlib.rcParams["savefig.pad_inches"]
+    frame, (fx0, fy0, fx1, fy1) = _pixel_box(fig.bbox_inches.padded(pad + CANVAS_MARGIN_INCHES), dpi)
+    restore = adjust_bbox(fig, frame, canvas.get_renderer())
+    try:
+        canvas.draw()
+        # Inches from the canvas's lower left corner, in whole pixels.
+        _, (x0, y0, x1, y1) = _pixel_box(fig.get_tightbbox(canvas.get_renderer()).padded(pad), dpi)
+        pixels = np.asarray(canvas.buffer_rgba())
+    finally:
+        restore()
+    box = Bbox(np.array([[x0 + fx0, y0 + fy0], [x1 + fx0, y1 + fy0]]) / dpi)
+    on_canvas = x0 >= 0 and y0 >= 0 and x1 <= fx1 - fx0 and y1 <= fy1 - fy0
+    paths = []
+    for ext in formats:
         p = out_dir / f"{stem}.{ext}"
-        with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, editable
-            fig.savefig(p, format=ext, bbox_inches=box)
+        if ext == "png" and on_canvas:
+            _write_png(pixels[pixels.shape[0] - y1 : pixels.shape[0] - y0, x0:x1], p, dpi)
+        else:
+            with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, editable
+                fig.savefig(p, format=ext, bbox_inches=box)
         paths.append(p)
     return paths
+
+
+def _write_png(rgba: np.ndarray, path: Path, dpi: float) -> None:
+    """Write RGBA pixels (rows from the top) as a PNG, as savefig writes one (matplotlib's imsave, its metadata)."""
+    matplotlib.image.imsave(path, rgba, format="png", origin="upper", dpi=dpi)
 
 
 # Horizontal offset between the classes' points at one budget on the log budget axis (a factor of the budget).
@@ -204,8 +279,10 @@ def hatch_grid_cells(ax, rows: np.ndarray, cols: np.ndarray, hatch: str, edgecol
                            edgecolor=edgecolor, linewidth=linewidth))  # fmt: skip
 
 
-def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "") -> list[Path]:
-    """Draw the discrete winner heatmap (x = budget, y = epoch, one colour per category); return [png, svg].
+def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "", *,
+                   formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:  # fmt: skip
+    """Draw the discrete winner heatmap (x = budget, y = epoch, one colour per category); return the paths written
+    (one per format, in `formats`' order).
 
     `grid` holds one group's rows of `analysis.est.winner_grid` (budget, epoch, winner, assessable). The grid is one
     image (one pixel block per cell, whatever its size), with at most `MAX_TICK_LABELS` labels per axis. The per-epoch
@@ -292,7 +369,7 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
     if note:
         # Wrapped: the heatmap axes are narrower than the note, and a long line is clipped at the figure edge.
         ax.set_title(textwrap.fill(note, 60), fontsize=8)
-    return _save(fig, out_dir, stem)
+    return _save(fig, out_dir, stem, formats)
 
 
 # Each comparison's verdict in `class_verdicts_heatmap`: its colour and legend label (a win in the class's colour, a
@@ -300,9 +377,10 @@ def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, not
 VERDICT_ORDER = ("wins", "loses", EQUIVALENT, UNRESOLVED, MISSING)
 
 
-def class_verdicts_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "") -> list[Path]:
+def class_verdicts_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "", *,
+                           formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:  # fmt: skip
     """Draw one panel per ensemble class: the verdict of its own test against single in each cell (x = budget,
-    y = epoch; wins / loses / equivalent / unresolved); return [png, svg].
+    y = epoch; wins / loses / equivalent / unresolved); return the paths written (one per format, in `formats`' order).
 
     The winner heatmap's category needs every class decided (one open class leaves the cell open), so this figure
     shows what the seeds did decide, comparison by comparison: the `verdict_<class>` columns of
@@ -354,7 +432,7 @@ def class_verdicts_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: 
                     frameon=True)  # fmt: skip
     fig.suptitle(f"Each ensemble class against single — {title}" + (f"\n{textwrap.fill(note, 110)}" if note else ""),
                  fontsize=9)  # fmt: skip
-    return _save(fig, out_dir, stem)
+    return _save(fig, out_dir, stem, formats)
 
 
 def real_params(cells: pd.DataFrame) -> np.ndarray:
@@ -365,8 +443,9 @@ def real_params(cells: pd.DataFrame) -> np.ndarray:
 
 
 def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, epoch: int | None = None,
-                    at_params: bool = False) -> list[Path]:  # fmt: skip
-    """Draw test error (%) vs budget per class at `epoch` (default: last), members' mean error dotted; [png, svg].
+                    at_params: bool = False, *, formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:  # fmt: skip
+    """Draw test error (%) vs budget per class at `epoch` (default: last), members' mean error dotted; return the
+    paths written (one per format).
 
     `stats` holds one group's rows of `analysis.est.cell_stats`; error bars are the tie rule's seed intervals. Each
     class is dodged a little to the side of the budget (a factor, on the log axis) so that error bars do not overlap;
@@ -401,7 +480,7 @@ def error_vs_budget(stats: pd.DataFrame, title: str, out_dir: Path, stem: str, e
     ax.legend(title="class", loc="best", fontsize=9)
     where = "real parameter count" if at_params else "budget"
     ax.set_title(f"Test error at epoch {epoch} by {where} — {title}", fontsize=11)
-    return _save(fig, out_dir, stem)
+    return _save(fig, out_dir, stem, formats)
 
 
 def time_to_accuracy_table(stats: pd.DataFrame, epoch: int | None = None,
@@ -463,9 +542,10 @@ def time_source_text(tta: pd.DataFrame) -> str:
 
 
 def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str,
-                     costs: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
+                     costs: pd.DataFrame | None = None, *,
+                     formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:  # fmt: skip
     """Draw time-to-accuracy bars (s) per budget and class (`time_to_accuracy_table` with `costs`), an "x never
-    reached" mark for missing bars, the times' source in the axis label; [png, svg]."""
+    reached" mark for missing bars, the times' source in the axis label; return the paths written (one per format)."""
     tta = time_to_accuracy_table(stats, costs=costs)
     fig = _new_figure(max(7.0, 1.1 * max(1, tta["budget"].nunique()) + 3), 4.8)
     ax = fig.add_subplot()
@@ -517,7 +597,7 @@ def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str,
     )  # outside: bars fill the axes
     # Wrapped: centred over axes narrower than the figure (the legend sits outside), a long title reaches the edge.
     ax.set_title(textwrap.fill(f"Time to the single network's best accuracy — {title}", 60), fontsize=11)
-    return _save(fig, out_dir, stem)
+    return _save(fig, out_dir, stem, formats)
 
 
 COST_METRICS = [
@@ -611,8 +691,10 @@ def cost_source_note(trials: pd.DataFrame) -> str:
             "figures.")  # fmt: skip
 
 
-def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Path]:
-    """Draw per-epoch training time (s), inference latency (ms) and peak memory (MB) vs budget per class; [png, svg]."""
+def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str, *,
+          formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:  # fmt: skip
+    """Draw per-epoch training time (s), inference latency (ms) and peak memory (MB) vs budget per class; return the
+    paths written (one per format)."""
     tab = cost_table(trials)
     mem_src = ""
     if "mem_source" in trials and trials["mem_source"].notna().any():
@@ -636,7 +718,7 @@ def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str) -> list[Pa
         else:
             ax.text(0.5, 0.5, "no measurements (no ok trials)", transform=ax.transAxes, ha="center")
     fig.suptitle(f"Training time, inference latency and memory ({source_of(trials)} costs) — {title}", fontsize=11)
-    return _save(fig, out_dir, stem)
+    return _save(fig, out_dir, stem, formats)
 
 
 def tie_rule_note(rule: Rule | str, seeds: str) -> str:
@@ -672,13 +754,14 @@ def fixed_design_points(trials: pd.DataFrame, cost: str = "macs") -> pd.DataFram
 
 
 def accuracy_vs_cost(
-    trials: pd.DataFrame, query: pd.DataFrame, title: str, out_dir: Path, stem: str, cost: str = "macs"
+    trials: pd.DataFrame, query: pd.DataFrame, title: str, out_dir: Path, stem: str, cost: str = "macs", *,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
 ) -> list[Path]:
     """Draw test accuracy (%) vs a cost, `cost` = "macs" (MACs per sample) or "latency_ms_p50" (ms, batch 1):
     every adaptive sub-network (`query`, rows of
     `analysis.subnets.query_table`: mutual with a marker per resolution, coop with a marker per network; each class's
     Pareto front as a line) next to the fixed designs of the same sweep (`trials`: ok rows, seed-mean final_acc at
-    their design-time MACs or measured latency); return [png, svg]."""
+    their design-time MACs or measured latency); return the paths written (one per format, in `formats`' order)."""
     from analysis.subnets import of_class, pareto_front
 
     fig = _new_figure(7.5, 4.8)
@@ -715,4 +798,4 @@ def accuracy_vs_cost(
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"Accuracy vs {name}: adaptive sub-networks and fixed designs — {title}", fontsize=11)
-    return _save(fig, out_dir, stem)
+    return _save(fig, out_dir, stem, formats)

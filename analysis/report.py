@@ -10,10 +10,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import html
+import os
 import re
 import resource
+import threading
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +32,7 @@ from analysis.est import (
     ESTResult,
     Rule,
     assign_groups,
-    compute_est,
+    compute_est_staged,
     fmt_params,
     fmt_width,
 )
@@ -50,16 +54,42 @@ def read_store(
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`.
 
-    The epochs table holds `epoch_columns` (those it has; None: all of them)."""
+    The epochs table holds `epoch_columns` (those it has; None: all of them). Where forking is safe (see
+    `_forking_is_safe`), the trials table is read in a forked process while this one reads the epochs table: reading a
+    file costs about a millisecond of Python-bound work whatever its size (3,780 one-row trials files took as long as
+    the 453,600 epoch rows), which threads do not spread over the cores."""
+    from analysis.store import load_epochs
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork")) if _forking_is_safe() else None
+    try:
+        reading = pool.submit(_read_trials, store, sweep) if pool else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
+        trials, trial_warnings = reading.result() if reading else _read_trials(store, sweep)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    # The trials' warnings first, as when the tables were read one after the other.
+    return trials, epochs, trial_warnings + [str(w.message) for w in caught]
+
+
+def _read_trials(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """Return (the trials table of one sweep, each row with its design point's isolated costs (the cost pass's) where
+    the store has them; the warnings raised while reading it)."""
     from analysis.costs import load_costs, with_costs
-    from analysis.store import load_epochs, load_trials
+    from analysis.store import load_trials
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        # Each trials row gets its design point's isolated costs (the cost pass's) where the store has them.
         trials = with_costs(load_trials(str(store), sweep=sweep), load_costs(str(store), sweep=sweep))
-        epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
-    return trials, epochs, [str(w.message) for w in caught]
+    return trials, [str(w.message) for w in caught]
+
+
+def _forking_is_safe() -> bool:
+    """Return whether this process may fork a worker: the platform forks, and no other Python thread runs here (a
+    sweep's Ray client holds some; a forked copy of a thread's locks can deadlock)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 @contextlib.contextmanager
@@ -328,8 +358,10 @@ def write_report(
     rule: Rule | None = None,
     steps: dict | None = None,
     figure_jobs: int | None = None,
+    formats: tuple[str, ...] | None = None,
 ) -> Path:
-    """Write figures (PNG+SVG), tables (MD/CSV/TeX), est.json and index.md (+ index.html) to out_dir.
+    """Write figures (PNG, and the other `formats`), tables (MD/CSV/TeX), est.json and index.md (+ index.html) to
+    out_dir.
 
     `rule` (an `analysis.est.Rule`, default `Rule(tie_rule)`) decides the cells; the page's caption names it.
 
@@ -339,9 +371,13 @@ def write_report(
     Returns the path of index.md. A sweep with no rows yet still gets a page saying so. `make_figures=False` writes
     the text and tables only (a quick look at a running sweep; drawing is most of the time). `steps`, when given, gets
     the wall time and peak memory of each step (load, est, tables, figures, page; see `timed`). The figures are drawn
-    in `figure_jobs` processes (default: one per CPU available, see `figures.draw_many`).
+    in `figure_jobs` processes (default: one per CPU available, see `figures.draw_many`), in `formats` (default
+    `figures.DEFAULT_FORMATS`, PNG only; e.g. ("png", "svg") adds vector files; PNG is always written: the page shows
+    it). A format not in `figures.FORMATS` raises ValueError before anything is read.
     """
     from analysis import figures  # seaborn/matplotlib load only when a report is drawn
+
+    formats = figures.check_formats(formats or figures.DEFAULT_FORMATS)
 
     out = Path(out_dir)
     fig_dir = out / "figures"
@@ -363,8 +399,20 @@ def write_report(
     )
 
     with timed(steps, "est"):
-        est = compute_est(epochs, trials if not trials.empty else None, rule=rule,
-                          max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
+        cells, complete_est = compute_est_staged(epochs, trials if not trials.empty else None, rule=rule,
+                                                 max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
+    # The groups' sections need the decided cells only: their tables are written and their figures start drawing
+    # (in worker processes) before the EST's bootstrap runs here; the sections follow the EST's on the page.
+    groups = _Page()
+    tasks = _group_sections(groups, cells, trials, rule, out, fig_dir, make_figures, max_budget_deviation_pct, steps)
+    # "figures" is the wait for the workers after the bootstrap and the tables.
+    drawing = figures.start_drawing([(name, args) for _, name, args in tasks], jobs=figure_jobs, formats=formats)
+    try:
+        with timed(steps, "est"):
+            est = complete_est()
+    except BaseException:
+        drawing()  # the workers are waited for (and shut down) also when the bootstrap fails
+        raise
     page.h(2, "Ensemble Switchover Threshold (EST)")
     if est.summary.empty:
         page.p("No group has both a single network and an ensemble class with epoch rows: EST cannot be computed yet.")
@@ -387,9 +435,39 @@ def write_report(
         page.p("Notes:")
         page.ul(est.notes)
 
+    offset = len(page.blocks)
+    page.blocks += groups.blocks
+    tasks = [(block + offset, name, args) for block, name, args in tasks]
+    page.h(2, "Divide and co-train comparison")
+    try:
+        with timed(steps, "tables"):
+            _write_est(est, out)
+            _tables_sections(page, store, sweep, trials, epochs, load_warnings, out, fig_dir, make_figures,
+                             max_budget_deviation_pct, formats)  # fmt: skip
+    finally:  # the workers are always waited for (and shut down), also when a table fails
+        with timed(steps, "figures"):
+            drawn = drawing()
+    for (block, _, _), paths in zip(tasks, drawn, strict=True):
+        alt = page.blocks[block][1][1]
+        page.blocks[block] = ("img", (str(paths[0].relative_to(out)), alt))
+    with timed(steps, "page"):
+        md_path = out / "index.md"
+        md_path.write_text(page.markdown(), encoding="utf-8")
+        if write_html:
+            (out / "index.html").write_text(page.html(title), encoding="utf-8")
+    return md_path
+
+
+def _group_sections(page: _Page, est: ESTResult, trials: pd.DataFrame, rule: Rule, out: Path, fig_dir: Path,
+                    make_figures: bool, max_budget_deviation_pct: float, steps: dict | None) -> list:  # fmt: skip
+    """Add each EST group's section to `page` (its title, an image block per figure, notes) and write its time to
+    accuracy table; return the figures to draw as (index of the page's image block, figure function name, args).
+    `est` needs its cells only (its summary's bootstrap interval is not read)."""
+    from analysis import figures
+
     with timed(steps, "tables"):
         tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
-    tasks = []  # (index of the page's image block, figure function name, args): drawn together below
+    tasks = []  # (index of the page's image block, figure function name, args): the caller draws them
     for r in est.summary.to_dict("records"):
         key = {k: r[k] for k in GROUP_KEYS}
         gtitle = figures.group_title(**key)
@@ -433,30 +511,11 @@ def write_report(
             page.p(figures.MEMORY_NOTE)
             page.p(figures.cost_source_note(trows))
         page.p(never_txt + ".")
-    # The figures are drawn by worker processes while this one writes the tables; "figures" is the wait for them.
-    drawing = figures.start_drawing([(name, args) for _, name, args in tasks], jobs=figure_jobs)
-    page.h(2, "Divide and co-train comparison")
-    try:
-        with timed(steps, "tables"):
-            _write_est(est, out)
-            _tables_sections(page, store, sweep, trials, epochs, load_warnings, out, fig_dir, make_figures,
-                             max_budget_deviation_pct)  # fmt: skip
-    finally:  # the workers are always waited for (and shut down), also when a table fails
-        with timed(steps, "figures"):
-            drawn = drawing()
-    for (block, _, _), paths in zip(tasks, drawn, strict=True):
-        alt = page.blocks[block][1][1]
-        page.blocks[block] = ("img", (str(paths[0].relative_to(out)), alt))
-    with timed(steps, "page"):
-        md_path = out / "index.md"
-        md_path.write_text(page.markdown(), encoding="utf-8")
-        if write_html:
-            (out / "index.html").write_text(page.html(title), encoding="utf-8")
-    return md_path
+    return tasks
 
 
 def _tables_sections(page, store, sweep, trials, epochs, load_warnings, out: Path, fig_dir: Path, make_figures: bool,
-                     max_budget_deviation_pct: float) -> None:  # fmt: skip
+                     max_budget_deviation_pct: float, formats: tuple[str, ...]) -> None:  # fmt: skip
     """Add the DCT table, the adaptive classes' sections and what is missing to the page (and their files)."""
     dct_paths = tables.write_dct_table(trials, out, max_budget_deviation_pct=max_budget_deviation_pct)
     if dct_paths:
@@ -468,7 +527,7 @@ def _tables_sections(page, store, sweep, trials, epochs, load_warnings, out: Pat
         page.p("No dct designs with finished (ok) trials in this sweep: no comparison table.")
 
     for cls in ADAPTIVE_CLASSES:
-        _adaptive_section(page, store, sweep, trials, out, fig_dir, make_figures, cls)
+        _adaptive_section(page, store, sweep, trials, out, fig_dir, make_figures, cls, formats)
 
     page.h(2, "What is missing")
     miss = missing_report(trials, epochs)
@@ -547,7 +606,7 @@ ADAPTIVE_SECTIONS = {
 
 
 def _adaptive_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_dir: Path, make_figures: bool,
-                      cls: str) -> None:  # fmt: skip
+                      cls: str, formats: tuple[str, ...]) -> None:  # fmt: skip
     """Add the section of adaptive class `cls` (query table, the best sub-network under each fixed design's MACs,
     accuracy-vs-MACs and -latency figures) when the sweep has subnets rows of that class."""
     from analysis.subnets import of_class, query_table
@@ -568,7 +627,7 @@ def _adaptive_section(page, store, sweep, trials: pd.DataFrame, out: Path, fig_d
     }))  # fmt: skip
     _best_under_fixed_macs(page, trials, query, cls, name_of)
     if make_figures:
-        _adaptive_figures(page, trials, query, sweep, out, fig_dir, cls)
+        _adaptive_figures(page, trials, query, sweep, out, fig_dir, cls, formats)
 
 
 def _best_under_fixed_macs(page, trials: pd.DataFrame, query: pd.DataFrame, kind: str, name_of) -> None:
@@ -588,13 +647,15 @@ def _best_under_fixed_macs(page, trials: pd.DataFrame, query: pd.DataFrame, kind
         page.ul(lines)
 
 
-def _adaptive_figures(page, trials, query, sweep: str | None, out: Path, fig_dir: Path, kind: str) -> None:
+def _adaptive_figures(page, trials, query, sweep: str | None, out: Path, fig_dir: Path, kind: str,
+                      formats: tuple[str, ...]) -> None:  # fmt: skip
     """Draw accuracy vs MACs and accuracy vs latency for one adaptive class beside the fixed designs; show both."""
     from analysis import figures
 
     for cost, name in (("macs", "MACs"), ("latency_ms_p50", "latency")):
         stem = _slug(kind, sweep or "all") + ("" if cost == "macs" else "_latency")
-        paths = figures.accuracy_vs_cost(trials, query, sweep or "all sweeps", fig_dir, stem, cost=cost)
+        paths = figures.accuracy_vs_cost(trials, query, sweep or "all sweeps", fig_dir, stem, cost=cost,
+                                         formats=formats)
         page.img(str(paths[0].relative_to(out)), f"accuracy vs {name} — {kind} sub-networks and fixed designs")
 
 

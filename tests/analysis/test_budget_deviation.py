@@ -18,6 +18,7 @@ from tests.analysis.test_est import BUDGETS, SEED_NOISE, known_est_acc
 from tests.analysis.test_explore import cell_column
 
 TITLE = figures.group_title("digits", "resnet", 2, "floor")
+SVG = ("png", "svg")  # the SVG keeps its text as text: the tests read the labels there
 
 
 def trials_with_deviation(cls: str, budget: int, deviation_pct: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -58,7 +59,7 @@ def test_dct_is_compared_at_its_real_count_and_never_marked(tmp_path):
     t.loc[t["design_class"] == "dct", "budget_deviation_pct"] = 13.0  # its division rule's overshoot
     grid = compute_est(e, t).grid
     assert not grid["over_budget_deviation"].any()
-    svg = figures.winner_heatmap(grid, TITLE, tmp_path, "dct")[1].read_text()
+    svg = figures.winner_heatmap(grid, TITLE, tmp_path, "dct", formats=SVG)[1].read_text()
     assert "dct: compared at its real parameter count" in svg
 
 
@@ -95,8 +96,9 @@ def test_an_est_away_from_the_marked_cell_is_not_marked():
 def test_the_heatmap_hatches_marked_cells_and_names_them_in_the_legend(tmp_path):
     t, e = trials_with_deviation("weq", 160_000, -30.0)
     grid = compute_est(e, t).grid
-    marked = figures.winner_heatmap(grid, TITLE, tmp_path, "marked")[1].read_text()
-    clean = figures.winner_heatmap(grid.assign(over_budget_deviation=False), TITLE, tmp_path, "clean")[1].read_text()
+    marked = figures.winner_heatmap(grid, TITLE, tmp_path, "marked", formats=SVG)[1].read_text()
+    clean = figures.winner_heatmap(grid.assign(over_budget_deviation=False), TITLE, tmp_path, "clean",
+                                   formats=SVG)[1].read_text()
     assert "a deciding design &gt; 10% from its budget" in marked
     assert "from its budget" not in clean
     # One hatched cell per epoch at 160k, drawn with the deviation colour.
@@ -141,5 +143,5 @@ def test_the_error_figure_can_place_each_design_at_its_real_parameter_count(tmp_
     x = figures.real_params(final)
     assert x[-1] == 112_000  # 30% under its 160k budget
     assert list(x[:-1]) == pytest.approx(list(final["budget"][:-1] * (1 + final["budget_deviation_pct"][:-1] / 100)))
-    text = figures.error_vs_budget(stats, TITLE, tmp_path, "err", at_params=True)[1].read_text()
+    text = figures.error_vs_budget(stats, TITLE, tmp_path, "err", at_params=True, formats=SVG)[1].read_text()
     assert "by real parameter count" in text and "each design at its real count" in text

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from analysis.est import compute_est, fmt_params, half_width
+from analysis.est import compute_est, compute_est_staged, fmt_params, half_width
 from tests.analysis.synth import frames, grid_trials, make_trial
 
 BUDGETS = [10_000, 20_000, 40_000, 80_000, 160_000]
@@ -44,6 +44,21 @@ def test_known_est_is_located_at_the_final_epoch_with_its_interval():
     assert s["est_noise_pp"] == pytest.approx(0.4534, abs=1e-4)
     assert s["decision"].startswith("Win at EST: deq − single = +3.00 pp (95% CI [+2.55, +3.45])")
     assert "the budget below is a clear 'single' win" in s["decision"]
+
+
+def test_staged_est_decides_the_cells_first_and_completes_to_compute_est():
+    t, e = frames(grid_trials(known_est_acc, BUDGETS, classes=("single", "deq", "weq")))
+    cells, complete = compute_est_staged(e, t, n_boot=50)
+    whole = compute_est(e, t, n_boot=50)
+    pd.testing.assert_frame_equal(cells.grid, whole.grid)
+    pd.testing.assert_frame_equal(cells.stats, whole.stats)
+    assert cells.summary["est_lo"].isna().all()  # no bootstrap yet
+    assert list(cells.summary["seeds"]) == list(whole.summary["seeds"])
+    done = complete()
+    for part in ("grid", "stats", "summary", "per_epoch", "earliest"):
+        pd.testing.assert_frame_equal(getattr(done, part), getattr(whole, part))
+    assert done.notes == whole.notes and done.to_json() == whole.to_json()
+    assert whole.summary["est_lo"].iloc[0] == 40_000
 
 
 def test_earliest_epoch_per_budget_is_the_first_epoch_of_an_unbroken_win_to_the_end():

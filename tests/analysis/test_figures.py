@@ -1,4 +1,4 @@
-"""Figures: PNG and SVG written, axes labelled with units, legend names the classes, title names the group."""
+"""Figures: PNG (SVG when asked) written, axes labelled with units, legend names the classes, title names the group."""
 
 import pandas as pd
 
@@ -8,6 +8,7 @@ from tests.analysis.synth import assign, frames, grid_trials
 from tests.analysis.test_est import BUDGETS, known_est_acc
 
 TITLE = figures.group_title("digits", "resnet", 2, "floor")
+SVG = ("png", "svg")  # the SVG keeps its text as text: the tests read the labels there
 
 
 def est_and_trials():
@@ -24,7 +25,7 @@ def svg_text(paths):
 
 def test_winner_heatmap_has_budget_and_epoch_axes_and_a_category_legend(tmp_path):
     res, _ = est_and_trials()
-    text = svg_text(figures.winner_heatmap(res.grid, TITLE, tmp_path, "heat"))
+    text = svg_text(figures.winner_heatmap(res.grid, TITLE, tmp_path, "heat", formats=SVG))
     for label in ("parameter budget (parameters, M = 10^6)", "training epochs (epoch)", "0.04M", TITLE):
         assert label in text
     drawn = set(res.grid["winner"])
@@ -36,7 +37,7 @@ def test_winner_heatmap_has_budget_and_epoch_axes_and_a_category_legend(tmp_path
 def test_winner_heatmap_legend_lists_only_what_is_drawn(tmp_path):
     res, _ = est_and_trials()
     grid = res.grid.assign(winner="single")  # the single network wins everywhere: no ensemble colour, no EST line
-    text = svg_text(figures.winner_heatmap(grid, TITLE, tmp_path, "heat"))
+    text = svg_text(figures.winner_heatmap(grid, TITLE, tmp_path, "heat", formats=SVG))
     assert ">single<" in text
     for absent in ("deq", "weq", "dct", "all ensembles", "tie", "EST (per epoch)"):
         assert f">{absent}<" not in text
@@ -52,7 +53,7 @@ def test_error_bars_of_the_classes_are_dodged_around_each_budget():
 
 def test_error_plot_shows_percent_error_per_class_and_members_mean(tmp_path):
     res, _ = est_and_trials()
-    text = svg_text(figures.error_vs_budget(res.stats, TITLE, tmp_path, "err"))
+    text = svg_text(figures.error_vs_budget(res.stats, TITLE, tmp_path, "err", formats=SVG))
     assert "test error (%)" in text and "epoch 4" in text
     assert "deq: members&#39; mean" in text or "deq: members' mean" in text
 
@@ -65,13 +66,13 @@ def test_time_to_accuracy_marks_classes_that_never_reach_the_single_best(tmp_pat
     big = tta[tta["budget"] == 160_000].set_index("role")
     assert big.loc["deq", "epoch_reached"] == 2
     assert big.loc["deq", "time_s"] < big.loc["single", "time_s"]
-    text = svg_text(figures.time_to_accuracy(res.stats, TITLE, tmp_path, "tta"))
+    text = svg_text(figures.time_to_accuracy(res.stats, TITLE, tmp_path, "tta", formats=SVG))
     assert "never reached" in text and "(s)" in text
 
 
 def test_cost_figure_labels_seconds_milliseconds_and_megabytes(tmp_path):
     _, t = est_and_trials()
-    text = svg_text(figures.costs(assign(t), TITLE, tmp_path, "costs"))
+    text = svg_text(figures.costs(assign(t), TITLE, tmp_path, "costs", formats=SVG))
     for label in ("training time per epoch (s)", "inference latency, p50 at batch 1 (ms)",
                   "peak training memory above baseline (MiB)"):
         assert label in text
@@ -99,7 +100,7 @@ def test_winner_heatmap_shows_unresolved_apart_from_equivalent_with_their_meanin
     res, _ = est_and_trials()
     grid = res.grid.copy()
     grid["winner"] = ["equivalent" if b < 40_000 else "unresolved" for b in grid["budget"]]
-    text = svg_text(figures.winner_heatmap(grid, TITLE, tmp_path, "verdicts"))
+    text = svg_text(figures.winner_heatmap(grid, TITLE, tmp_path, "verdicts", formats=SVG))
     assert "equivalent (within ±0.5 pp)" in text and "unresolved (more seeds needed)" in text
     assert figures.CATEGORY_COLORS["equivalent"] != figures.CATEGORY_COLORS["unresolved"]
     assert ">tie<" not in text
@@ -116,7 +117,7 @@ def test_class_verdicts_heatmap_draws_each_classs_own_verdict_in_a_panel_of_its_
     # win (any class wins), but the panels keep what each test decided.
     res, _ = est_and_trials()
     grid = res.grid.assign(verdict_deq="wins", verdict_weq="equivalent", verdict_dct="loses")
-    text = svg_text(figures.class_verdicts_heatmap(grid, TITLE, tmp_path, "verdicts"))
+    text = svg_text(figures.class_verdicts_heatmap(grid, TITLE, tmp_path, "verdicts", formats=SVG))
     for label in ("deq vs single", "weq vs single", "dct vs single", "deq wins", "dct loses (single wins)",
                   "equivalent (within ±0.5 pp)", "training epochs (epoch)", "parameter budget (parameters, M = 10^6)"):
         assert label in text, label
@@ -128,3 +129,57 @@ def test_class_verdicts_heatmap_draws_nothing_under_an_overlap_rule(tmp_path):
     grid = compute_est(e, t, rule=Rule("std")).grid
     assert figures.class_verdicts_heatmap(grid, TITLE, tmp_path, "verdicts") == []
     assert not list(tmp_path.iterdir())
+
+
+def _savefig_png(fig, path):
+    """Draw `fig` (laid out already) again with savefig for the whole-pixel tight box `figures._save` used."""
+    import matplotlib
+
+    tight = fig.get_tightbbox(fig.canvas.get_renderer())
+    box, _ = figures._pixel_box(tight.padded(matplotlib.rcParams["savefig.pad_inches"]), fig.dpi)
+    fig.savefig(path, format="png", bbox_inches=box)
+    return path
+
+
+def _pixels(path):
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def _labelled_figure(ylabel: str):
+    import numpy as np
+
+    fig = figures._new_figure(4.0, 2.0)
+    ax = fig.add_subplot()
+    ax.plot(np.arange(10), np.arange(10) ** 2, marker="o", label="single")
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("parameter budget (parameters, M = 10^6)")
+    ax.legend(title="class", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def test_png_is_the_pixels_savefig_draws_for_the_same_box(tmp_path):
+    fig = _labelled_figure("test error (%)")
+    png = figures._save(fig, tmp_path, "f", ("png",))[0]
+    assert (_pixels(png) == _pixels(_savefig_png(fig, tmp_path / "ref.png"))).all()
+
+
+def test_png_keeps_an_axis_label_longer_than_the_figure_is_high(tmp_path):
+    # Reaches past the figure's top and bottom edges (as the cost figure's memory label does): drawn on the margin.
+    fig = _labelled_figure("peak training memory above baseline (MiB) [rss]")
+    png = figures._save(fig, tmp_path, "f", ("png",))[0]
+    ref = _pixels(_savefig_png(fig, tmp_path / "ref.png"))
+    assert (_pixels(png) == ref).all()
+    assert ref.shape[0] > 2.0 * fig.dpi  # taller than the figure: the label is whole
+
+
+def test_png_of_a_label_far_past_the_margin_is_drawn_by_savefig(tmp_path):
+    fig = _labelled_figure("error (%)")
+    fig.text(1.3, 0.5, "a note far to the right of the figure")  # further out than CANVAS_MARGIN_INCHES
+    png = figures._save(fig, tmp_path, "f", ("png", "svg"))[0]
+    ref = _pixels(_savefig_png(fig, tmp_path / "ref.png"))
+    assert (_pixels(png) == ref).all()
+    assert ref.shape[1] > 4.0 * 1.3 * fig.dpi
+    assert "a note far to the right" in (tmp_path / "f.svg").read_text()

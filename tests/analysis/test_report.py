@@ -25,7 +25,7 @@ def partial_report(tmp_path_factory):
     write_store(root, "demo", trials)
     (root / "epochs" / "sweep=demo" / "broken.parquet").write_bytes(b"PAR1 truncated")
     out = tmp_path_factory.mktemp("report")
-    return write_report(root, "demo", out), out
+    return write_report(root, "demo", out, formats=("png", "svg")), out
 
 
 def test_report_writes_the_page_figures_and_tables(partial_report):
@@ -47,6 +47,39 @@ def test_report_writes_the_page_figures_and_tables(partial_report):
         assert (out / name).exists(), name
     text = page.read_text()
     assert f"![winner heatmap — digits / resnet / k=2, fit=floor](figures/{SLUG}_winners.png)" in text
+
+
+def test_report_writes_png_figures_only_unless_asked_for_vector_files(tmp_path):
+    write_store(tmp_path / "s", "demo", grid_trials(known_est_acc, BUDGETS))
+    write_report(tmp_path / "s", "demo", tmp_path / "r")
+    written = sorted(p.suffix for p in (tmp_path / "r" / "figures").iterdir())
+    assert written and set(written) == {".png"}
+
+
+def test_report_refuses_an_unknown_figure_format_in_one_line(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"^figure formats: 'jpg' not allowed; allowed: png, svg, pdf$"):
+        write_report(tmp_path / "s", "demo", tmp_path / "r", formats=("png", "jpg"))
+    write_store(tmp_path / "s", "demo", grid_trials(known_est_acc, BUDGETS[:2]))
+    assert main(["report", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r"), "--formats", "svg"]) == 2
+    assert capsys.readouterr().err == "error: figure formats svg lack png, which the report page shows; e.g. png,svg\n"
+    assert not (tmp_path / "r").exists()  # refused before anything ran
+
+
+def test_the_store_read_in_a_forked_reader_gives_the_tables_and_warnings_read_here(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from analysis import report
+
+    write_store(tmp_path, "demo", grid_trials(known_est_acc, BUDGETS[:2]))
+    for table in ("trials", "epochs"):
+        (tmp_path / table / "sweep=demo" / "broken.parquet").write_bytes(b"PAR1 truncated")
+    monkeypatch.setattr(report, "_forking_is_safe", lambda: True)
+    forked = report.read_store(tmp_path, "demo")
+    monkeypatch.setattr(report, "_forking_is_safe", lambda: False)
+    here = report.read_store(tmp_path, "demo")
+    pd.testing.assert_frame_equal(forked[0], here[0])
+    pd.testing.assert_frame_equal(forked[1], here[1])
+    assert forked[2] == here[2] and [w.split("/")[-3] for w in here[2]] == ["trials", "epochs"]
 
 
 def test_the_html_page_shows_the_dct_comparison_as_a_table(partial_report):

@@ -97,7 +97,7 @@ def test_a_120_epoch_heatmap_has_at_most_the_readable_number_of_epoch_labels(tmp
     budgets, epochs = [10_000 * 2**i for i in range(20)], list(range(1, 121))
     grid = pd.DataFrame([{"budget": b, "epoch": e, "winner": "single" if e < 60 else "deq", "assessable": True}
                          for b in budgets for e in epochs])  # fmt: skip
-    png, _ = winner_heatmap(grid, "g", tmp_path, "heat")
+    (png,) = winner_heatmap(grid, "g", tmp_path, "heat")
     from PIL import Image
 
     w, h = Image.open(png).size

@@ -85,7 +85,8 @@ def test_pareto_front_drops_subnets_that_are_both_costlier_and_less_accurate():
 
 
 def test_accuracy_vs_macs_figure_shows_subnets_beside_fixed_designs(store, tmp_path):
-    paths = figures.accuracy_vs_cost(load_trials(str(store)), query_table(subnet_rows()), "demo", tmp_path, "acc")
+    paths = figures.accuracy_vs_cost(load_trials(str(store)), query_table(subnet_rows()), "demo", tmp_path, "acc",
+                                     formats=("png", "svg"))
     text = paths[1].read_text()
     for label in ("MACs per sample", "test accuracy (%)", "mutual sub-network, 16 px", "single (fixed design)"):
         assert label in text
@@ -111,7 +112,8 @@ def test_advise_considers_each_subnet_as_a_candidate(store):
 
 def test_accuracy_vs_latency_figure_labels_milliseconds(store, tmp_path):
     paths = figures.accuracy_vs_cost(
-        load_trials(str(store)), query_table(subnet_rows()), "demo", tmp_path, "acc_lat", cost="latency_ms_p50"
+        load_trials(str(store)), query_table(subnet_rows()), "demo", tmp_path, "acc_lat", cost="latency_ms_p50",
+        formats=("png", "svg"),
     )
     svg = paths[1].read_text()
     assert paths[0].stat().st_size > 0

@@ -67,7 +67,7 @@ def test_best_coop_subnet_under_a_macs_limit_is_the_most_accurate_within_it():
 
 def test_accuracy_vs_macs_figure_shows_coop_networks_next_to_mutual_and_fixed_designs(store, tmp_path):
     query = query_table(load_subnets(str(store), sweep="demo"))
-    paths = figures.accuracy_vs_cost(load_trials(str(store)), query, "demo", tmp_path, "acc")
+    paths = figures.accuracy_vs_cost(load_trials(str(store)), query, "demo", tmp_path, "acc", formats=("png", "svg"))
     text = paths[1].read_text()
     for label in ("coop teammate_1 (depth scales)", "coop: best front", "mutual sub-network, 16 px", "single (fixed"):
         assert label in text
