@@ -12,7 +12,6 @@ import gc
 import math
 import os
 import textwrap
-import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -48,7 +47,7 @@ from analysis.est import (  # noqa: E402
     Rule,
     fmt_params,
 )
-from analysis.store import comparable_latency_ms, distinct_joined  # noqa: E402
+from analysis.store import comparable_latency_ms, distinct_joined, forking_is_safe  # noqa: E402
 from spaces.classes import CLASS_COLORS, ENSEMBLE_CLASSES  # noqa: E402  (the same colour in every figure)
 
 CATEGORY_COLORS = {
@@ -123,7 +122,7 @@ def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None,
     """
     jobs = default_jobs() if jobs is None else jobs
     jobs = min(jobs, len(tasks) // MIN_FIGURES_PER_WORKER)
-    if jobs <= 1 or not hasattr(os, "fork") or threading.active_count() > 1:
+    if jobs <= 1 or not forking_is_safe():
         return lambda: [_draw(t, formats) for t in tasks]
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
     # The workers fork at the first submit, before the pool's own thread starts, with this process's objects frozen

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import html
-import os
 import re
 import resource
-import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -54,13 +52,13 @@ def read_store(
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`.
 
-    The epochs table holds `epoch_columns` (those it has; None: all of them). Where forking is safe (see
-    `_forking_is_safe`), the trials table is read in a forked process while this one reads the epochs table: reading a
-    file costs about a millisecond of Python-bound work whatever its size (3,780 one-row trials files took as long as
-    the 453,600 epoch rows), which threads do not spread over the cores."""
-    from analysis.store import load_epochs
+    The epochs table holds `epoch_columns` (those it has; None: all of them). Where forking is safe
+    (`analysis.store.forking_is_safe`), the trials table is read in a forked process while this one reads the epochs
+    table: reading a file costs about a millisecond of Python-bound work whatever its size (3,780 one-row trials files
+    took as long as the 453,600 epoch rows), which threads do not spread over the cores."""
+    from analysis.store import forking_is_safe, load_epochs
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork")) if _forking_is_safe() else None
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork")) if forking_is_safe() else None
     try:
         reading = pool.submit(_read_trials, store, sweep) if pool else None
         with warnings.catch_warnings(record=True) as caught:
@@ -84,12 +82,6 @@ def _read_trials(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, li
         warnings.simplefilter("always")
         trials = with_costs(load_trials(str(store), sweep=sweep), load_costs(str(store), sweep=sweep))
     return trials, [str(w.message) for w in caught]
-
-
-def _forking_is_safe() -> bool:
-    """Return whether this process may fork a worker: the platform forks, and no other Python thread runs here (a
-    sweep's Ray client holds some; a forked copy of a thread's locks can deadlock)."""
-    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 @contextlib.contextmanager

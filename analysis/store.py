@@ -14,6 +14,7 @@ keeps only the columns an analysis needs (the epochs table's per-member lists ar
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,6 +31,13 @@ _NOT_METRICS = {"schema_version", "seed", "depth", "width", "members", "budget",
                 "budget_width", "epoch", "num_classes", "in_chans", "image_size", "batch_size", "throughput_batch",
                 "num_threads", "cpus", "gpus"}  # fmt: skip
 
+
+
+def forking_is_safe() -> bool:
+    """Return whether this process may fork a worker (the report's trials reader, the figures' drawing workers): the
+    platform forks, and no other Python thread runs here (a sweep's Ray client holds some; a forked copy of another
+    thread's locks can deadlock)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 def _filesystem(store: str) -> tuple[pafs.FileSystem, str]:
     if "://" in str(store):

@@ -69,13 +69,14 @@ def test_the_store_read_in_a_forked_reader_gives_the_tables_and_warnings_read_he
     import pandas as pd
 
     from analysis import report
+    from analysis import store as analysis_store
 
     write_store(tmp_path, "demo", grid_trials(known_est_acc, BUDGETS[:2]))
     for table in ("trials", "epochs"):
         (tmp_path / table / "sweep=demo" / "broken.parquet").write_bytes(b"PAR1 truncated")
-    monkeypatch.setattr(report, "_forking_is_safe", lambda: True)
+    monkeypatch.setattr(analysis_store, "forking_is_safe", lambda: True)
     forked = report.read_store(tmp_path, "demo")
-    monkeypatch.setattr(report, "_forking_is_safe", lambda: False)
+    monkeypatch.setattr(analysis_store, "forking_is_safe", lambda: False)
     here = report.read_store(tmp_path, "demo")
     pd.testing.assert_frame_equal(forked[0], here[0])
     pd.testing.assert_frame_equal(forked[1], here[1])
