@@ -310,6 +310,26 @@ def cost_pass(store: str, sweep: str, configs: list[dict]) -> int:
     return len(todo)
 
 
+def seed_costs(store: str, sweep: str, configs: list[dict]) -> list[dict]:
+    """Return, for every trial of `configs` that is ok in the store, its own network measured alone as the pass
+    measures a design point (each seed apart: how the seeds' agreement is checked): {trial_id, point_id, seed, the
+    design's keys, epoch_time_s (s), step_time_ms_p50 (ms), peak_mem_mb (MiB), mem_source}. Holds the node's
+    measurement lock, as `cost_pass` does; writes nothing."""
+    ok = completed_trial_ids(store, sweep, ("ok",))
+    todo = [c for c in configs if c["trial_id"] in ok]
+    if not todo:
+        return []
+    with measure.one_measurement_per_node():
+        timed, memory = call_in_child("harness.cost_pass:measure_points", todo, _parallel_children(todo), True,
+                                      timeout_s=CHILD_TIMEOUT_S)  # fmt: skip
+    return [{"trial_id": c["trial_id"], "point_id": point_id(c), "seed": c["seed"],
+             **{k: c["design"].get(k) for k in ("design_class", "members", "family", "depth", "width", "budget")},
+             "epoch_time_s": timed[c["trial_id"]]["epoch_time_s"],
+             "step_time_ms_p50": timed[c["trial_id"]]["step_time_ms_p50"],
+             "peak_mem_mb": mem["peak_mem_mb"], "mem_source": mem["mem_source"]}
+            for c, mem in zip(todo, memory, strict=True)]  # fmt: skip
+
+
 def cost_row(config: dict, timed: dict, mem: dict, name: str, device: torch.device, waited: float,
              now: dt.datetime) -> dict:  # fmt: skip
     """Return the costs row of one design point from its timing (`time_points`) and memory (`peak_memory_of`)."""

@@ -103,25 +103,13 @@ def _costs_main(argv: list[str]) -> int:
     p.add_argument("--sweep", required=True)
     p.add_argument("--per-seed-out", default=None)
     a = p.parse_args(argv)
-    from harness import measure
-    from harness.cost_pass import _parallel_children, cost_pass
-    from harness.isolate import call_in_child
-    from harness.store import completed_trial_ids, point_id
+    from harness.cost_pass import cost_pass, seed_costs
     from spaces.spec import load_spec, trial_configs
 
     configs = trial_configs(load_spec(a.spec, a.set))
     print(f"cost pass: {cost_pass(a.store, a.sweep, configs)} design points measured", flush=True)
     if a.per_seed_out:
-        ok = completed_trial_ids(a.store, a.sweep, ("ok",))
-        todo = [c for c in configs if c["trial_id"] in ok]
-        with measure.one_measurement_per_node():
-            timed, memory = call_in_child("harness.cost_pass:measure_points", todo, _parallel_children(todo), True)
-        rows = [{"trial_id": c["trial_id"], "point_id": point_id(c), "seed": c["seed"],
-                 **{k: c["design"].get(k) for k in ("design_class", "members", "family", "depth", "width", "budget")},
-                 "epoch_time_s": timed[c["trial_id"]]["epoch_time_s"],
-                 "step_time_ms_p50": timed[c["trial_id"]]["step_time_ms_p50"],
-                 "peak_mem_mb": mem["peak_mem_mb"], "mem_source": mem["mem_source"]}
-                for c, mem in zip(todo, memory, strict=True)]  # fmt: skip
+        rows = seed_costs(a.store, a.sweep, configs)
         Path(a.per_seed_out).write_text(json.dumps(rows, indent=1), encoding="utf-8")
         print(f"per-seed costs: {len(rows)} trials measured", flush=True)
     return 0
@@ -478,7 +466,7 @@ def costs_table(trials, costs) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ok = trials[trials["status"] == "ok"]
     for row in costs.sort_values(["design_class", "members", "width", "depth"]).to_dict("records"):
-        seeds = ok[ok["point_id"] == row["point_id"]].sort_values("seed") if "point_id" in ok else ok.iloc[:0]
+        seeds = ok[ok["point_id"] == row["point_id"]].sort_values("seed")
         cells = [row["design_class"], row["members"], _fmt(row["width"], None), row["depth"],
                  _joined(seeds["epoch_time_s_steady"].tolist(), 3), _fmt(row["epoch_time_s"]),
                  _joined(seeds["peak_mem_mb"].tolist(), 2), _fmt(row["peak_mem_mb"], 2), row["mem_source"]]  # fmt: skip
