@@ -25,7 +25,7 @@ import matplotlib.image  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib._tight_bbox import adjust_bbox  # noqa: E402
+from matplotlib._tight_bbox import adjust_bbox  # noqa: E402  (private: pyproject caps matplotlib for it)
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
