@@ -229,8 +229,11 @@ def design_points(store: str, sweep: str, configs: list[dict]) -> dict[str, dict
 
 # Imported once by the measuring server, so that each process forked from it starts with them loaded (torch, the
 # trial's code, the data set's reader): a bare interpreter per design point would cost seconds of imports each.
+# Every trial's views import torchvision's transforms (`harness.views`), which import torch._dynamo: about 1.2 s here,
+# paid once by the server instead of once per forked process. Imports run no torch operation, so forking stays safe.
+PRELOAD_ALL = ("torchvision.transforms.v2",)
 PRELOAD = {"digits": ("sklearn.datasets", "sklearn.model_selection")}
-PRELOAD_OTHER = ("torchvision.datasets", "torchvision.transforms.v2")
+PRELOAD_OTHER = ("torchvision.datasets",)
 
 
 def run_forked(tasks: list[tuple], workers: int) -> list:
@@ -271,10 +274,10 @@ def run_forked(tasks: list[tuple], workers: int) -> list:
 
 def measure_points(configs: list[dict], workers: int, per_seed: bool = False) -> tuple[dict, list[dict]]:
     """Return (`time_points(configs, per_seed)`, [`peak_memory_of(c)` for c in configs]), each in a process of its
-    own forked from this one after the data sets' readers (PRELOAD) are imported: the timing process alone, then up
+    own forked from this one after torchvision's transforms and the data sets' readers (PRELOAD) are imported: the timing process alone, then up
     to `workers` memory processes at a time. Run in a fresh interpreter (`harness.isolate.call_in_child`) by
     `cost_pass`."""
-    names = {n for c in configs for n in PRELOAD.get(c["dataset"]["name"], PRELOAD_OTHER)}
+    names = set(PRELOAD_ALL) | {n for c in configs for n in PRELOAD.get(c["dataset"]["name"], PRELOAD_OTHER)}
     for name in sorted(names):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
