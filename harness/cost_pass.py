@@ -274,9 +274,9 @@ def run_forked(tasks: list[tuple], workers: int) -> list:
 
 def measure_points(configs: list[dict], workers: int, per_seed: bool = False) -> tuple[dict, list[dict]]:
     """Return (`time_points(configs, per_seed)`, [`peak_memory_of(c)` for c in configs]), each in a process of its
-    own forked from this one after torchvision's transforms and the data sets' readers (PRELOAD) are imported: the timing process alone, then up
-    to `workers` memory processes at a time. Run in a fresh interpreter (`harness.isolate.call_in_child`) by
-    `cost_pass`."""
+    own forked from this one after torchvision's transforms and the data sets' readers (PRELOAD) are imported: the
+    timing process alone, then up to `workers` memory processes at a time. Run in a fresh interpreter
+    (`harness.isolate.call_in_child`) by `cost_pass`."""
     names = set(PRELOAD_ALL) | {n for c in configs for n in PRELOAD.get(c["dataset"]["name"], PRELOAD_OTHER)}
     for name in sorted(names):
         with contextlib.suppress(ImportError):
