@@ -74,17 +74,22 @@ def _files(fs: pafs.FileSystem, root: str, table: str, sweep: str | None) -> lis
     return sorted(out, key=lambda t: t[1])
 
 
-# Files read at once (threads: pyarrow releases the GIL; on an object store reads are network-bound). Our choice.
+# Files read at once, in threads (pyarrow releases the GIL while it reads). On an object store a read waits on the
+# network, and pyarrow's own dataset API reads in parallel there too: 8 at once (our choice). On a local disk a
+# results file (one trial's rows) is read in about a millisecond of CPU, and threads only add contention: measured on
+# the More-or-Less store (3,780 trials and 3,780 epochs files, the report's read, trials in a forked process beside
+# the epochs, 2 cores; issue 23): see READ_THREADS_LOCAL.
 READ_THREADS = 8
+READ_THREADS_LOCAL = 1
 # Files whose tables are concatenated at once before the next batch is read (memory; our choice).
 READ_BATCH = 256
 
 
 def _read_files(fs: pafs.FileSystem, files: list[tuple[str, str]], columns: list[str] | None) -> pd.DataFrame:
     """Return the rows of the readable `files` ((sweep, path) pairs) in their order as one DataFrame with a leading
-    `sweep` column: each file read as Arrow (in READ_THREADS threads), the tables concatenated over their unified
-    schema (a column missing from a file reads as null, types widen) and converted to pandas once. Warns naming each
-    file that cannot be read.
+    `sweep` column: each file read as Arrow (in READ_THREADS threads, READ_THREADS_LOCAL on a local disk), the tables
+    concatenated over their unified schema (a column missing from a file reads as null, types widen) and converted to
+    pandas once. Warns naming each file that cannot be read.
 
     Measured on 3,780 one-row trials files (issue 23): a pyarrow dataset scan of them peaked at 1.1 GB of memory,
     these reads at 0.43 GB in about the same time, and at 0.16 GB batch by batch; converting each file to pandas (the
@@ -104,20 +109,28 @@ def _read_files(fs: pafs.FileSystem, files: list[tuple[str, str]], columns: list
                 tab = reader.read(columns=names, use_threads=False)
         except (OSError, pa.ArrowException) as err:
             return f"skipping unreadable results file {path}: {err}"
-        return tab.add_column(0, "sweep", pa.array([part] * tab.num_rows, type=pa.string()))
+        return tab
 
     problems: list[str] = []
     batches: list[pa.Table] = []
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+    threads = READ_THREADS_LOCAL if isinstance(fs, pafs.LocalFileSystem) else READ_THREADS
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        read_all = map if threads == 1 else pool.map  # one thread: this one, no hand-over per file
         # Batch by batch, each batch's tables concatenated into one contiguous table and let go: thousands of
         # one-row tables kept until the end held 0.3 GB (allocator pages) for 3 MB of trials rows.
         for first in range(0, len(files), READ_BATCH):
-            read_files = list(pool.map(read, files[first : first + READ_BATCH]))
+            batch = files[first : first + READ_BATCH]
+            read_files = list(read_all(read, batch))
             problems += [t for t in read_files if isinstance(t, str)]
-            tables = [t for t in read_files if not isinstance(t, str) and t.num_rows]
-            if tables:
-                batches.append(pa.concat_tables(tables, promote_options="permissive").combine_chunks())
-            del read_files, tables
+            kept = [(part, t) for (part, _), t in zip(batch, read_files, strict=True)
+                    if not isinstance(t, str) and t.num_rows]  # fmt: skip
+            if kept:
+                table = pa.concat_tables([t for _, t in kept], promote_options="permissive").combine_chunks()
+                # The sweep column once per batch, not per file (adding a column to each one-row table cost a
+                # quarter of a millisecond per file: a second per table of 3,780 files).
+                sweeps = pa.array(np.repeat([part for part, _ in kept], [t.num_rows for _, t in kept]), pa.string())
+                batches.append(table.add_column(0, "sweep", sweeps))
+            del read_files, kept
     for problem in problems:
         warnings.warn(problem, stacklevel=4)
     if not batches:
