@@ -112,36 +112,62 @@ def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None,
 def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None,
                   formats: tuple[str, ...] = DEFAULT_FORMATS) -> Callable[[], list[list[Path]]]:  # fmt: skip
     """Start drawing figures (tasks and `formats` as in `draw_many`); return a function that waits for them and
-    returns each one's paths (one per format) in the tasks' order, so the caller can work meanwhile.
+    returns each one's paths (one per format) in the tasks' order, so the caller can work meanwhile. See `Drawing`
+    for where they are drawn."""
+    drawing = Drawing(len(tasks), jobs, formats)
+    for name, args in tasks:
+        drawing.add(name, args)
+    return drawing.wait
 
-    With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER figures per worker, the figures
-    are drawn in that many forked processes: matplotlib's drawing is single-threaded, and a report of 27 groups draws
-    over 100 figures. Only where forking is safe and cheap (a platform with fork, and no other Python thread in this
-    process: a sweep's Ray client holds some); elsewhere they are drawn here, one after another, when the returned
-    function is called.
+
+class Drawing:
+    """Figures handed over one by one (`add`) and drawn while the caller works on; `wait` returns their paths.
+
+    With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER of the `expected` figures per
+    worker, the figures are drawn in that many forked processes, from the first `add` on: matplotlib's drawing is
+    single-threaded, and a report of 27 groups draws over 100 figures. Only where forking is safe and cheap (a platform
+    with fork, and no other Python thread in this process: a sweep's Ray client holds some); elsewhere they are drawn
+    here, one after another, in `wait`.
     """
-    jobs = default_jobs() if jobs is None else jobs
-    jobs = min(jobs, len(tasks) // MIN_FIGURES_PER_WORKER)
-    if jobs <= 1 or not forking_is_safe():
-        return lambda: [_draw(t, formats) for t in tasks]
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
-    # The workers fork at the first submit, before the pool's own thread starts, with this process's objects frozen
-    # (gc.freeze): the workers' garbage collections then skip the objects they inherit (about 180,000 at the
-    # More-or-Less scale; collecting them took a tenth of the drawing time) and leave their pages shared. Unfrozen
-    # here at once.
-    gc.freeze()
-    try:
-        futures = [pool.submit(_draw, t, formats) for t in tasks]
-    finally:
-        gc.unfreeze()
 
-    def result() -> list[list[Path]]:
+    def __init__(self, expected: int, jobs: int | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS) -> None:
+        jobs = default_jobs() if jobs is None else jobs
+        self.jobs = min(jobs, expected // MIN_FIGURES_PER_WORKER)
+        self.formats = formats
+        self.pool = None
+        self.items: list = []  # futures (drawn by the workers) or tasks (drawn in `wait`), in the order added
+        if self.jobs > 1 and forking_is_safe():
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("fork"))
+
+    def add(self, name: str, args: tuple) -> int:
+        """Hand over one figure (the name of a figure function of this module, its positional args); return its index
+        in `wait`'s list."""
+        if self.pool is None:
+            self.items.append((name, args))
+            return len(self.items) - 1
+        first = not self.items
+        # The workers fork at the first submit, before the pool's own thread starts, with this process's objects
+        # frozen (gc.freeze): the workers' garbage collections then skip the objects they inherit (about 180,000 at the
+        # More-or-Less scale; collecting them took a tenth of the drawing time) and leave their pages shared. Unfrozen
+        # here at once.
+        if first:
+            gc.freeze()
         try:
-            return [f.result() for f in futures]
+            self.items.append(self.pool.submit(_draw, (name, args), self.formats))
         finally:
-            pool.shutdown(cancel_futures=True)
+            if first:
+                gc.unfreeze()
+        return len(self.items) - 1
 
-    return result
+    def wait(self) -> list[list[Path]]:
+        """Return each figure's paths (one per format) in the order added, once all are drawn; shut the workers
+        down (also when a figure fails)."""
+        if self.pool is None:
+            return [_draw(t, self.formats) for t in self.items]
+        try:
+            return [f.result() for f in self.items]
+        finally:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def group_title(dataset: str, family: str, k: int, fit: str | None = None) -> str:

@@ -390,20 +390,26 @@ def write_report(
         f"Trials finished: {counts}. Trials with epoch rows but no trials row (running or interrupted): {n_running}."
     )
 
-    with timed(steps, "est"):
-        cells, complete_est = compute_est_staged(epochs, trials if not trials.empty else None, rule=rule,
-                                                 max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
-    # The groups' sections need the decided cells only: their tables are written and their figures start drawing
-    # (in worker processes) before the EST's bootstrap runs here; the sections follow the EST's on the page.
-    groups = _Page()
-    tasks = _group_sections(groups, cells, trials, rule, out, fig_dir, make_figures, max_budget_deviation_pct, steps)
-    # "figures" is the wait for the workers after the bootstrap and the tables.
-    drawing = figures.start_drawing([(name, args) for _, name, args in tasks], jobs=figure_jobs, formats=formats)
+    with timed(steps, "tables"):
+        tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
+    # The groups' cost figures need the trials only: they start drawing (in worker processes) before the cells are
+    # decided here, which leaves the other core idle for seconds at the scale of a study (issue 23).
+    drawing = figures.Drawing(FIGURES_PER_GROUP * (len(tg.groupby(GROUP_KEYS)) if not tg.empty else 0), figure_jobs,
+                              formats)  # fmt: skip
     try:
+        early = _early_cost_figures(drawing, tg, fig_dir) if make_figures else {}
+        with timed(steps, "est"):
+            cells, complete_est = compute_est_staged(epochs, trials if not trials.empty else None, rule=rule,
+                                                     max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
+        # The groups' sections need the decided cells only: their tables are written and their figures start drawing
+        # before the EST's bootstrap runs here; the sections follow the EST's on the page.
+        groups = _Page()
+        tasks = _group_sections(groups, cells, tg, rule, out, fig_dir, make_figures, max_budget_deviation_pct, steps,
+                                drawing, early)  # fmt: skip
         with timed(steps, "est"):
             est = complete_est()
     except BaseException:
-        drawing()  # the workers are waited for (and shut down) also when the bootstrap fails
+        drawing.wait()  # the workers are waited for (and shut down) also when the EST fails
         raise
     page.h(2, "Ensemble Switchover Threshold (EST)")
     if est.summary.empty:
@@ -429,7 +435,7 @@ def write_report(
 
     offset = len(page.blocks)
     page.blocks += groups.blocks
-    tasks = [(block + offset, name, args) for block, name, args in tasks]
+    tasks = [(block + offset, index) for block, index in tasks]
     page.h(2, "Divide and co-train comparison")
     try:
         with timed(steps, "tables"):
@@ -438,10 +444,13 @@ def write_report(
                              max_budget_deviation_pct, formats)  # fmt: skip
     finally:  # the workers are always waited for (and shut down), also when a table fails
         with timed(steps, "figures"):
-            drawn = drawing()
-    for (block, _, _), paths in zip(tasks, drawn, strict=True):
+            drawn = drawing.wait()
+    for block, index in tasks:
         alt = page.blocks[block][1][1]
-        page.blocks[block] = ("img", (str(paths[0].relative_to(out)), alt))
+        page.blocks[block] = ("img", (str(drawn[index][0].relative_to(out)), alt))
+    for index in early.values():  # a cost figure of a group without an EST section: not part of the report
+        for path in drawn[index]:
+            path.unlink(missing_ok=True)
     with timed(steps, "page"):
         md_path = out / "index.md"
         md_path.write_text(page.markdown(), encoding="utf-8")
@@ -450,20 +459,49 @@ def write_report(
     return md_path
 
 
-def _group_sections(page: _Page, est: ESTResult, trials: pd.DataFrame, rule: Rule, out: Path, fig_dir: Path,
-                    make_figures: bool, max_budget_deviation_pct: float, steps: dict | None) -> list:  # fmt: skip
-    """Add each EST group's section to `page` (its title, an image block per figure, notes) and write its time to
-    accuracy table; return the figures to draw as (index of the page's image block, figure function name, args).
-    `est` needs its cells only (its summary's bootstrap interval is not read)."""
+# The figures of a group's section (winner and class-verdict heatmaps, error, time to accuracy, costs): the count
+# `figures.Drawing` plans its workers by.
+FIGURES_PER_GROUP = 5
+
+
+def _group_slug(key: dict) -> str:
+    return _slug(key["dataset"], key["family"], f"k{key['k']}", key["fit"])
+
+
+def _early_cost_figures(drawing, tg: pd.DataFrame, fig_dir: Path) -> dict[tuple, int]:
+    """Hand the cost figure of each group of the trials `tg` (`assign_groups`) to `drawing`, with the arguments its
+    section gives it (`_group_sections`); return {group key as a tuple in GROUP_KEYS' order: the figure's index in
+    `drawing`}. A group whose section never comes (no EST group) leaves its index here."""
     from analysis import figures
 
-    with timed(steps, "tables"):
-        tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
-    tasks = []  # (index of the page's image block, figure function name, args): the caller draws them
+    early = {}
+    if tg.empty:
+        return early
+    for values in tg[GROUP_KEYS].drop_duplicates().itertuples(index=False):
+        key = dict(zip(GROUP_KEYS, values, strict=True))
+        trows = _group_rows(tg, key)
+        if trows.empty:  # a key that equals no row (a missing value): no figure, as in its section
+            continue
+        gtitle = figures.group_title(**key)
+        early[tuple(values)] = drawing.add("costs", (trows, gtitle, fig_dir, f"{_group_slug(key)}_costs"))
+    return early
+
+
+def _group_sections(page: _Page, est: ESTResult, tg: pd.DataFrame, rule: Rule, out: Path, fig_dir: Path,
+                    make_figures: bool, max_budget_deviation_pct: float, steps: dict | None, drawing,
+                    early: dict[tuple, int]) -> list:  # fmt: skip
+    """Add each EST group's section to `page` (its title, an image block per figure, notes) and write its time to
+    accuracy table; hand its figures to `drawing` (`figures.Drawing`), its cost figure unless `early` holds it (it is
+    then taken out of `early`); return (index of the page's image block, index of its figure in `drawing`) pairs.
+    `tg` is the trials table with its groups (`assign_groups`); `est` needs its cells only (its summary's bootstrap
+    interval is not read)."""
+    from analysis import figures
+
+    tasks = []  # (index of the page's image block, index of the figure in `drawing`)
     for r in est.summary.to_dict("records"):
         key = {k: r[k] for k in GROUP_KEYS}
         gtitle = figures.group_title(**key)
-        slug = _slug(key["dataset"], key["family"], f"k{key['k']}", key["fit"])
+        slug = _group_slug(key)
         grid, stats = _group_rows(est.grid, r), _group_rows(est.stats, r)
         page.h(2, gtitle)
         note = figures.tie_rule_note(rule, r["seeds"])
@@ -497,7 +535,8 @@ def _group_sections(page: _Page, est: ESTResult, trials: pd.DataFrame, rule: Rul
         else:
             page.p("No finished trials yet for this group: no cost figure (training time, latency, memory).")
         for alt, name, args in made:
-            tasks.append((len(page.blocks), name, args))
+            drawn_early = early.pop(tuple(key[k] for k in GROUP_KEYS), None) if name == "costs" else None
+            tasks.append((len(page.blocks), drawing.add(name, args) if drawn_early is None else drawn_early))
             page.img("", f"{alt} — {gtitle}")
         if not trows.empty:
             page.p(figures.MEMORY_NOTE)

@@ -56,6 +56,18 @@ def test_report_writes_png_figures_only_unless_asked_for_vector_files(tmp_path):
     assert written and set(written) == {".png"}
 
 
+def test_the_figures_folder_holds_only_the_figures_the_page_shows(tmp_path):
+    # Cost figures start drawing from the trials table before the cells are decided: the wrn trials have trials rows
+    # but no epoch rows yet, so no EST section, and their cost figure is not kept either.
+    trials = grid_trials(known_est_acc, BUDGETS)
+    trials += [(row, []) for row, _ in grid_trials(known_est_acc, BUDGETS, family="wrn")]
+    write_store(tmp_path / "s", "demo", trials)
+    page = write_report(tmp_path / "s", "demo", tmp_path / "r").read_text()
+    written = sorted(p.name for p in (tmp_path / "r" / "figures").iterdir())
+    assert f"{SLUG}_costs.png" in written and "digits_wrn_k2_floor_costs.png" not in written
+    assert written == sorted(name for name in written if f"(figures/{name})" in page)
+
+
 def test_report_refuses_an_unknown_figure_format_in_one_line(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^figure formats: 'jpg' not allowed; allowed: png, svg, pdf$"):
         write_report(tmp_path / "s", "demo", tmp_path / "r", formats=("png", "jpg"))
