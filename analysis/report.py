@@ -47,40 +47,58 @@ EPOCH_COLUMNS = ["trial_id", "schema_version", "dataset", "family", "design_clas
                  "budget_deviation_pct"]  # fmt: skip
 
 
+# The share of the trials files read by the forked reader (`read_store`); this process reads the epochs table, then the
+# rest. Measured at the More-or-Less scale (3,780 files each; issue 23): a trials file (about 60 columns) took 1.3 ms
+# to read, an epochs file (120 rows of the 17 EPOCH_COLUMNS) 0.6 ms, so 70% balances the two processes.
+TRIALS_FORKED_SHARE = 0.7
+
+
 def read_store(
     store: str | Path, sweep: str | None, epoch_columns: list[str] | None = EPOCH_COLUMNS
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`.
 
     The epochs table holds `epoch_columns` (those it has; None: all of them). Where forking is safe
-    (`analysis.store.forking_is_safe`), the trials table is read in a forked process while this one reads the epochs
-    table: reading a file costs about a millisecond of Python-bound work whatever its size (3,780 one-row trials files
-    took as long as the 453,600 epoch rows), which threads do not spread over the cores."""
-    from analysis.store import forking_is_safe, load_epochs
+    (`analysis.store.forking_is_safe`), a forked process reads the first TRIALS_FORKED_SHARE of the trials files while
+    this one reads the epochs table and then the rest of the trials files: reading a file costs about a millisecond of
+    Python-bound work whatever its size (3,780 one-row trials files took longer than the 453,600 epoch rows), which
+    threads do not spread over the cores."""
+    from analysis.store import count_files, forking_is_safe, frame_of_parts, load_epochs, read_part
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork")) if forking_is_safe() else None
-    try:
-        reading = pool.submit(_read_trials, store, sweep) if pool else None
+    if not forking_is_safe():
+        trials, trial_warnings = _read_trials(store, sweep)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
-        trials, trial_warnings = reading.result() if reading else _read_trials(store, sweep)
+        return trials, epochs, trial_warnings + [str(w.message) for w in caught]
+    split = round(TRIALS_FORKED_SHARE * count_files(str(store), "trials", sweep))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"))
+    try:
+        reading = pool.submit(read_part, str(store), "trials", sweep, 0, split)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
+        rest, rest_problems = read_part(str(store), "trials", sweep, split, None)
+        first, first_problems = reading.result()
     finally:
-        if pool is not None:
-            pool.shutdown()
+        pool.shutdown()
+    trials, cost_warnings = _read_trials(store, sweep, frame_of_parts([first, rest]))
     # The trials' warnings first, as when the tables were read one after the other.
-    return trials, epochs, trial_warnings + [str(w.message) for w in caught]
+    return trials, epochs, first_problems + rest_problems + cost_warnings + [str(w.message) for w in caught]
 
 
-def _read_trials(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, list[str]]:
-    """Return (the trials table of one sweep, each row with its design point's isolated costs (the cost pass's) where
-    the store has them; the warnings raised while reading it)."""
+def _read_trials(store: str | Path, sweep: str | None,
+                 trials: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:  # fmt: skip
+    """Return (the trials table of one sweep (`trials` when it was read already), each row with its design point's
+    isolated costs (the cost pass's) where the store has them; the warnings raised while reading them)."""
     from analysis.costs import load_costs, with_costs
     from analysis.store import load_trials
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trials = with_costs(load_trials(str(store), sweep=sweep), load_costs(str(store), sweep=sweep))
+        if trials is None:
+            trials = load_trials(str(store), sweep=sweep)
+        trials = with_costs(trials, load_costs(str(store), sweep=sweep))
     return trials, [str(w.message) for w in caught]
 
 

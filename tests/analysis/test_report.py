@@ -83,7 +83,11 @@ def test_the_store_read_in_a_forked_reader_gives_the_tables_and_warnings_read_he
     from analysis import report
     from analysis import store as analysis_store
 
-    write_store(tmp_path, "demo", grid_trials(known_est_acc, BUDGETS[:2]))
+    # The forked reader reads the first files of the trials table, this process the rest: a column only some files
+    # have (written by a later harness) and an unreadable file must come out as in one read.
+    trials = grid_trials(known_est_acc, BUDGETS[:2])
+    trials += grid_trials(known_est_acc, BUDGETS[2:3], latency_interleaved_ms_p50=1.5)
+    write_store(tmp_path, "demo", trials)
     for table in ("trials", "epochs"):
         (tmp_path / table / "sweep=demo" / "broken.parquet").write_bytes(b"PAR1 truncated")
     monkeypatch.setattr(analysis_store, "forking_is_safe", lambda: True)
@@ -93,6 +97,7 @@ def test_the_store_read_in_a_forked_reader_gives_the_tables_and_warnings_read_he
     pd.testing.assert_frame_equal(forked[0], here[0])
     pd.testing.assert_frame_equal(forked[1], here[1])
     assert forked[2] == here[2] and [w.split("/")[-3] for w in here[2]] == ["trials", "epochs"]
+    assert forked[0]["latency_interleaved_ms_p50"].notna().sum() == 9
 
 
 def test_the_html_page_shows_the_dct_comparison_as_a_table(partial_report):
