@@ -593,7 +593,8 @@ def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str,
     """Draw time-to-accuracy bars (s) per budget and class (`time_to_accuracy_table` with `costs`), an "x never
     reached" mark for missing bars, the times' source in the axis label; return the paths written (one per format)."""
     tta = time_to_accuracy_table(stats, costs=costs)
-    fig = _new_figure(max(7.0, 1.1 * max(1, tta["budget"].nunique()) + 3), 4.8)
+    # 1.1 in per budget, at most as wide as a heatmap: 20 budgets drew a figure 25 in wide, a strip of small bars.
+    fig = _new_figure(min(MAX_HEATMAP_INCHES[0], max(7.0, 1.1 * max(1, tta["budget"].nunique()) + 3)), 4.8)
     ax = fig.add_subplot()
     budgets = sorted(tta["budget"].unique())
     classes = [c for c in CLASS_ORDER if c in set(tta["role"])]
