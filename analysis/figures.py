@@ -464,7 +464,9 @@ def class_verdicts_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: 
             if (mat == code[v]).any() and key not in shown:
                 shown[key] = Patch(facecolor=colors[v], edgecolor="#666666", hatch=".." if v == UNRESOLVED else None,
                                    label=labels[v])  # fmt: skip
-        xt = tick_positions(len(budgets), MAX_TICK_LABELS["x"])
+        # The panels are narrower than a winner heatmap: as many budget labels as the panel's width holds.
+        inches = ax.get_position().width * fig.get_figwidth()
+        xt = tick_positions(len(budgets), min(MAX_TICK_LABELS["x"], max(2, int(inches / BUDGET_LABEL_INCHES))))
         ax.set_xticks(xt)
         ax.set_xticklabels([fmt_params(budgets[j]) for j in xt], rotation=45, ha="right")
         ax.set_title(f"{r} vs single", fontsize=10)
@@ -745,6 +747,7 @@ def costs_figure(trials: pd.DataFrame, title: str) -> Figure:
     fig = _new_figure(14.0, 4.6)
     axes = fig.subplots(1, 3)
     budgets = sorted(int(b) for b in tab["budget"].unique())
+    legend_at, handles = None, {}
     for ax, (metric, label) in zip(axes, COST_METRICS, strict=True):
         drew = False
         for cls in CLASS_ORDER:
@@ -758,9 +761,13 @@ def costs_figure(trials: pd.DataFrame, title: str) -> Figure:
         ax.set_ylabel(textwrap.fill(label + (f" [{mem_src}]" if metric == "peak_mem_mb" and mem_src else ""),
                                     COST_LABEL_CHARS))  # fmt: skip
         if drew:
-            ax.legend(title="class", fontsize=9)
+            legend_at = legend_at or ax
+            handles.update({lb: h for h, lb in zip(*ax.get_legend_handles_labels(), strict=True) if lb not in handles})
         else:
             ax.text(0.5, 0.5, "no measurements (no ok trials)", transform=ax.transAxes, ha="center")
+    if legend_at is not None:  # one legend for the three panels (a class has one colour in all), in the first drawn
+        shown = [c for c in CLASS_ORDER if c in handles]
+        legend_at.legend([handles[c] for c in shown], shown, title="class", fontsize=9)
     fig.suptitle(f"Training time, inference latency and memory ({source_of(trials)} costs) — {title}", fontsize=11)
     return fig
 
