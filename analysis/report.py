@@ -381,7 +381,7 @@ def write_report(
     Returns the path of index.md. A sweep with no rows yet still gets a page saying so. `make_figures=False` writes
     the text and tables only (a quick look at a running sweep; drawing is most of the time). `steps`, when given, gets
     the wall time and peak memory of each step (load, est, tables, figures, page; see `timed`). The figures are drawn
-    in `figure_jobs` processes (default: one per CPU available, see `figures.draw_many`), in `formats` (default
+    in `figure_jobs` processes (default: one per CPU available, see `figures.Drawing`), in `formats` (default
     `figures.DEFAULT_FORMATS`, PNG only; e.g. ("png", "svg") adds vector files; PNG is always written: the page shows
     it). A format not in `figures.FORMATS` raises ValueError before anything is read.
     """

@@ -76,9 +76,10 @@ def _files(fs: pafs.FileSystem, root: str, table: str, sweep: str | None) -> lis
 
 # Files read at once, in threads (pyarrow releases the GIL while it reads). On an object store a read waits on the
 # network, and pyarrow's own dataset API reads in parallel there too: 8 at once (our choice). On a local disk a
-# results file (one trial's rows) is read in about a millisecond of CPU, and threads only add contention: measured on
-# the More-or-Less store (3,780 trials and 3,780 epochs files, the report's read, trials in a forked process beside
-# the epochs, 2 cores; issue 23): see READ_THREADS_LOCAL.
+# results file (one trial's rows) takes under a millisecond of CPU and no waiting, so threads only add contention:
+# the report's read of the More-or-Less store (3,780 trials and 3,780 epochs files; `analysis.report.read_store`, two
+# processes on 2 cores; issue 23) took 3.2 / 3.6 / 4.7 s and 6.2 / 7.0 / 8.8 CPU-s with 1 / 2 / 8 threads (medians
+# of 3, alternating, load average 1.8-2.8).
 READ_THREADS = 8
 READ_THREADS_LOCAL = 1
 # Files whose tables are concatenated at once before the next batch is read (memory; our choice).
