@@ -430,10 +430,11 @@ def _join_roles(masks: dict[str, np.ndarray], n: int) -> np.ndarray:
 
 
 def decide_cells(stats: pd.DataFrame, rule: Rule, max_budget_deviation_pct: float = MAX_BUDGET_DEVIATION_PCT,
-                 group_keys: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
+                 group_keys: list[str] | None = None, winners_only: bool = False) -> pd.DataFrame:  # fmt: skip
     """Return the winner grid of `cell_stats`-shaped rows: one row per (group, budget, epoch), decided by `rule`
     with array operations over all cells at once (see `winner_grid` for the columns). `group_keys` default to
-    GROUP_KEYS; the EST bootstrap adds its replicate number to them."""
+    GROUP_KEYS; the EST bootstrap adds its replicate number to them. With `winners_only` the grid has the cells' keys,
+    `winner` and `ensembles_win` only (the same values): what the bootstrap locates its ESTs with."""
     group_keys = group_keys or GROUP_KEYS
     cells, a = _cell_frame(stats, group_keys)
     n = len(cells)
@@ -449,6 +450,16 @@ def decide_cells(stats: pd.DataFrame, rule: Rule, max_budget_deviation_pct: floa
     best_ens = np.where(missing | (n_ens == 0), None, ens_arr[best_i] if ens else None)
     best_mean = np.where(missing, np.nan, np.take_along_axis(means, best_i[:, None], 1)[:, 0]) if ens else \
         np.full(n, np.nan)  # fmt: skip
+    if winners_only:
+        if rule.name == "welch":
+            winner, _ = _decide_welch(cells, a, ens, rule, group_keys, {}, full=False)
+        else:
+            winner, _ = _decide_overlap(a, ens, best_i, best_mean, {r: None for r in CLASS_ORDER})
+        winner = np.where(missing, MISSING, winner)
+        out = cells.assign(winner=winner, ensembles_win=np.isin(winner, WIN_CATEGORIES))
+        out["budget"] = out["budget"].astype(int)
+        out["epoch"] = out["epoch"].astype(int)
+        return out
     ns = np.column_stack([np.where(a[r]["present"], a[r]["n"], np.nan) for r in CLASS_ORDER])
     with np.errstate(all="ignore"):
         n_min = np.nan_to_num(np.nanmin(np.where(np.isnan(ns), np.inf, ns), axis=1), posinf=0).astype(int)
@@ -486,9 +497,10 @@ def decide_cells(stats: pd.DataFrame, rule: Rule, max_budget_deviation_pct: floa
 
 
 def _decide_welch(out: pd.DataFrame, a: dict, ens: list[str], rule: Rule, group_keys: list[str],
-                  deciders: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:  # fmt: skip
+                  deciders: dict[str, np.ndarray], full: bool = True) -> tuple[np.ndarray, dict]:  # fmt: skip
     """Return (winner per cell, extra columns): every ensemble class against single by `welch`, p-values adjusted
-    within each (group, epoch) row, verdicts wins / loses / equivalent / unresolved, and the cell's category."""
+    within each (group, epoch) row, verdicts wins / loses / equivalent / unresolved, and the cell's category. Without
+    `full`, the winners only (no extra columns, `deciders` left as they are)."""
     n = len(out)
     s = a["single"]
     margin = rule.equivalence_pp / 100.0
@@ -526,6 +538,8 @@ def _decide_welch(out: pd.DataFrame, a: dict, ens: list[str], rule: Rule, group_
     any_unres, any_eq = (V == UNRESOLVED).any(axis=1), (V == EQUIVALENT).any(axis=1)
     winner = np.select([all_win & any_win, any_win, any_unres, any_eq],
                        ["all ensembles", top_win, UNRESOLVED, EQUIVALENT], default="single").astype(object)  # fmt: skip
+    if not full:
+        return winner, {}
     cols.update(_versus_runner_up(a, ens, winner, fam_of=family, rule=rule, margin=margin))
     # The designs that decide the cell: the classes whose verdict makes its category, and single.
     for i, r in enumerate(ens):
@@ -835,7 +849,7 @@ def _bootstrap_block(rng: np.random.Generator, first: int, n_reps: int, v: np.nd
                                        np.nan)  # fmt: skip
     stats["budget_deviation_pct"] = np.nan
     gk = GROUP_KEYS + ["rep"]
-    grid = decide_cells(stats, rule, np.inf, group_keys=gk)
+    grid = decide_cells(stats, rule, np.inf, group_keys=gk, winners_only=True)
     tail = winning_tail(grid, gk + ["epoch"], "budget")
     return grid[gk].drop_duplicates().merge(tail[gk + ["start"]], on=gk, how="left")
 

@@ -112,36 +112,62 @@ def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None,
 def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None,
                   formats: tuple[str, ...] = DEFAULT_FORMATS) -> Callable[[], list[list[Path]]]:  # fmt: skip
     """Start drawing figures (tasks and `formats` as in `draw_many`); return a function that waits for them and
-    returns each one's paths (one per format) in the tasks' order, so the caller can work meanwhile.
+    returns each one's paths (one per format) in the tasks' order, so the caller can work meanwhile. See `Drawing`
+    for where they are drawn."""
+    drawing = Drawing(len(tasks), jobs, formats)
+    for name, args in tasks:
+        drawing.add(name, args)
+    return drawing.wait
 
-    With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER figures per worker, the figures
-    are drawn in that many forked processes: matplotlib's drawing is single-threaded, and a report of 27 groups draws
-    over 100 figures. Only where forking is safe and cheap (a platform with fork, and no other Python thread in this
-    process: a sweep's Ray client holds some); elsewhere they are drawn here, one after another, when the returned
-    function is called.
+
+class Drawing:
+    """Figures handed over one by one (`add`) and drawn while the caller works on; `wait` returns their paths.
+
+    With `jobs` > 1 (default `default_jobs()`) and at least MIN_FIGURES_PER_WORKER of the `expected` figures per
+    worker, the figures are drawn in that many forked processes, from the first `add` on: matplotlib's drawing is
+    single-threaded, and a report of 27 groups draws over 100 figures. Only where forking is safe and cheap (a platform
+    with fork, and no other Python thread in this process: a sweep's Ray client holds some); elsewhere they are drawn
+    here, one after another, in `wait`.
     """
-    jobs = default_jobs() if jobs is None else jobs
-    jobs = min(jobs, len(tasks) // MIN_FIGURES_PER_WORKER)
-    if jobs <= 1 or not forking_is_safe():
-        return lambda: [_draw(t, formats) for t in tasks]
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
-    # The workers fork at the first submit, before the pool's own thread starts, with this process's objects frozen
-    # (gc.freeze): the workers' garbage collections then skip the objects they inherit (about 180,000 at the
-    # More-or-Less scale; collecting them took a tenth of the drawing time) and leave their pages shared. Unfrozen
-    # here at once.
-    gc.freeze()
-    try:
-        futures = [pool.submit(_draw, t, formats) for t in tasks]
-    finally:
-        gc.unfreeze()
 
-    def result() -> list[list[Path]]:
+    def __init__(self, expected: int, jobs: int | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS) -> None:
+        jobs = default_jobs() if jobs is None else jobs
+        self.jobs = min(jobs, expected // MIN_FIGURES_PER_WORKER)
+        self.formats = formats
+        self.pool = None
+        self.items: list = []  # futures (drawn by the workers) or tasks (drawn in `wait`), in the order added
+        if self.jobs > 1 and forking_is_safe():
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("fork"))
+
+    def add(self, name: str, args: tuple) -> int:
+        """Hand over one figure (the name of a figure function of this module, its positional args); return its index
+        in `wait`'s list."""
+        if self.pool is None:
+            self.items.append((name, args))
+            return len(self.items) - 1
+        first = not self.items
+        # The workers fork at the first submit, before the pool's own thread starts, with this process's objects
+        # frozen (gc.freeze): the workers' garbage collections then skip the objects they inherit (about 180,000 at the
+        # More-or-Less scale; collecting them took a tenth of the drawing time) and leave their pages shared. Unfrozen
+        # here at once.
+        if first:
+            gc.freeze()
         try:
-            return [f.result() for f in futures]
+            self.items.append(self.pool.submit(_draw, (name, args), self.formats))
         finally:
-            pool.shutdown(cancel_futures=True)
+            if first:
+                gc.unfreeze()
+        return len(self.items) - 1
 
-    return result
+    def wait(self) -> list[list[Path]]:
+        """Return each figure's paths (one per format) in the order added, once all are drawn; shut the workers
+        down (also when a figure fails)."""
+        if self.pool is None:
+            return [_draw(t, self.formats) for t in self.items]
+        try:
+            return [f.result() for f in self.items]
+        finally:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def group_title(dataset: str, family: str, k: int, fit: str | None = None) -> str:
@@ -209,9 +235,16 @@ def _save(fig: Figure, out_dir: Path, stem: str, formats: tuple[str, ...]) -> li
     return paths
 
 
+# zlib's level for the PNGs: 3 encodes a figure in about two thirds of the time of Pillow's default 6, for files 3-20%
+# larger (measured on the More-or-Less report's heatmaps, cost and time-to-accuracy figures; issue 23). Our choice.
+PNG_COMPRESS_LEVEL = 3
+
+
 def _write_png(rgba: np.ndarray, path: Path, dpi: float) -> None:
-    """Write RGBA pixels (rows from the top) as a PNG, as savefig writes one (matplotlib's imsave, its metadata)."""
-    matplotlib.image.imsave(path, rgba, format="png", origin="upper", dpi=dpi)
+    """Write RGBA pixels (rows from the top) as a PNG, as savefig writes one (matplotlib's imsave, its metadata), at
+    PNG_COMPRESS_LEVEL."""
+    matplotlib.image.imsave(path, rgba, format="png", origin="upper", dpi=dpi,
+                            pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})  # fmt: skip
 
 
 # Horizontal offset between the classes' points at one budget on the log budget axis (a factor of the budget).
@@ -224,9 +257,19 @@ def dodge(budgets: np.ndarray, index: int, count: int) -> np.ndarray:
     return np.asarray(budgets, dtype=float) * DODGE_FACTOR ** (index - (count - 1) / 2)
 
 
-def _budget_axis(ax, budgets: list[int]) -> None:
-    """Log x-axis over the budgets, one tick per budget labelled in millions of parameters."""
+# The space a budget's tick label takes along a budget axis (inches): a label such as "0.127M", rotated by 45 degrees,
+# spans about 0.5 in of the axis at the figures' font size. Our choice, with a margin: labels closer than this overlap.
+BUDGET_LABEL_INCHES = 0.6
+
+
+def _budget_axis(ax, budgets: list[int], thin: bool = False) -> None:
+    """Log x-axis over the budgets, ticks labelled in millions of parameters: one per budget, or with `thin` only as
+    many as fit the axes' width at BUDGET_LABEL_INCHES each (`tick_positions`: evenly spread, the first and last
+    budget always labelled)."""
     ax.set_xscale("log")
+    if thin:
+        inches = ax.get_position().width * ax.get_figure().get_figwidth()
+        budgets = [budgets[i] for i in tick_positions(len(budgets), max(2, int(inches / BUDGET_LABEL_INCHES)))]
     ax.set_xticks(budgets)
     ax.set_xticklabels([fmt_params(b) for b in budgets], rotation=45, ha="right")
     ax.minorticks_off()
@@ -274,8 +317,12 @@ def hatch_grid_cells(ax, rows: np.ndarray, cols: np.ndarray, hatch: str, edgecol
     corners = np.stack([np.stack([x, y], 1), np.stack([x + 1, y], 1), np.stack([x + 1, y + 1], 1),
                         np.stack([x, y + 1], 1), np.stack([x, y], 1)], 1)  # fmt: skip
     codes = np.tile([MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY], len(x))
-    ax.add_patch(PathPatch(MplPath(corners.reshape(-1, 2), codes), facecolor="none", hatch=hatch,
-                           edgecolor=edgecolor, linewidth=linewidth))  # fmt: skip
+    # add_artist and the cells' extremes as data limits: what add_patch does, without its walk over every segment of
+    # the path to find those limits (a tenth of a heatmap's drawing time at 20 budgets x 120 epochs).
+    ax.add_artist(PathPatch(MplPath(corners.reshape(-1, 2), codes), facecolor="none", hatch=hatch,
+                            edgecolor=edgecolor, linewidth=linewidth))  # fmt: skip
+    if len(x):
+        ax.update_datalim([(x.min(), y.min()), (x.max() + 1, y.max() + 1)])
 
 
 def winner_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: str, note: str = "", *,
@@ -417,7 +464,9 @@ def class_verdicts_heatmap(grid: pd.DataFrame, title: str, out_dir: Path, stem: 
             if (mat == code[v]).any() and key not in shown:
                 shown[key] = Patch(facecolor=colors[v], edgecolor="#666666", hatch=".." if v == UNRESOLVED else None,
                                    label=labels[v])  # fmt: skip
-        xt = tick_positions(len(budgets), MAX_TICK_LABELS["x"])
+        # The panels are narrower than a winner heatmap: as many budget labels as the panel's width holds.
+        inches = ax.get_position().width * fig.get_figwidth()
+        xt = tick_positions(len(budgets), min(MAX_TICK_LABELS["x"], max(2, int(inches / BUDGET_LABEL_INCHES))))
         ax.set_xticks(xt)
         ax.set_xticklabels([fmt_params(budgets[j]) for j in xt], rotation=45, ha="right")
         ax.set_title(f"{r} vs single", fontsize=10)
@@ -546,39 +595,25 @@ def time_to_accuracy(stats: pd.DataFrame, title: str, out_dir: Path, stem: str,
     """Draw time-to-accuracy bars (s) per budget and class (`time_to_accuracy_table` with `costs`), an "x never
     reached" mark for missing bars, the times' source in the axis label; return the paths written (one per format)."""
     tta = time_to_accuracy_table(stats, costs=costs)
-    fig = _new_figure(max(7.0, 1.1 * max(1, tta["budget"].nunique()) + 3), 4.8)
+    # 1.1 in per budget, at most as wide as a heatmap: 20 budgets drew a figure 25 in wide, a strip of small bars.
+    fig = _new_figure(min(MAX_HEATMAP_INCHES[0], max(7.0, 1.1 * max(1, tta["budget"].nunique()) + 3)), 4.8)
     ax = fig.add_subplot()
     budgets = sorted(tta["budget"].unique())
     classes = [c for c in CLASS_ORDER if c in set(tta["role"])]
     width = 0.8 / max(1, len(classes))
     ymax = float(np.nanmax(tta["time_s"])) if tta["time_s"].notna().any() else 1.0
     never = False
+    column = {b: j for j, b in enumerate(budgets)}
     for i, cls in enumerate(classes):
-        c = tta[tta["role"] == cls].set_index("budget")
-        for j, b in enumerate(budgets):
-            x = j - 0.4 + width * (i + 0.5)
-            if b not in c.index:
-                continue
-            if c.loc[b, "reached"]:
-                ax.bar(
-                    x,
-                    c.loc[b, "time_s"],
-                    width=width,
-                    color=CLASS_COLORS[cls],
-                    label=cls if j == budgets.index(c.index[0]) else None,
-                )
-            else:
-                never = True
-                ax.text(
-                    x,
-                    0.02 * ymax,
-                    "×",
-                    color=CLASS_COLORS[cls],
-                    ha="center",
-                    va="bottom",
-                    fontsize=14,
-                    fontweight="bold",
-                )
+        c = tta[tta["role"] == cls]
+        x = np.array([column[b] for b in c["budget"]], dtype=float) - 0.4 + width * (i + 0.5)
+        reached = c["reached"].to_numpy(bool)
+        if reached.any():  # one call per class: its bars, labelled once
+            ax.bar(x[reached], c["time_s"].to_numpy(float)[reached], width=width, color=CLASS_COLORS[cls], label=cls)
+        for xi in x[~reached]:
+            never = True
+            ax.text(xi, 0.02 * ymax, "×", color=CLASS_COLORS[cls], ha="center", va="bottom", fontsize=14,
+                    fontweight="bold")  # fmt: skip
     # Classes that never reached the target anywhere still need a legend entry.
     labelled = {h.get_label() for h in ax.get_legend_handles_labels()[0]}
     handles, _ = ax.get_legend_handles_labels()
@@ -694,6 +729,17 @@ def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str, *,
           formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:  # fmt: skip
     """Draw per-epoch training time (s), inference latency (ms) and peak memory (MB) vs budget per class; return the
     paths written (one per format)."""
+    return _save(costs_figure(trials, title), out_dir, stem, formats)
+
+
+# Axis labels of the cost figure are wrapped at this many characters: its three panels are short (4.6 in), and a
+# longer label reaches past the top of its axes into the title. Our choice.
+COST_LABEL_CHARS = 36
+
+
+def costs_figure(trials: pd.DataFrame, title: str) -> Figure:
+    """Return the cost figure of `costs` (not yet laid out or drawn): three panels over the budgets, each with at most
+    as many budget labels as its width holds (see `_budget_axis`), axis labels wrapped to COST_LABEL_CHARS."""
     tab = cost_table(trials)
     mem_src = ""
     if "mem_source" in trials and trials["mem_source"].notna().any():
@@ -701,6 +747,7 @@ def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str, *,
     fig = _new_figure(14.0, 4.6)
     axes = fig.subplots(1, 3)
     budgets = sorted(int(b) for b in tab["budget"].unique())
+    legend_at, handles = None, {}
     for ax, (metric, label) in zip(axes, COST_METRICS, strict=True):
         drew = False
         for cls in CLASS_ORDER:
@@ -710,14 +757,19 @@ def costs(trials: pd.DataFrame, title: str, out_dir: Path, stem: str, *,
             ax.plot(c["budget"], c[metric], color=CLASS_COLORS[cls], marker="o", label=cls)
             drew = True
         if budgets:
-            _budget_axis(ax, budgets)
-        ax.set_ylabel(label + (f" [{mem_src}]" if metric == "peak_mem_mb" and mem_src else ""))
+            _budget_axis(ax, budgets, thin=True)
+        ax.set_ylabel(textwrap.fill(label + (f" [{mem_src}]" if metric == "peak_mem_mb" and mem_src else ""),
+                                    COST_LABEL_CHARS))  # fmt: skip
         if drew:
-            ax.legend(title="class", fontsize=9)
+            legend_at = legend_at or ax
+            handles.update({lb: h for h, lb in zip(*ax.get_legend_handles_labels(), strict=True) if lb not in handles})
         else:
             ax.text(0.5, 0.5, "no measurements (no ok trials)", transform=ax.transAxes, ha="center")
+    if legend_at is not None:  # one legend for the three panels (a class has one colour in all), in the first drawn
+        shown = [c for c in CLASS_ORDER if c in handles]
+        legend_at.legend([handles[c] for c in shown], shown, title="class", fontsize=9)
     fig.suptitle(f"Training time, inference latency and memory ({source_of(trials)} costs) — {title}", fontsize=11)
-    return _save(fig, out_dir, stem, formats)
+    return fig
 
 
 def tie_rule_note(rule: Rule | str, seeds: str) -> str:

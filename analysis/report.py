@@ -47,40 +47,58 @@ EPOCH_COLUMNS = ["trial_id", "schema_version", "dataset", "family", "design_clas
                  "budget_deviation_pct"]  # fmt: skip
 
 
+# The share of the trials files read by the forked reader (`read_store`); this process reads the epochs table, then the
+# rest. Measured at the More-or-Less scale (3,780 files each; issue 23): a trials file (about 60 columns) took 1.3 ms
+# to read, an epochs file (120 rows of the 17 EPOCH_COLUMNS) 0.6 ms, so 70% balances the two processes.
+TRIALS_FORKED_SHARE = 0.7
+
+
 def read_store(
     store: str | Path, sweep: str | None, epoch_columns: list[str] | None = EPOCH_COLUMNS
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Return (trials, epochs, warnings) of one sweep; unreadable files are skipped and named in `warnings`.
 
     The epochs table holds `epoch_columns` (those it has; None: all of them). Where forking is safe
-    (`analysis.store.forking_is_safe`), the trials table is read in a forked process while this one reads the epochs
-    table: reading a file costs about a millisecond of Python-bound work whatever its size (3,780 one-row trials files
-    took as long as the 453,600 epoch rows), which threads do not spread over the cores."""
-    from analysis.store import forking_is_safe, load_epochs
+    (`analysis.store.forking_is_safe`), a forked process reads the first TRIALS_FORKED_SHARE of the trials files while
+    this one reads the epochs table and then the rest of the trials files: reading a file costs about a millisecond of
+    Python-bound work whatever its size (3,780 one-row trials files took longer than the 453,600 epoch rows), which
+    threads do not spread over the cores."""
+    from analysis.store import count_files, forking_is_safe, frame_of_parts, load_epochs, read_part
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork")) if forking_is_safe() else None
-    try:
-        reading = pool.submit(_read_trials, store, sweep) if pool else None
+    if not forking_is_safe():
+        trials, trial_warnings = _read_trials(store, sweep)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
-        trials, trial_warnings = reading.result() if reading else _read_trials(store, sweep)
+        return trials, epochs, trial_warnings + [str(w.message) for w in caught]
+    split = round(TRIALS_FORKED_SHARE * count_files(str(store), "trials", sweep))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"))
+    try:
+        reading = pool.submit(read_part, str(store), "trials", sweep, 0, split)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
+        rest, rest_problems = read_part(str(store), "trials", sweep, split, None)
+        first, first_problems = reading.result()
     finally:
-        if pool is not None:
-            pool.shutdown()
+        pool.shutdown()
+    trials, cost_warnings = _read_trials(store, sweep, frame_of_parts([first, rest]))
     # The trials' warnings first, as when the tables were read one after the other.
-    return trials, epochs, trial_warnings + [str(w.message) for w in caught]
+    return trials, epochs, first_problems + rest_problems + cost_warnings + [str(w.message) for w in caught]
 
 
-def _read_trials(store: str | Path, sweep: str | None) -> tuple[pd.DataFrame, list[str]]:
-    """Return (the trials table of one sweep, each row with its design point's isolated costs (the cost pass's) where
-    the store has them; the warnings raised while reading it)."""
+def _read_trials(store: str | Path, sweep: str | None,
+                 trials: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:  # fmt: skip
+    """Return (the trials table of one sweep (`trials` when it was read already), each row with its design point's
+    isolated costs (the cost pass's) where the store has them; the warnings raised while reading them)."""
     from analysis.costs import load_costs, with_costs
     from analysis.store import load_trials
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trials = with_costs(load_trials(str(store), sweep=sweep), load_costs(str(store), sweep=sweep))
+        if trials is None:
+            trials = load_trials(str(store), sweep=sweep)
+        trials = with_costs(trials, load_costs(str(store), sweep=sweep))
     return trials, [str(w.message) for w in caught]
 
 
@@ -363,7 +381,7 @@ def write_report(
     Returns the path of index.md. A sweep with no rows yet still gets a page saying so. `make_figures=False` writes
     the text and tables only (a quick look at a running sweep; drawing is most of the time). `steps`, when given, gets
     the wall time and peak memory of each step (load, est, tables, figures, page; see `timed`). The figures are drawn
-    in `figure_jobs` processes (default: one per CPU available, see `figures.draw_many`), in `formats` (default
+    in `figure_jobs` processes (default: one per CPU available, see `figures.Drawing`), in `formats` (default
     `figures.DEFAULT_FORMATS`, PNG only; e.g. ("png", "svg") adds vector files; PNG is always written: the page shows
     it). A format not in `figures.FORMATS` raises ValueError before anything is read.
     """
@@ -390,20 +408,26 @@ def write_report(
         f"Trials finished: {counts}. Trials with epoch rows but no trials row (running or interrupted): {n_running}."
     )
 
-    with timed(steps, "est"):
-        cells, complete_est = compute_est_staged(epochs, trials if not trials.empty else None, rule=rule,
-                                                 max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
-    # The groups' sections need the decided cells only: their tables are written and their figures start drawing
-    # (in worker processes) before the EST's bootstrap runs here; the sections follow the EST's on the page.
-    groups = _Page()
-    tasks = _group_sections(groups, cells, trials, rule, out, fig_dir, make_figures, max_budget_deviation_pct, steps)
-    # "figures" is the wait for the workers after the bootstrap and the tables.
-    drawing = figures.start_drawing([(name, args) for _, name, args in tasks], jobs=figure_jobs, formats=formats)
+    with timed(steps, "tables"):
+        tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
+    # The groups' cost figures need the trials only: they start drawing (in worker processes) before the cells are
+    # decided here, which leaves the other core idle for seconds at the scale of a study (issue 23).
+    drawing = figures.Drawing(FIGURES_PER_GROUP * (len(tg.groupby(GROUP_KEYS)) if not tg.empty else 0), figure_jobs,
+                              formats)  # fmt: skip
     try:
+        early = _early_cost_figures(drawing, tg, fig_dir) if make_figures else {}
+        with timed(steps, "est"):
+            cells, complete_est = compute_est_staged(epochs, trials if not trials.empty else None, rule=rule,
+                                                     max_budget_deviation_pct=max_budget_deviation_pct)  # fmt: skip
+        # The groups' sections need the decided cells only: their tables are written and their figures start drawing
+        # before the EST's bootstrap runs here; the sections follow the EST's on the page.
+        groups = _Page()
+        tasks = _group_sections(groups, cells, tg, rule, out, fig_dir, make_figures, max_budget_deviation_pct, steps,
+                                drawing, early)  # fmt: skip
         with timed(steps, "est"):
             est = complete_est()
     except BaseException:
-        drawing()  # the workers are waited for (and shut down) also when the bootstrap fails
+        drawing.wait()  # the workers are waited for (and shut down) also when the EST fails
         raise
     page.h(2, "Ensemble Switchover Threshold (EST)")
     if est.summary.empty:
@@ -429,7 +453,7 @@ def write_report(
 
     offset = len(page.blocks)
     page.blocks += groups.blocks
-    tasks = [(block + offset, name, args) for block, name, args in tasks]
+    tasks = [(block + offset, index) for block, index in tasks]
     page.h(2, "Divide and co-train comparison")
     try:
         with timed(steps, "tables"):
@@ -438,10 +462,13 @@ def write_report(
                              max_budget_deviation_pct, formats)  # fmt: skip
     finally:  # the workers are always waited for (and shut down), also when a table fails
         with timed(steps, "figures"):
-            drawn = drawing()
-    for (block, _, _), paths in zip(tasks, drawn, strict=True):
+            drawn = drawing.wait()
+    for block, index in tasks:
         alt = page.blocks[block][1][1]
-        page.blocks[block] = ("img", (str(paths[0].relative_to(out)), alt))
+        page.blocks[block] = ("img", (str(drawn[index][0].relative_to(out)), alt))
+    for index in early.values():  # a cost figure of a group without an EST section: not part of the report
+        for path in drawn[index]:
+            path.unlink(missing_ok=True)
     with timed(steps, "page"):
         md_path = out / "index.md"
         md_path.write_text(page.markdown(), encoding="utf-8")
@@ -450,20 +477,49 @@ def write_report(
     return md_path
 
 
-def _group_sections(page: _Page, est: ESTResult, trials: pd.DataFrame, rule: Rule, out: Path, fig_dir: Path,
-                    make_figures: bool, max_budget_deviation_pct: float, steps: dict | None) -> list:  # fmt: skip
-    """Add each EST group's section to `page` (its title, an image block per figure, notes) and write its time to
-    accuracy table; return the figures to draw as (index of the page's image block, figure function name, args).
-    `est` needs its cells only (its summary's bootstrap interval is not read)."""
+# The figures of a group's section (winner and class-verdict heatmaps, error, time to accuracy, costs): the count
+# `figures.Drawing` plans its workers by.
+FIGURES_PER_GROUP = 5
+
+
+def _group_slug(key: dict) -> str:
+    return _slug(key["dataset"], key["family"], f"k{key['k']}", key["fit"])
+
+
+def _early_cost_figures(drawing, tg: pd.DataFrame, fig_dir: Path) -> dict[tuple, int]:
+    """Hand the cost figure of each group of the trials `tg` (`assign_groups`) to `drawing`, with the arguments its
+    section gives it (`_group_sections`); return {group key as a tuple in GROUP_KEYS' order: the figure's index in
+    `drawing`}. A group whose section never comes (no EST group) leaves its index here."""
     from analysis import figures
 
-    with timed(steps, "tables"):
-        tg, _ = assign_groups(trials) if not trials.empty else (pd.DataFrame(), [])
-    tasks = []  # (index of the page's image block, figure function name, args): the caller draws them
+    early = {}
+    if tg.empty:
+        return early
+    for values in tg[GROUP_KEYS].drop_duplicates().itertuples(index=False):
+        key = dict(zip(GROUP_KEYS, values, strict=True))
+        trows = _group_rows(tg, key)
+        if trows.empty:  # a key that equals no row (a missing value): no figure, as in its section
+            continue
+        gtitle = figures.group_title(**key)
+        early[tuple(values)] = drawing.add("costs", (trows, gtitle, fig_dir, f"{_group_slug(key)}_costs"))
+    return early
+
+
+def _group_sections(page: _Page, est: ESTResult, tg: pd.DataFrame, rule: Rule, out: Path, fig_dir: Path,
+                    make_figures: bool, max_budget_deviation_pct: float, steps: dict | None, drawing,
+                    early: dict[tuple, int]) -> list:  # fmt: skip
+    """Add each EST group's section to `page` (its title, an image block per figure, notes) and write its time to
+    accuracy table; hand its figures to `drawing` (`figures.Drawing`), its cost figure unless `early` holds it (it is
+    then taken out of `early`); return (index of the page's image block, index of its figure in `drawing`) pairs.
+    `tg` is the trials table with its groups (`assign_groups`); `est` needs its cells only (its summary's bootstrap
+    interval is not read)."""
+    from analysis import figures
+
+    tasks = []  # (index of the page's image block, index of the figure in `drawing`)
     for r in est.summary.to_dict("records"):
         key = {k: r[k] for k in GROUP_KEYS}
         gtitle = figures.group_title(**key)
-        slug = _slug(key["dataset"], key["family"], f"k{key['k']}", key["fit"])
+        slug = _group_slug(key)
         grid, stats = _group_rows(est.grid, r), _group_rows(est.stats, r)
         page.h(2, gtitle)
         note = figures.tie_rule_note(rule, r["seeds"])
@@ -497,7 +553,8 @@ def _group_sections(page: _Page, est: ESTResult, trials: pd.DataFrame, rule: Rul
         else:
             page.p("No finished trials yet for this group: no cost figure (training time, latency, memory).")
         for alt, name, args in made:
-            tasks.append((len(page.blocks), name, args))
+            drawn_early = early.pop(tuple(key[k] for k in GROUP_KEYS), None) if name == "costs" else None
+            tasks.append((len(page.blocks), drawing.add(name, args) if drawn_early is None else drawn_early))
             page.img("", f"{alt} — {gtitle}")
         if not trows.empty:
             page.p(figures.MEMORY_NOTE)

@@ -74,17 +74,40 @@ def _files(fs: pafs.FileSystem, root: str, table: str, sweep: str | None) -> lis
     return sorted(out, key=lambda t: t[1])
 
 
-# Files read at once (threads: pyarrow releases the GIL; on an object store reads are network-bound). Our choice.
+# Files read at once, in threads (pyarrow releases the GIL while it reads). On an object store a read waits on the
+# network, and pyarrow's own dataset API reads in parallel there too: 8 at once (our choice). On a local disk a
+# results file (one trial's rows) takes under a millisecond of CPU and no waiting, so threads only add contention:
+# the report's read of the More-or-Less store (3,780 trials and 3,780 epochs files; `analysis.report.read_store`, two
+# processes on 2 cores; issue 23) took 3.2 / 3.6 / 4.7 s and 6.2 / 7.0 / 8.8 CPU-s with 1 / 2 / 8 threads (medians
+# of 3, alternating, load average 1.8-2.8).
 READ_THREADS = 8
+READ_THREADS_LOCAL = 1
 # Files whose tables are concatenated at once before the next batch is read (memory; our choice).
 READ_BATCH = 256
 
 
 def _read_files(fs: pafs.FileSystem, files: list[tuple[str, str]], columns: list[str] | None) -> pd.DataFrame:
     """Return the rows of the readable `files` ((sweep, path) pairs) in their order as one DataFrame with a leading
-    `sweep` column: each file read as Arrow (in READ_THREADS threads), the tables concatenated over their unified
-    schema (a column missing from a file reads as null, types widen) and converted to pandas once. Warns naming each
-    file that cannot be read.
+    `sweep` column (`_read_arrow`, converted to pandas once). Warns naming each file that cannot be read."""
+    table, problems = _read_arrow(fs, files, columns)
+    for problem in problems:
+        warnings.warn(problem, stacklevel=4)
+    return _to_pandas(table)
+
+
+def _to_pandas(table: pa.Table | None) -> pd.DataFrame:
+    if table is None:
+        return pd.DataFrame()
+    # The table's buffers are let go column by column as pandas takes them over (self_destruct).
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _read_arrow(fs: pafs.FileSystem, files: list[tuple[str, str]],
+                columns: list[str] | None) -> tuple[pa.Table | None, list[str]]:  # fmt: skip
+    """Return (the rows of the readable `files` ((sweep, path) pairs) in their order as one Arrow table with a leading
+    `sweep` column, None when there are none; a message per file that cannot be read): each file read as Arrow (in
+    READ_THREADS threads, READ_THREADS_LOCAL on a local disk), the tables concatenated over their unified schema (a
+    column missing from a file reads as null, types widen).
 
     Measured on 3,780 one-row trials files (issue 23): a pyarrow dataset scan of them peaked at 1.1 GB of memory,
     these reads at 0.43 GB in about the same time, and at 0.16 GB batch by batch; converting each file to pandas (the
@@ -104,27 +127,51 @@ def _read_files(fs: pafs.FileSystem, files: list[tuple[str, str]], columns: list
                 tab = reader.read(columns=names, use_threads=False)
         except (OSError, pa.ArrowException) as err:
             return f"skipping unreadable results file {path}: {err}"
-        return tab.add_column(0, "sweep", pa.array([part] * tab.num_rows, type=pa.string()))
+        return tab
 
     problems: list[str] = []
     batches: list[pa.Table] = []
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+    threads = READ_THREADS_LOCAL if isinstance(fs, pafs.LocalFileSystem) else READ_THREADS
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        read_all = map if threads == 1 else pool.map  # one thread: this one, no hand-over per file
         # Batch by batch, each batch's tables concatenated into one contiguous table and let go: thousands of
         # one-row tables kept until the end held 0.3 GB (allocator pages) for 3 MB of trials rows.
         for first in range(0, len(files), READ_BATCH):
-            read_files = list(pool.map(read, files[first : first + READ_BATCH]))
+            batch = files[first : first + READ_BATCH]
+            read_files = list(read_all(read, batch))
             problems += [t for t in read_files if isinstance(t, str)]
-            tables = [t for t in read_files if not isinstance(t, str) and t.num_rows]
-            if tables:
-                batches.append(pa.concat_tables(tables, promote_options="permissive").combine_chunks())
-            del read_files, tables
-    for problem in problems:
-        warnings.warn(problem, stacklevel=4)
-    if not batches:
-        return pd.DataFrame()
-    table = pa.concat_tables(batches, promote_options="permissive")
-    del batches  # the table's buffers are let go column by column as pandas takes them over (self_destruct)
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+            kept = [(part, t) for (part, _), t in zip(batch, read_files, strict=True)
+                    if not isinstance(t, str) and t.num_rows]  # fmt: skip
+            if kept:
+                table = pa.concat_tables([t for _, t in kept], promote_options="permissive").combine_chunks()
+                # The sweep column once per batch, not per file (adding a column to each one-row table cost a
+                # quarter of a millisecond per file: a second per table of 3,780 files).
+                sweeps = pa.array(np.repeat([part for part, _ in kept], [t.num_rows for _, t in kept]), pa.string())
+                batches.append(table.add_column(0, "sweep", sweeps))
+            del read_files, kept
+    return (pa.concat_tables(batches, promote_options="permissive") if batches else None), problems
+
+
+def count_files(store: str, table: str, sweep: str | None) -> int:
+    """Return how many visible Parquet files `table` ("trials", "epochs", ...) of `sweep` (None: all) has."""
+    fs, root = _filesystem(store)
+    return len(_files(fs, root, table, sweep))
+
+
+def read_part(store: str, table: str, sweep: str | None, first: int,
+              stop: int | None) -> tuple[pa.Table | None, list[str]]:  # fmt: skip
+    """Return (the rows of files `first` .. `stop` - 1 of `table` of `sweep`, in the order of their paths, as one Arrow
+    table with a leading `sweep` column, None when there are none; a message per file that cannot be read), every
+    column: the part of a table one process reads when several read it (`frame_of_parts` joins the parts)."""
+    fs, root = _filesystem(store)
+    return _read_arrow(fs, _files(fs, root, table, sweep)[first:stop], None)
+
+
+def frame_of_parts(parts: list[pa.Table | None]) -> pd.DataFrame:
+    """Return the parts of a table (`read_part`, in the order of its files) as one DataFrame, the same as
+    `load_trials` / `load_epochs` without filters or `columns` return for all of its files."""
+    tables = [t for t in parts if t is not None]
+    return _frame(_to_pandas(pa.concat_tables(tables, promote_options="permissive") if tables else None), "", {})
 
 
 def _load(store: str, table: str, sweep: str | None, filters: dict, columns: list[str] | None = None) -> pd.DataFrame:
@@ -132,7 +179,11 @@ def _load(store: str, table: str, sweep: str | None, filters: dict, columns: lis
     files = _files(fs, root, table, sweep)
     if columns is not None:
         columns = list(dict.fromkeys([*columns, "trial_id", *filters]))
-    df = _read_files(fs, files, columns)
+    return _frame(_read_files(fs, files, columns), table, filters)
+
+
+def _frame(df: pd.DataFrame, table: str, filters: dict) -> pd.DataFrame:
+    """Return the rows of `df` (a table as read) that pass `filters` (see `load_trials`), indexed 0..n-1."""
     if df.empty:
         return pd.DataFrame(columns=["sweep", "trial_id"])
     for column, wanted in filters.items():

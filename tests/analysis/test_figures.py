@@ -72,10 +72,55 @@ def test_time_to_accuracy_marks_classes_that_never_reach_the_single_best(tmp_pat
 
 def test_cost_figure_labels_seconds_milliseconds_and_megabytes(tmp_path):
     _, t = est_and_trials()
-    text = svg_text(figures.costs(assign(t), TITLE, tmp_path, "costs", formats=SVG))
-    for label in ("training time per epoch (s)", "inference latency, p50 at batch 1 (ms)",
-                  "peak training memory above baseline (MiB)"):
-        assert label in text
+    assert svg_text(figures.costs(assign(t), TITLE, tmp_path, "costs", formats=SVG))
+    labels = [ax.get_ylabel().replace("\n", " ") for ax in figures.costs_figure(assign(t), TITLE).axes]
+    assert labels == ["training time per epoch (s), after the first", "inference latency, p50 at batch 1 (ms)",
+                      "peak training memory above baseline (MiB) [rss]"]
+
+
+def study_cost_trials(n_budgets: int):
+    """Trials rows of single, deq and weq at `n_budgets` budgets from 0.1M to 10M (the More-or-Less grid has 20), with
+    the memory source the harness records on a CPU (rss)."""
+    import numpy as np
+
+    budgets = np.unique(np.round(np.logspace(5, 7, n_budgets)).astype(int))
+    rows = [{"budget": int(b), "role": role, "status": "ok", "epoch_time_s_mean": b / 1e5, "latency_ms_p50": b / 1e6,
+             "peak_mem_mb": b / 1e4, "mem_source": "rss"} for b in budgets for role in ("single", "deq", "weq")]
+    return pd.DataFrame(rows)
+
+
+def drawn(fig):
+    """Lay out and draw `fig` (as `figures._save` does); return its renderer, for the artists' extents."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def test_cost_figure_memory_label_keeps_its_unit_and_stays_clear_of_the_title():
+    fig = figures.costs_figure(study_cost_trials(20), TITLE)
+    renderer = drawn(fig)
+    title = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes:
+        label = ax.yaxis.label.get_window_extent(renderer)
+        assert not label.overlaps(title), ax.get_ylabel()
+        assert label.y1 <= title.y0
+    assert "(MiB) [rss]" in fig.axes[2].get_ylabel()
+
+
+def test_cost_figure_budget_labels_do_not_overlap_at_the_scale_of_a_study():
+    for n_budgets in (5, 8, 12, 20, 50):
+        fig = figures.costs_figure(study_cost_trials(n_budgets), TITLE)
+        renderer = drawn(fig)
+        for ax in fig.axes:
+            lo, hi = ax.get_xlim()
+            shown = [t for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi]
+            boxes = [t.get_window_extent(renderer) for t in shown]
+            assert 2 <= len(shown) <= 8, (n_budgets, [t.get_text() for t in shown])
+            assert shown[0].get_text() == "0.1M" and shown[-1].get_text() == "10M"  # the range stays labelled
+            overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+            assert not overlapping, (n_budgets, [t.get_text() for t in shown])
 
 
 def test_the_cost_figure_times_epochs_after_the_first_and_falls_back_to_the_mean():

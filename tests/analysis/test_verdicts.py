@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as st
 
 from analysis import est
-from analysis.est import Rule, adjust_p, compute_est, winner_grid
+from analysis.est import GROUP_KEYS, Rule, adjust_p, compute_est, decide_cells, winner_grid
 from tests.analysis.synth import frames, grid_trials
 from tests.analysis.test_est import BUDGETS, SEED_NOISE, est_of, known_est_acc
 
@@ -264,3 +264,23 @@ def test_est_json_keeps_unresolved_apart_from_equivalent_with_each_cells_test():
     assert cells[20_000]["verdict_deq"] == "unresolved" and cells[20_000]["margin_pp"] == pytest.approx(0.3)
     assert cells[20_000]["ci_lo_pp"] < 0 < cells[20_000]["ci_hi_pp"] and 0.5 < cells[20_000]["p_outperform"] < 1
     assert data["tie_rule_text"].startswith("Welch t-test")
+
+
+def test_the_bootstraps_winners_only_cells_have_the_full_grids_winners():
+    # The same random cells as above, decided in full and for their winners only (what each bootstrap replicate
+    # needs), under the Welch rule and an overlap rule.
+    rng = np.random.default_rng(5)
+    classes = ("single", "deq", "weq", "dct")
+    budgets, epochs = np.array([10_000, 20_000, 40_000, 80_000, 160_000, 320_000]), np.arange(1, 9)
+    means = 0.9 + 0.015 * rng.uniform(-1, 1, (4, len(budgets), len(epochs), 1))
+    acc = means + rng.uniform(0.002, 0.01, (4, len(budgets), len(epochs), 1)) * rng.standard_normal((4, 6, 8, 6))
+    acc = np.where(np.arange(6) < rng.integers(1, 7, (4, len(budgets), len(epochs), 1)), acc, np.nan)
+    acc[1:, 4, 3] = np.nan  # no ensemble at 160k, epoch 4: missing
+    table = epochs_table(acc, classes, budgets, epochs)
+    for rule in (Rule(), Rule("std")):
+        _, stats, _ = winner_grid(table, rule=rule)
+        full = decide_cells(stats, rule)
+        only = decide_cells(stats, rule, winners_only=True)
+        assert list(only.columns) == [*GROUP_KEYS, "budget", "epoch", "winner", "ensembles_win"]
+        pd.testing.assert_frame_equal(only, full[only.columns])
+        assert set(full["winner"]) > {"missing"}
