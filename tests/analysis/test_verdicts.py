@@ -188,17 +188,22 @@ def reference_grid(epochs: pd.DataFrame, rule: Rule) -> dict[tuple[int, int], di
     return out
 
 
-def test_the_array_grid_matches_a_per_cell_reference_implementation_cell_by_cell():
+def random_cells():
+    """Return (classes, budgets, epochs, accuracies [class, budget, epoch, seed]) of a random study: class means differ
+    by up to +-1.5 pp per cell, seed std 0.2-1 pp, 1-6 seeds (NaN beyond), no ensemble at 160k, epoch 4 (missing)."""
     rng = np.random.default_rng(5)
     classes = ("single", "deq", "weq", "dct")
     budgets, epochs = np.array([10_000, 20_000, 40_000, 80_000, 160_000, 320_000]), np.arange(1, 9)
-    # Class means differ by up to +-1.5 pp per cell, seed std 0.2-1 pp, 1-6 seeds, some classes absent.
     means = 0.9 + 0.015 * rng.uniform(-1, 1, (4, len(budgets), len(epochs), 1))
     acc = means + rng.uniform(0.002, 0.01, (4, len(budgets), len(epochs), 1)) * rng.standard_normal((4, 6, 8, 6))
-    n_seeds = rng.integers(1, 7, (4, len(budgets), len(epochs), 1))
-    acc = np.where(np.arange(6) < n_seeds, acc, np.nan)
+    acc = np.where(np.arange(6) < rng.integers(1, 7, (4, len(budgets), len(epochs), 1)), acc, np.nan)
+    acc[1:, 4, 3] = np.nan
+    return classes, budgets, epochs, acc
+
+
+def test_the_array_grid_matches_a_per_cell_reference_implementation_cell_by_cell():
+    classes, budgets, epochs, acc = random_cells()
     acc[2, 1] = np.nan  # weq absent at 20k
-    acc[1:, 4, 3] = np.nan  # no ensemble at 160k, epoch 4: missing
     table = epochs_table(acc, classes, budgets, epochs)
     rule = Rule()
     grid, _, _ = winner_grid(table, rule=rule)
@@ -267,15 +272,9 @@ def test_est_json_keeps_unresolved_apart_from_equivalent_with_each_cells_test():
 
 
 def test_the_bootstraps_winners_only_cells_have_the_full_grids_winners():
-    # The same random cells as above, decided in full and for their winners only (what each bootstrap replicate
-    # needs), under the Welch rule and an overlap rule.
-    rng = np.random.default_rng(5)
-    classes = ("single", "deq", "weq", "dct")
-    budgets, epochs = np.array([10_000, 20_000, 40_000, 80_000, 160_000, 320_000]), np.arange(1, 9)
-    means = 0.9 + 0.015 * rng.uniform(-1, 1, (4, len(budgets), len(epochs), 1))
-    acc = means + rng.uniform(0.002, 0.01, (4, len(budgets), len(epochs), 1)) * rng.standard_normal((4, 6, 8, 6))
-    acc = np.where(np.arange(6) < rng.integers(1, 7, (4, len(budgets), len(epochs), 1)), acc, np.nan)
-    acc[1:, 4, 3] = np.nan  # no ensemble at 160k, epoch 4: missing
+    # Random cells decided in full and for their winners only (what each bootstrap replicate needs), under the Welch
+    # rule and an overlap rule.
+    classes, budgets, epochs, acc = random_cells()
     table = epochs_table(acc, classes, budgets, epochs)
     for rule in (Rule(), Rule("std")):
         _, stats, _ = winner_grid(table, rule=rule)
