@@ -63,41 +63,33 @@ def read_store(
     this one reads the epochs table and then the rest of the trials files: reading a file costs about a millisecond of
     Python-bound work whatever its size (3,780 one-row trials files took longer than the 453,600 epoch rows), which
     threads do not spread over the cores."""
-    from analysis.store import count_files, forking_is_safe, frame_of_parts, load_epochs, read_part
+    from analysis.store import forking_is_safe, frame_of_parts, load_epochs, read_part, table_files
 
-    if not forking_is_safe():
-        trials, trial_warnings = _read_trials(store, sweep)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
-        return trials, epochs, trial_warnings + [str(w.message) for w in caught]
-    split = round(TRIALS_FORKED_SHARE * count_files(str(store), "trials", sweep))
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"))
+    files = table_files(str(store), "trials", sweep)
+    split = round(TRIALS_FORKED_SHARE * len(files)) if forking_is_safe() else 0
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork")) if split else None
     try:
-        reading = pool.submit(read_part, str(store), "trials", sweep, 0, split)
+        reading = pool.submit(read_part, str(store), files[:split]) if pool else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             epochs = load_epochs(str(store), sweep=sweep, columns=epoch_columns)
-        rest, rest_problems = read_part(str(store), "trials", sweep, split, None)
-        first, first_problems = reading.result()
+        rest, rest_problems = read_part(str(store), files[split:])
+        first, first_problems = reading.result() if reading else (None, [])
     finally:
-        pool.shutdown()
-    trials, cost_warnings = _read_trials(store, sweep, frame_of_parts([first, rest]))
+        if pool is not None:
+            pool.shutdown()
+    trials, cost_warnings = _with_isolated_costs(store, sweep, frame_of_parts([first, rest]))
     # The trials' warnings first, as when the tables were read one after the other.
     return trials, epochs, first_problems + rest_problems + cost_warnings + [str(w.message) for w in caught]
 
 
-def _read_trials(store: str | Path, sweep: str | None,
-                 trials: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:  # fmt: skip
-    """Return (the trials table of one sweep (`trials` when it was read already), each row with its design point's
-    isolated costs (the cost pass's) where the store has them; the warnings raised while reading them)."""
+def _with_isolated_costs(store: str | Path, sweep: str | None, trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Return (the trials table `trials` of one sweep, each row with its design point's isolated costs (the cost
+    pass's) where the store has them; the warnings raised while reading those)."""
     from analysis.costs import load_costs, with_costs
-    from analysis.store import load_trials
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if trials is None:
-            trials = load_trials(str(store), sweep=sweep)
         trials = with_costs(trials, load_costs(str(store), sweep=sweep))
     return trials, [str(w.message) for w in caught]
 

@@ -32,12 +32,12 @@ _NOT_METRICS = {"schema_version", "seed", "depth", "width", "members", "budget",
                 "num_threads", "cpus", "gpus"}  # fmt: skip
 
 
-
 def forking_is_safe() -> bool:
     """Return whether this process may fork a worker (the report's trials reader, the figures' drawing workers): the
     platform forks, and no other Python thread runs here (a sweep's Ray client holds some; a forked copy of another
     thread's locks can deadlock)."""
     return hasattr(os, "fork") and threading.active_count() == 1
+
 
 def _filesystem(store: str) -> tuple[pafs.FileSystem, str]:
     if "://" in str(store):
@@ -152,19 +152,19 @@ def _read_arrow(fs: pafs.FileSystem, files: list[tuple[str, str]],
     return (pa.concat_tables(batches, promote_options="permissive") if batches else None), problems
 
 
-def count_files(store: str, table: str, sweep: str | None) -> int:
-    """Return how many visible Parquet files `table` ("trials", "epochs", ...) of `sweep` (None: all) has."""
+def table_files(store: str, table: str, sweep: str | None) -> list[tuple[str, str]]:
+    """Return the visible Parquet files of `table` ("trials", "epochs", ...) of `sweep` (None: all) as (sweep, path)
+    pairs in the order of their paths: listed once, then split between the processes that read them (`read_part`)."""
     fs, root = _filesystem(store)
-    return len(_files(fs, root, table, sweep))
+    return _files(fs, root, table, sweep)
 
 
-def read_part(store: str, table: str, sweep: str | None, first: int,
-              stop: int | None) -> tuple[pa.Table | None, list[str]]:  # fmt: skip
-    """Return (the rows of files `first` .. `stop` - 1 of `table` of `sweep`, in the order of their paths, as one Arrow
-    table with a leading `sweep` column, None when there are none; a message per file that cannot be read), every
-    column: the part of a table one process reads when several read it (`frame_of_parts` joins the parts)."""
-    fs, root = _filesystem(store)
-    return _read_arrow(fs, _files(fs, root, table, sweep)[first:stop], None)
+def read_part(store: str, files: list[tuple[str, str]]) -> tuple[pa.Table | None, list[str]]:
+    """Return (the rows of `files` (part of a `table_files` listing), in their order, as one Arrow table with a leading
+    `sweep` column, None when there are none; a message per file that cannot be read), every column: the part of a
+    table one process reads when several read it (`frame_of_parts` joins the parts)."""
+    fs, _ = _filesystem(store)
+    return _read_arrow(fs, files, None)
 
 
 def frame_of_parts(parts: list[pa.Table | None]) -> pd.DataFrame:
