@@ -396,8 +396,8 @@ def adjust_p(p: np.ndarray, family: np.ndarray, method: str) -> np.ndarray:
 
 def _cell_frame(stats: pd.DataFrame, group_keys: list[str]) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
     """Return (cells, per-role arrays): one row per (group, budget, epoch) over every budget x epoch of each group
-    (absent cells included), and for each role of CLASS_ORDER its arrays over those cells (mean, std, n, hw, dev;
-    NaN / 0 where the role has no row)."""
+    (absent cells included; budget and epoch as ints), and for each role of CLASS_ORDER its arrays over those cells
+    (mean, std, n, hw, dev; NaN / 0 where the role has no row)."""
     keys = group_keys + ["budget", "epoch"]
     b = stats[group_keys + ["budget"]].drop_duplicates()
     e = stats[group_keys + ["epoch"]].drop_duplicates()
@@ -417,7 +417,7 @@ def _cell_frame(stats: pd.DataFrame, group_keys: list[str]) -> tuple[pd.DataFram
         a["n"] = np.nan_to_num(a["n"]).astype(int)
         a["present"] = np.isfinite(a["mean"])
         arrays[r] = a
-    return cells, arrays
+    return cells.astype({"budget": int, "epoch": int}), arrays
 
 
 def _join_roles(masks: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -456,10 +456,7 @@ def decide_cells(stats: pd.DataFrame, rule: Rule, max_budget_deviation_pct: floa
         else:
             winner, _ = _decide_overlap(a, ens, best_i, best_mean, {r: None for r in CLASS_ORDER})
         winner = np.where(missing, MISSING, winner)
-        out = cells.assign(winner=winner, ensembles_win=np.isin(winner, WIN_CATEGORIES))
-        out["budget"] = out["budget"].astype(int)
-        out["epoch"] = out["epoch"].astype(int)
-        return out
+        return cells.assign(winner=winner, ensembles_win=np.isin(winner, WIN_CATEGORIES))
     ns = np.column_stack([np.where(a[r]["present"], a[r]["n"], np.nan) for r in CLASS_ORDER])
     with np.errstate(all="ignore"):
         n_min = np.nan_to_num(np.nanmin(np.where(np.isnan(ns), np.inf, ns), axis=1), posinf=0).astype(int)
@@ -491,8 +488,6 @@ def decide_cells(stats: pd.DataFrame, rule: Rule, max_budget_deviation_pct: floa
     out["over_budget_deviation"] = np.logical_or.reduce([far[r] for r in CLASS_ORDER])
     out["max_budget_deviation_pct"] = float(max_budget_deviation_pct)
     out["equivalence_pp"] = float(rule.equivalence_pp)
-    out["budget"] = out["budget"].astype(int)
-    out["epoch"] = out["epoch"].astype(int)
     return out
 
 
