@@ -291,6 +291,16 @@ def _parallel_children(configs: list[dict]) -> int:
     return max(1, min(len(configs), (os.cpu_count() or 1) // threads))
 
 
+def _measured_alone(configs: list[dict], per_seed: bool = False) -> tuple[dict, list[dict], float]:
+    """Return (`measure_points(configs, ..., per_seed)`'s timings and memory, the seconds waited for the lock): run in
+    a fresh interpreter while this process holds the node's measurement lock, so no trial of the node trains
+    meanwhile."""
+    with measure.one_measurement_per_node() as waited:
+        timed, memory = call_in_child("harness.cost_pass:measure_points", configs, _parallel_children(configs),
+                                      per_seed, timeout_s=CHILD_TIMEOUT_S)  # fmt: skip
+    return timed, memory, waited
+
+
 def cost_pass(store: str, sweep: str, configs: list[dict]) -> int:
     """Measure the costs of every design point of `configs` that has an ok trial in the store and no costs row for
     this device yet, alone, holding the node's measurement lock (the module docstring says how); write one costs row
@@ -304,9 +314,7 @@ def cost_pass(store: str, sweep: str, configs: list[dict]) -> int:
     todo = [c for pid, c in points.items() if pid not in have]
     if not todo:
         return 0
-    with measure.one_measurement_per_node() as waited:
-        timed, memory = call_in_child("harness.cost_pass:measure_points", todo, _parallel_children(todo),
-                                      timeout_s=CHILD_TIMEOUT_S)  # fmt: skip
+    timed, memory, waited = _measured_alone(todo)
     now = dt.datetime.now(dt.UTC)
     for config, mem in zip(todo, memory, strict=True):
         write_cost_row(store, sweep, cost_row(config, timed[point_id(config)], mem, name, device, waited, now))
@@ -322,9 +330,7 @@ def seed_costs(store: str, sweep: str, configs: list[dict]) -> list[dict]:
     todo = [c for c in configs if c["trial_id"] in ok]
     if not todo:
         return []
-    with measure.one_measurement_per_node():
-        timed, memory = call_in_child("harness.cost_pass:measure_points", todo, _parallel_children(todo), True,
-                                      timeout_s=CHILD_TIMEOUT_S)  # fmt: skip
+    timed, memory, _ = _measured_alone(todo, per_seed=True)
     return [{"trial_id": c["trial_id"], "point_id": point_id(c), "seed": c["seed"],
              **{k: c["design"].get(k) for k in ("design_class", "members", "family", "depth", "width", "budget")},
              "epoch_time_s": timed[c["trial_id"]]["epoch_time_s"],
