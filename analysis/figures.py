@@ -12,7 +12,6 @@ import gc
 import math
 import os
 import textwrap
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -105,19 +104,11 @@ def _draw(task: tuple[str, tuple], formats: tuple[str, ...] = DEFAULT_FORMATS) -
 def draw_many(tasks: list[tuple[str, tuple]], jobs: int | None = None,
               formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[list[Path]]:  # fmt: skip
     """Draw figures, each task (name of a figure function of this module, its positional args), in `formats`; return
-    each one's paths (one per format) in the tasks' order. See `start_drawing` for where they are drawn."""
-    return start_drawing(tasks, jobs, formats)()
-
-
-def start_drawing(tasks: list[tuple[str, tuple]], jobs: int | None = None,
-                  formats: tuple[str, ...] = DEFAULT_FORMATS) -> Callable[[], list[list[Path]]]:  # fmt: skip
-    """Start drawing figures (tasks and `formats` as in `draw_many`); return a function that waits for them and
-    returns each one's paths (one per format) in the tasks' order, so the caller can work meanwhile. See `Drawing`
-    for where they are drawn."""
+    each one's paths (one per format) in the tasks' order. See `Drawing` for where they are drawn."""
     drawing = Drawing(len(tasks), jobs, formats)
     for name, args in tasks:
         drawing.add(name, args)
-    return drawing.wait
+    return drawing.wait()
 
 
 class Drawing:
